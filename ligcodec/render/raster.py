@@ -1,0 +1,56 @@
+"""numpy-facing wrappers of the numba kernels (no torch needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .contract import CUTOFF_Q, aa_variance, check_region, check_scale, output_size
+from .gaussians import Gaussians
+
+
+def project(g: Gaussians, scale: float):
+    """``(params [N, 9], cols [N, C])`` of ``g`` in output pixels at ``scale`` (see kernels)."""
+    return kernels.project(g.means, g.chol, g.colours, scale, aa_variance(scale), CUTOFF_Q)
+
+
+def rasterize(params, cols, region, tile: int = kernels.TILE, out=None) -> np.ndarray:
+    """Forward pass on projected Gaussians (see :mod:`.kernels`): ``[h, w, C]`` float32."""
+    x0, y0, w, h = region
+    nch = cols.shape[1]
+    if out is None:
+        out = np.empty((h, w, nch), np.float32)
+    if len(params) == 0:
+        out[...] = 0
+        return out
+    boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
+    tx0, ty0 = x0 // tile, y0 // tile
+    ntx = (x0 + w - 1) // tile - tx0 + 1
+    nty = (y0 + h - 1) // tile - ty0 + 1
+    start, ids = kernels.bin_tiles(boxes, tx0, ty0, ntx, nty, tile)
+    kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tile, out)
+    return out
+
+
+def rasterize_backward(params, cols, region, grad_out):
+    """Gradients of ``sum(grad_out * rasterize(...))`` w.r.t. (means, conic, cols), float64."""
+    x0, y0, w, h = region
+    boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
+    # Planar [C, h, w] gives the backward kernel unit-stride spans it can vectorise.
+    planes = np.ascontiguousarray(np.moveaxis(np.asarray(grad_out, np.float32), -1, 0))
+    return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes)
+
+
+def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
+    """Render ``g`` (an image of ``size = (W, H)`` full-res pixels) at ``scale``.
+
+    ``region = (x, y, w, h)`` in output pixels selects a window; the result is ``[h, w, C]``
+    float32, unclamped. A region render equals the same window of the full render to float
+    rounding, and touches only the Gaussians that reach it.
+    """
+    s = check_scale(scale)
+    ow, oh = output_size(size[0], size[1], s)
+    reg = check_region(region, ow, oh)
+    g.validate()
+    params, cols = project(g, s)
+    return rasterize(params, cols, reg)
