@@ -69,7 +69,7 @@ def test_region_touches_only_gaussians_that_reach_it(rng):
     params, _ = kernels.project(g.means, g.chol, g.colours, 1.0, 0.0, 9.0)
     region = (100, 200, 50, 40)
     boxes = kernels.gaussian_boxes(params, *region)
-    start, ids = kernels.bin_tiles(boxes, 100 // 64, 200 // 64, 2, 2, 64)
+    start, ids = kernels.bin_tiles(boxes, 100 // 64, 200 // 64, 2, 2, 64, 64)
     touched = set(ids.tolist())
     reach = {i for i in range(len(g)) if render(g.take([i]), (512, 512), region=region).any()}
     assert reach <= touched

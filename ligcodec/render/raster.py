@@ -14,7 +14,7 @@ def project(g: Gaussians, scale: float):
     return kernels.project(g.means, g.chol, g.colours, scale, aa_variance(scale), CUTOFF_Q)
 
 
-def rasterize(params, cols, region, tile: int = kernels.TILE, out=None) -> np.ndarray:
+def rasterize(params, cols, region, tile=kernels.TILE, out=None) -> np.ndarray:
     """Forward pass on projected Gaussians (see :mod:`.kernels`): ``[h, w, C]`` float32."""
     x0, y0, w, h = region
     nch = cols.shape[1]
@@ -24,11 +24,12 @@ def rasterize(params, cols, region, tile: int = kernels.TILE, out=None) -> np.nd
         out[...] = 0
         return out
     boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
-    tx0, ty0 = x0 // tile, y0 // tile
-    ntx = (x0 + w - 1) // tile - tx0 + 1
-    nty = (y0 + h - 1) // tile - ty0 + 1
-    start, ids = kernels.bin_tiles(boxes, tx0, ty0, ntx, nty, tile)
-    kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tile, out)
+    tw, th = tile
+    tx0, ty0 = x0 // tw, y0 // th
+    ntx = (x0 + w - 1) // tw - tx0 + 1
+    nty = (y0 + h - 1) // th - ty0 + 1
+    start, ids = kernels.bin_tiles(boxes, tx0, ty0, ntx, nty, tw, th)
+    kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out)
     return out
 
 
@@ -36,8 +37,10 @@ def rasterize_backward(params, cols, region, grad_out):
     """Gradients of ``sum(grad_out * rasterize(...))`` w.r.t. (means, conic, cols), float64."""
     x0, y0, w, h = region
     boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
-    # Planar [C, h, w] gives the backward kernel unit-stride spans it can vectorise.
-    planes = np.ascontiguousarray(np.moveaxis(np.asarray(grad_out, np.float32), -1, 0))
+    # Planar [C, h, w + slack] gives the backward kernel unit-stride spans it can vectorise.
+    grad_out = np.asarray(grad_out, np.float32)
+    planes = np.zeros((grad_out.shape[2], h, w + kernels._LANES), np.float32)
+    planes[:, :, :w] = np.moveaxis(grad_out, -1, 0)
     return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes)
 
 

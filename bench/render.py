@@ -1,0 +1,163 @@
+"""Rasteriser speed: forward/backward at several sizes, scale 1 and 1/4, vs Pillow's JPEG 2000.
+
+    python bench/render.py            # full table (a few minutes)
+    python bench/render.py --quick    # < 1 minute; last line: forward_vs_jpeg2000_decode=<ratio>
+
+Gaussians are laid out as the codec stores them: centres on a jittered grid, in raster order of
+64-px tiles (spatially coherent). One row also shuffles them to show the cost of a random order.
+The ratio is our forward MP/s (200k Gaussians, 2048^2, sigma ~3 px, scale 1, full render() call
+including projection and binning) divided by Pillow's JPEG 2000 decode MP/s of
+photo_unsplash_janice_gill.jpg re-encoded at ~1 bpp, both timed in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import DATA, best_time, jpeg2000_bytes, print_table  # noqa: E402
+from ligcodec.render import Gaussians, render  # noqa: E402
+from ligcodec.render.contract import output_size  # noqa: E402
+from ligcodec.render.raster import project, rasterize_backward  # noqa: E402
+
+
+def make_gaussians(n, size, sigma=(2.0, 4.0), channels=3, seed=0, shuffle=False):
+    rng = np.random.default_rng(seed)
+    cells = int(np.ceil(np.sqrt(n)))
+    step = size / cells
+    gy, gx = np.divmod(np.arange(cells * cells)[:n], cells)
+    means = (np.stack([gx, gy], 1) + rng.uniform(0, 1, (n, 2))) * step
+    tile = (means // 64).astype(np.int64)
+    order = np.lexsort((means[:, 0], tile[:, 0], tile[:, 1]))
+    if shuffle:
+        order = rng.permutation(n)
+    scales = rng.uniform(sigma[0], sigma[1], (n, 2))
+    g = Gaussians.from_scale_rotation(
+        means[order], scales, rng.uniform(0, np.pi, n), rng.uniform(0, 0.3, (n, channels)).astype(np.float32)
+    )
+    return g
+
+
+def time_render(g, size, scale, repeat):
+    t_fwd = best_time(lambda: render(g, (size, size), scale=scale), repeat)
+    params, cols = project(g, scale)
+    ow, oh = output_size(size, size, scale)
+    grad = np.random.default_rng(1).normal(size=(oh, ow, g.channels)).astype(np.float32)
+    t_bwd = best_time(lambda: rasterize_backward(params, cols, (0, 0, ow, oh), grad), repeat)
+    return t_fwd, t_bwd
+
+
+def headline_vs_jpeg2000(g, size, rounds):
+    """Our render and Pillow's JPEG 2000 decode timed alternately, best of ``rounds`` each, so
+    that a noisy neighbour slows both rather than one."""
+    import time
+
+    from PIL import Image
+
+    path = DATA / "large" / "photo_unsplash_janice_gill.jpg"
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    data = jpeg2000_bytes(img, 1.0)
+    bpp = len(data) * 8 / (img.width * img.height)
+
+    def decode():
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+
+    decode()
+    render(g, (size, size))
+    ours, theirs = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        render(g, (size, size))
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        decode()
+        theirs.append(time.perf_counter() - t)
+    return size * size / min(ours) / 1e6, img.width * img.height / min(theirs) / 1e6, min(theirs), bpp, img.size
+
+
+def peak_rss_mb(n, size):
+    """Peak RSS of a fresh process that renders n Gaussians to size^2 (includes Python + numba)."""
+    code = (
+        "import resource,sys; sys.path.insert(0, %r); from bench.render import make_gaussians;"
+        "from ligcodec.render import render; g = make_gaussians(%d, %d); render(g, (%d, %d));"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    ) % (str(Path(__file__).resolve().parents[1]), n, size, size, size)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="only the acceptance rows (< 1 minute)")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = ap.parse_args(argv)
+    repeat = 3 if args.quick else 5
+
+    configs = [(200_000, 2048, (2.0, 4.0), False)]
+    if not args.quick:
+        configs = [
+            (50_000, 2048, (1.0, 4.0), False),
+            (200_000, 2048, (1.0, 4.0), False),
+            (200_000, 2048, (2.0, 4.0), False),
+            (200_000, 2048, (2.0, 4.0), True),
+            (1_000_000, 2048, (1.0, 4.0), False),
+            (200_000, 4096, (1.0, 4.0), False),
+            (1_000_000, 4096, (1.0, 4.0), False),
+        ]
+    render(make_gaussians(1000, 256), (256, 256))  # compile the kernels before timing anything
+
+    rows = []
+    headline = None
+    for n, size, sigma, shuffle in configs:
+        g = make_gaussians(n, size, sigma, shuffle=shuffle)
+        for scale in (1.0, 0.25):
+            t_fwd, t_bwd = time_render(g, size, scale, repeat)
+            row = {
+                "gaussians": n,
+                "image": f"{size}^2",
+                "sigma px": f"{sigma[0]:g}-{sigma[1]:g}",
+                "order": "random" if shuffle else "tiled",
+                "scale": scale,
+                "forward ms": f"{t_fwd * 1e3:.1f}",
+                "full-res MP/s": f"{size * size / t_fwd / 1e6:.1f}",
+                "backward ms": f"{t_bwd * 1e3:.1f}",
+                "bwd/fwd": f"{t_bwd / t_fwd:.2f}",
+            }
+            rows.append(row)
+            if scale == 1.0:
+                t1 = t_fwd
+            else:
+                row["s1/s0.25"] = f"{t1 / t_fwd:.1f}x"
+            if (n, size, sigma, shuffle, scale) == (200_000, 2048, (2.0, 4.0), False, 1.0):
+                headline = size * size / t_fwd / 1e6
+
+    if not args.quick:
+        rss = peak_rss_mb(1_000_000, 4096)
+        print(f"peak RSS rendering 1M Gaussians to 4096^2 (fresh process): {rss:.0f} MB")
+
+    cols = ["gaussians", "image", "sigma px", "order", "scale", "forward ms", "full-res MP/s", "backward ms", "bwd/fwd", "s1/s0.25"]
+    print_table(rows, cols)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if not (DATA / "large" / "photo_unsplash_janice_gill.jpg").exists():
+        print(f"JPEG 2000 reference image not found under {DATA}; no ratio")
+        return 0
+    ours, mps, t, bpp, (w, h) = headline_vs_jpeg2000(make_gaussians(200_000, 2048), 2048, rounds=7)
+    print(f"table row above: {headline:.1f} MP/s; timed alternately with JPEG 2000 below: {ours:.1f} MP/s")
+    print(f"Pillow JPEG 2000 decode of {w}x{h} at {bpp:.2f} bpp: {t * 1e3:.1f} ms = {mps:.1f} MP/s")
+    print(f"ours, 200k Gaussians on 2048^2 (sigma 2-4 px), scale 1: {ours:.1f} MP/s")
+    print(f"forward_vs_jpeg2000_decode={ours / mps:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
