@@ -1,0 +1,125 @@
+"""The ``ligcodec`` command line: each command is a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import LigError
+
+
+def _region(value):
+    if value is None:
+        return None
+    try:
+        parts = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("expected x,y,w,h as four integers, e.g. 0,0,512,512") from None
+    if len(parts) != 4:
+        raise click.BadParameter("expected x,y,w,h as four integers, e.g. 0,0,512,512")
+    return tuple(parts)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ligcodec")
+def cli():
+    """ligcodec: large images as levels of 2D Gaussians.
+
+    \b
+    ligcodec fit photo.png model.npz --gaussians 40000   # fit (unquantised research model)
+    ligcodec render model.npz --scale 0.25 -o small.png   # render at any scale / region
+    ligcodec info model.npz
+    """
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gaussians", "-n", type=click.IntRange(min=1), help="Gaussian budget (count).")
+@click.option("--density", type=click.FloatRange(min=0, min_open=True), help="Gaussians per pixel (default 0.05).")
+@click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True, help="1: one level; 2: coarse + detail.")
+@click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, input and options give the same model.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def fit(input, output, gaussians, density, levels, steps, seed, force, quiet):
+    """Fit INPUT (PNG/JPEG/TIFF) and save the float model to OUTPUT (.npz)."""
+    from .fit import FitConfig, FitSettings, fit as fit_image
+    from .io import read_image
+
+    _check_output(output, force, input)
+    img = read_image(input)
+    settings = FitSettings() if steps is None else FitSettings(steps=steps)
+    model = fit_image(img, gaussians, density=density, config=FitConfig(levels=levels, seed=seed, level=settings),
+                      progress=not quiet)
+    tmp = output.with_name(f".{output.name}.part.npz")
+    model.save(tmp)
+    tmp.replace(output)
+    if not quiet:
+        click.echo(f"{output}: {model.n_gaussians} Gaussians, PSNR {model.info['psnr']:.2f} dB, "
+                   f"{model.info['seconds']:.1f} s", err=True)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG or TIFF; default: MODEL's name with .png (.tif above 64 MP) next to it.")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="Output size = scale x image size.")
+@click.option("--region", help="x,y,w,h window in output pixels.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def render(model, output, scale, region, force):
+    """Render MODEL (.npz from `fit`) at any scale and region."""
+    from .io import write_image
+    from .model import Model
+
+    m = Model.load(model)
+    out = m.render(scale=scale, region=_region(region))
+    if output is None:
+        big = out.shape[0] * out.shape[1] > 64_000_000
+        output = model.with_suffix(".tif" if big else ".png")
+    _check_output(output, force, model)
+    write_image(output, out, m.info.get("bit_depth", 8) if m.info.get("bit_depth") in (8, 16) else 8)
+    click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]})", err=True)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def info(model):
+    """Describe MODEL: size, channels, tiles, Gaussians per level."""
+    from .model import Model
+
+    m = Model.load(model)
+    click.echo(f"{model}: {m.width}x{m.height}, {m.channels} channel(s), {m.n_tiles} tile(s) of {m.tile} px")
+    for i, n in enumerate(m.level_counts()):
+        click.echo(f"  level {i}: {n} Gaussians")
+    if "psnr" in m.info:
+        click.echo(f"  fit PSNR {m.info['psnr']:.2f} dB in {m.info.get('seconds', 0):.1f} s")
+
+
+def _check_output(output: Path, force: bool, input: Path):
+    if output.exists() and output.resolve() == Path(input).resolve():
+        raise click.UsageError(f"refusing to overwrite the input {input}")
+    if output.exists() and not force:
+        raise click.UsageError(f"{output} exists; pass --force to overwrite it")
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit code. LigError becomes a one-line message, exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="ligcodec", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except LigError as e:
+        click.echo(f"ligcodec: error: {e}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

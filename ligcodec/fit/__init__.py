@@ -1,0 +1,22 @@
+"""The encoder's optimisation (the only part of ligcodec that needs torch).
+
+``ligcodec.fit`` is both this package and the function :func:`fit`: the package module is made
+callable, so ``ligcodec.fit(image, 10000)`` and ``ligcodec.fit.FitConfig`` both work, while a
+plain ``import ligcodec`` still does not import torch.
+"""
+
+import sys
+import types
+
+from .optimise import FitSettings, fit_level, psnr
+from .tiles import FitConfig, fit
+
+__all__ = ["FitConfig", "FitSettings", "fit", "fit_level", "psnr"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return fit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,138 @@
+"""Fitting the whole image: tiles, levels and the budget split between them."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import LigInputError
+from ..model import Model, tile_grid, to_float_image
+from ..render import Gaussians
+from ..render.raster import project, rasterize
+from .init import gradient_energy
+from .optimise import FitSettings, fit_level, psnr
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`fit`. Defaults are measured in bench/fit.py (see BENCHMARKS.md)."""
+
+    levels: int = 2
+    level0_fraction: float = 0.125  # LIG's 1/8 of the budget for the coarse level
+    tile: int = 256
+    content_weight: float = 0.5  # share of the budget spread by gradient energy (rest by area)
+    seed: int = 0
+    level: FitSettings = field(default_factory=FitSettings)
+
+
+def downsample2(img: np.ndarray) -> np.ndarray:
+    """Area average over 2x2 blocks (edge-replicated to even size): ``ceil(h/2) x ceil(w/2)``."""
+    h, w = img.shape[:2]
+    p = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2, -1).mean(axis=(1, 3)).astype(np.float32)
+
+
+def split_budget(img: np.ndarray, tile: int, total: int, content_weight: float) -> list[int]:
+    """Gaussians per tile: part by area, part by gradient energy; at most one per pixel."""
+    energy = gradient_energy(img)
+    tiles = list(tile_grid(img.shape[1], img.shape[0], tile))
+    area = np.array([(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in tiles], np.float64)
+    e = np.array([energy[y0:y1, x0:x1].sum() for _, x0, y0, x1, y1 in tiles], np.float64)
+    w = (1 - content_weight) * area / area.sum()
+    w = w + (content_weight * e / e.sum() if e.sum() > 0 else content_weight * area / area.sum())
+    raw = w * total
+    n = np.floor(raw).astype(np.int64)
+    rest = total - n.sum()
+    n[np.argsort(raw - n)[::-1][:rest]] += 1
+    return [int(min(k, a)) for k, a in zip(n, area)]
+
+
+def fit(image, gaussians: int | None = None, *, density: float | None = None, config: FitConfig | None = None,
+        progress=None, **level_settings) -> Model:
+    """Fit a multi-level Gaussian model to ``image`` ([H, W] or [H, W, C]; uint8, uint16 or float).
+
+    Give the budget as ``gaussians`` (a count) or ``density`` (Gaussians per pixel). Budgets above
+    one Gaussian per pixel are capped there. ``progress``: None (quiet), True (a line per tile on
+    stderr with the running PSNR) or a callable ``f(done, total, psnr_db)``.
+    ``level_settings`` override fields of :class:`FitSettings` (steps, learning rates, ...).
+    """
+    cfg = config or FitConfig()
+    if level_settings:
+        cfg = FitConfig(**{**asdict(cfg), "level": FitSettings(**{**asdict(cfg.level), **level_settings})})
+    img, depth = to_float_image(image)
+    h, w, nch = img.shape
+    if gaussians is None and density is None:
+        density = 0.05
+    if gaussians is None:
+        if not (density > 0 and math.isfinite(density)):
+            raise LigInputError(f"density must be > 0, got {density!r}")
+        gaussians = max(1, int(round(density * w * h)))
+    gaussians = int(gaussians)
+    if gaussians < 1:
+        raise LigInputError(f"the Gaussian budget must be at least 1, got {gaussians}")
+    gaussians = min(gaussians, w * h)
+    if cfg.levels not in (1, 2):
+        raise LigInputError(f"levels must be 1 or 2, got {cfg.levels}")
+    if cfg.tile < 16 or cfg.tile % 2:
+        raise LigInputError(f"tile must be an even number >= 16, got {cfg.tile}")
+
+    budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight)
+    tiles = list(tile_grid(w, h, cfg.tile))
+    levels = [[None] * len(tiles) for _ in range(cfg.levels)]
+    report = _progress(progress, len(tiles))
+    t0 = time.perf_counter()
+    sq_err = 0.0
+    for (t, x0, y0, x1, y1), n in zip(tiles, budgets):
+        target = img[y0:y1, x0:x1]
+        seed = cfg.seed * 1_000_003 + t
+        parts = _fit_tile(target, n, cfg, seed)
+        recon = np.zeros_like(target)
+        for li, g in enumerate(parts):
+            if len(g):
+                recon += rasterize(*project(g, 1.0), (0, 0, x1 - x0, y1 - y0))
+            levels[li][t] = Gaussians(g.means + [x0, y0], g.chol, g.colours)
+        sq_err += float(((np.clip(recon, 0, 1) - target) ** 2).sum())
+        report(t + 1, psnr(np.clip(recon, 0, 1), target))
+    overall = 10 * math.log10(1.0 / max(sq_err / img.size, 1e-20))
+    info = dict(bit_depth=depth, seconds=time.perf_counter() - t0, psnr=overall, budget=gaussians,
+                config=_jsonable(asdict(cfg)))
+    return Model(w, h, nch, cfg.tile, levels, info)
+
+
+def _fit_tile(target, n, cfg: FitConfig, seed) -> list[Gaussians]:
+    nch = target.shape[2]
+    empty = Gaussians.empty(nch)
+    if n < 1:
+        return [empty] * cfg.levels
+    if cfg.levels == 1 or n < 2:
+        parts = [fit_level(target, n, scale=1.0, settings=cfg.level, seed=seed)]
+        return parts + [empty] * (cfg.levels - 1)
+    n0 = max(1, int(round(n * cfg.level0_fraction)))
+    small = downsample2(target)
+    n0 = min(n0, small.shape[0] * small.shape[1])
+    g0 = fit_level(small, n0, scale=0.5, settings=cfg.level, seed=seed)
+    coarse = rasterize(*project(g0, 1.0), (0, 0, target.shape[1], target.shape[0]))
+    g1 = fit_level(target - coarse, n - n0, scale=1.0, settings=cfg.level, seed=seed + 1)
+    return [g0, g1]
+
+
+def _progress(progress, total):
+    if progress is None or progress is False:
+        return lambda done, p: None
+    if callable(progress):
+        return lambda done, p: progress(done, total, p)
+    t0 = time.perf_counter()
+
+    def report(done, p):
+        print(f"\rfit: tile {done}/{total}, tile PSNR {p:.2f} dB, {time.perf_counter() - t0:.0f} s",
+              end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _jsonable(d):
+    return {k: (_jsonable(v) if isinstance(v, dict) else v) for k, v in d.items()}

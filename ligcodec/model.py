@@ -1,0 +1,149 @@
+"""A fitted multi-level model: a grid of independent tiles, each holding its own Gaussians per level.
+
+Rendering rule (what the encoder fits and every decoder reproduces): the image is cut into
+``tile x tile`` full-resolution tiles; an output pixel at scale ``s`` belongs to the tile that
+contains its centre ``((j + 0.5) / s, (i + 0.5) / s)``, and its value is the sum, over the levels
+rendered, of that tile's Gaussians only (see :mod:`ligcodec.render.contract`). Tiles therefore
+never interact: each can be fitted, stored, decoded and cached on its own, and a region read
+touches only the tiles it overlaps. Gaussians may sit a little outside their tile; they are
+simply clipped to it.
+
+Levels: level 0 is fitted to the image area-downsampled by 2 (its Gaussians live in full-res
+pixels and are fitted by rendering at scale 1/2), level 1 to the full-resolution residual.
+
+No torch here: decoding needs numpy and numba only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import LigFormatError, LigInputError
+from .render import Gaussians
+from .render.contract import check_region, check_scale, output_size
+from .render.raster import project, rasterize
+
+
+def tile_grid(width: int, height: int, tile: int):
+    """Yield ``(index, x0, y0, x1, y1)`` of the full-res tiles, row-major."""
+    nx = math.ceil(width / tile)
+    ny = math.ceil(height / tile)
+    for ty in range(ny):
+        for tx in range(nx):
+            yield ty * nx + tx, tx * tile, ty * tile, min(width, (tx + 1) * tile), min(height, (ty + 1) * tile)
+
+
+def tile_output_span(a: int, b: int, scale: float) -> tuple[int, int]:
+    """Output pixels ``[lo, hi)`` whose centres ``(j + 0.5) / scale`` fall in full-res ``[a, b)``."""
+    # (j + 0.5)/s >= a  <=>  j >= a*s - 0.5; rounding guards 0.25 * 256 - 0.5 style products.
+    lo = math.ceil(round(a * scale - 0.5, 9))
+    hi = math.ceil(round(b * scale - 0.5, 9))
+    return lo, hi
+
+
+@dataclass
+class Model:
+    """An unquantised multi-level model. ``levels[l][t]`` is tile ``t``'s Gaussians of level ``l``
+    in absolute full-resolution pixel coordinates."""
+
+    width: int
+    height: int
+    channels: int
+    tile: int
+    levels: list  # [L][T] Gaussians
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_tiles(self) -> int:
+        return math.ceil(self.width / self.tile) * math.ceil(self.height / self.tile)
+
+    @property
+    def n_gaussians(self) -> int:
+        return sum(len(g) for lvl in self.levels for g in lvl)
+
+    def level_counts(self) -> list[int]:
+        return [sum(len(g) for g in lvl) for lvl in self.levels]
+
+    def default_levels(self, scale: float) -> list[int]:
+        return list(range(len(self.levels)))
+
+    def render(self, scale=1.0, region=None, levels=None) -> np.ndarray:
+        """``[h, w, C]`` float32 render (unclamped) at ``scale`` of ``region = (x, y, w, h)`` in
+        output pixels. Only the tiles that overlap the region are rendered."""
+        s = check_scale(scale)
+        ow, oh = output_size(self.width, self.height, s)
+        x0, y0, w, h = check_region(region, ow, oh)
+        levels = self.default_levels(s) if levels is None else list(levels)
+        out = np.zeros((h, w, self.channels), np.float32)
+        for t, X0, Y0, X1, Y1 in tile_grid(self.width, self.height, self.tile):
+            cx0, cx1 = tile_output_span(X0, X1, s)
+            cy0, cy1 = tile_output_span(Y0, Y1, s)
+            rx0, rx1 = max(cx0, x0), min(cx1, x0 + w)
+            ry0, ry1 = max(cy0, y0), min(cy1, y0 + h)
+            if rx0 >= rx1 or ry0 >= ry1:
+                continue
+            for lvl in levels:
+                g = self.levels[lvl][t]
+                if len(g) == 0:
+                    continue
+                params, cols = project(g, s)
+                part = rasterize(params, cols, (rx0, ry0, rx1 - rx0, ry1 - ry0))
+                out[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] += part
+        return out
+
+    # ------------------------------------------------------------------ research format (.npz)
+    def save(self, path) -> None:
+        arrays = {}
+        for li, lvl in enumerate(self.levels):
+            counts = np.array([len(g) for g in lvl], np.int64)
+            arrays[f"l{li}_counts"] = counts
+            for name in ("means", "chol", "colours"):
+                parts = [getattr(g, name) for g in lvl]
+                arrays[f"l{li}_{name}"] = np.concatenate(parts) if parts else np.zeros((0,))
+        meta = dict(width=self.width, height=self.height, channels=self.channels, tile=self.tile,
+                    n_levels=len(self.levels), info=self.info, format="ligcodec-model-npz", version=1)
+        np.savez_compressed(path, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+
+    @classmethod
+    def load(cls, path) -> "Model":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                if meta.get("format") != "ligcodec-model-npz":
+                    raise LigFormatError(f"{path}: not a ligcodec model (.npz written by Model.save)")
+                levels = []
+                for li in range(meta["n_levels"]):
+                    counts = z[f"l{li}_counts"]
+                    ends = np.cumsum(counts)
+                    m, c, k = (z[f"l{li}_{n}"] for n in ("means", "chol", "colours"))
+                    k = k.reshape(-1, meta["channels"])
+                    levels.append([Gaussians(m[e - n : e], c[e - n : e], k[e - n : e]) for n, e in zip(counts, ends)])
+        except (KeyError, ValueError, OSError) as e:
+            if isinstance(e, LigFormatError):
+                raise
+            raise LigFormatError(f"{path}: cannot read model: {e}") from None
+        return cls(meta["width"], meta["height"], meta["channels"], meta["tile"], levels, meta.get("info", {}))
+
+
+def to_float_image(image) -> tuple[np.ndarray, int]:
+    """``(float32 [H, W, C] in [0, 1], bit depth)`` from a uint8/uint16/float array [H, W(, C)]."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] < 1 or a.shape[2] > 4:
+        raise LigInputError(f"image must be [H, W] or [H, W, C] with 1 to 4 channels, got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise LigInputError(f"image is empty: shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0, 8
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0, 16
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise LigInputError("image contains NaN or inf values")
+        return np.clip(a, 0, 1).astype(np.float32), 32
+    raise LigInputError(f"unsupported image dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
