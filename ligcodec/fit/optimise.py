@@ -20,7 +20,7 @@ from .lsq import solve_colours
 @dataclass
 class FitSettings:
     steps: int = 600
-    lr_means: float = 0.2  # px per step, in full-res pixels
+    lr_means: float = 0.4  # px per step, in full-res pixels
     lr_chol: float = 0.05
     lr_colours: float = 0.01
     lr_final: float = 0.1  # cosine decay to this fraction of each lr
@@ -78,13 +78,15 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     h, w, nch = target.shape
     size = (max(1, math.ceil(w / scale - 1e-9)), max(1, math.ceil(h / scale - 1e-9)))
     t0 = time.perf_counter()
-    n0 = n if init is not None else max(1, int(round(n * st.densify_start)))
+    # Densify only when there are steps enough to place the new Gaussians; otherwise start full.
+    densify = init is None and st.densify_rounds > 0 and st.steps >= 4 * st.densify_rounds
+    n0 = max(1, int(round(n * st.densify_start))) if densify else n
     g = init if init is not None else init_gaussians(
         target, n0, rng, uniform=st.init_uniform, size_factor=st.init_size, scale=scale, apron=st.init_apron
     )
     add_at = {}
-    if len(g) < n and st.densify_rounds > 0:
-        rounds = np.linspace(0, st.densify_until * st.steps, st.densify_rounds + 1)[1:].astype(int)
+    if len(g) < n and densify:
+        rounds = np.maximum(1, np.linspace(0, st.densify_until * st.steps, st.densify_rounds + 1)[1:].astype(int))
         extra = n - len(g)
         for r, at in enumerate(rounds):
             add_at[int(at)] = extra * (r + 1) // st.densify_rounds - extra * r // st.densify_rounds

@@ -1,0 +1,118 @@
+"""The encoder's fitting: edge-case inputs, determinism, model round trips, a quality floor."""
+
+import numpy as np
+import pytest
+
+import ligcodec
+from ligcodec import LigInputError, Model
+from ligcodec.fit import FitConfig, FitSettings, fit_level, psnr
+from ligcodec.fit.tiles import split_budget
+
+FAST = dict(steps=30, lsq_iters=10)
+
+
+def smooth_image(h, w, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    chans = [0.5 + 0.4 * np.sin(6 * x * rng.uniform(0.5, 1.5) + 4 * y * rng.uniform(0.5, 1.5) + k) for k in range(c)]
+    return np.stack(chans, -1).astype(np.float32)
+
+
+def test_fit_level_reaches_a_quality_floor():
+    img = smooth_image(48, 64)
+    g = fit_level(img, 150, settings=FitSettings(steps=150))
+    out = ligcodec.render.render(g, (64, 48))
+    assert psnr(np.clip(out, 0, 1), img) > 35
+
+
+def test_fit_improves_on_initialisation():
+    img = smooth_image(64, 64, seed=3)
+    a = fit_level(img, 100, settings=FitSettings(steps=0))
+    b = fit_level(img, 100, settings=FitSettings(steps=100))
+    pa = psnr(ligcodec.render.render(a, (64, 64)), img)
+    pb = psnr(ligcodec.render.render(b, (64, 64)), img)
+    assert pb > pa + 1
+
+
+@pytest.mark.parametrize("shape,dtype", [((1, 1), np.uint8), ((7, 13), np.uint8), ((13, 7, 3), np.uint16),
+                                         ((40, 30, 4), np.uint8), ((20, 25, 1), np.uint16), ((9, 9, 3), np.float32)])
+def test_tiny_images_and_dtypes(shape, dtype):
+    rng = np.random.default_rng(0)
+    peak = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    img = (rng.uniform(0, 1, shape) * peak).astype(dtype)
+    m = ligcodec.fit(img, 50, **FAST)
+    out = m.render()
+    assert out.shape == (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
+    assert np.isfinite(out).all()
+    assert m.info["bit_depth"] == {np.uint8: 8, np.uint16: 16, np.float32: 32}[dtype]
+
+
+def test_constant_image_is_reproduced():
+    img = np.full((40, 50, 3), 0.37, np.float32)
+    m = ligcodec.fit(img, 40, **FAST)
+    assert psnr(np.clip(m.render(), 0, 1), img) > 40
+
+
+def test_budget_above_pixel_count_is_capped():
+    img = smooth_image(6, 5)
+    m = ligcodec.fit(img, 10_000, **FAST)
+    assert m.n_gaussians <= 30
+
+
+def test_image_larger_than_one_tile_uses_independent_tiles():
+    img = smooth_image(40, 70)
+    m = ligcodec.fit(img, 200, config=FitConfig(tile=32, level=FitSettings(**FAST)))
+    assert m.n_tiles == 6 and len(m.levels) == 2
+    assert psnr(np.clip(m.render(), 0, 1), img) > 25
+
+
+def test_fit_is_deterministic_for_a_seed():
+    img = smooth_image(30, 40)
+    a = ligcodec.fit(img, 60, **FAST)
+    b = ligcodec.fit(img, 60, **FAST)
+    for la, lb in zip(a.levels, b.levels):
+        for ga, gb in zip(la, lb):
+            assert np.array_equal(ga.means, gb.means) and np.array_equal(ga.colours, gb.colours)
+    c = ligcodec.fit(img, 60, config=FitConfig(seed=1, level=FitSettings(**FAST)))
+    assert not np.array_equal(a.levels[1][0].means, c.levels[1][0].means)
+
+
+def test_model_save_load_round_trip(tmp_path):
+    img = smooth_image(40, 70)
+    m = ligcodec.fit(img, 150, config=FitConfig(tile=32, level=FitSettings(**FAST)))
+    m.save(tmp_path / "m.npz")
+    m2 = Model.load(tmp_path / "m.npz")
+    assert (m2.width, m2.height, m2.channels, m2.tile) == (70, 40, 3, 32)
+    assert np.array_equal(m.render(), m2.render())
+
+
+def test_model_region_and_scale_reads_match_full_render():
+    img = smooth_image(50, 70)
+    m = ligcodec.fit(img, 150, config=FitConfig(tile=32, level=FitSettings(**FAST)))
+    full = m.render()
+    np.testing.assert_allclose(m.render(region=(13, 7, 40, 30)), full[7:37, 13:53], atol=1e-5)
+    half = m.render(scale=0.5)
+    assert half.shape == (25, 35, 3)
+    np.testing.assert_allclose(m.render(scale=0.5, region=(3, 4, 20, 15)), half[4:19, 3:23], atol=1e-5)
+    # Reduced scale approximates the area-downsampled image.
+    box = img.reshape(25, 2, 35, 2, 3).mean(axis=(1, 3))
+    assert psnr(np.clip(half, 0, 1), box) > 25
+
+
+def test_split_budget_follows_content():
+    img = np.zeros((64, 128, 1), np.float32)
+    img[:, 64:] = np.random.default_rng(0).uniform(size=(64, 64, 1))
+    n = split_budget(img, 64, 1000, content_weight=0.5)
+    assert sum(n) == 1000 and n[1] > 2 * n[0]
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 5)), np.zeros((4, 4, 5)), np.full((4, 4), np.nan, np.float32), np.zeros((4, 4), np.int64)])
+def test_bad_images_are_rejected(bad):
+    with pytest.raises(LigInputError):
+        ligcodec.fit(bad, 10, **FAST)
+
+
+@pytest.mark.parametrize("kw", [dict(gaussians=0), dict(density=-1.0), dict(density=float("nan"))])
+def test_bad_budgets_are_rejected(kw):
+    with pytest.raises(LigInputError):
+        ligcodec.fit(smooth_image(8, 8), **kw, **FAST)
