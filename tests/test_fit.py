@@ -9,6 +9,7 @@ from ligcodec.fit import FitConfig, FitSettings, fit_level, psnr
 from ligcodec.fit.tiles import split_budget
 
 FAST = dict(steps=30, lsq_iters=10)
+ONE = dict(workers=1)  # in-process: a spawn pool costs seconds, too much for tiny test images
 
 
 def smooth_image(h, w, c=3, seed=0):
@@ -40,7 +41,7 @@ def test_tiny_images_and_dtypes(shape, dtype):
     rng = np.random.default_rng(0)
     peak = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
     img = (rng.uniform(0, 1, shape) * peak).astype(dtype)
-    m = ligcodec.fit(img, 50, **FAST)
+    m = ligcodec.fit(img, 50, **ONE, **FAST)
     out = m.render()
     assert out.shape == (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
     assert np.isfinite(out).all()
@@ -49,37 +50,42 @@ def test_tiny_images_and_dtypes(shape, dtype):
 
 def test_constant_image_is_reproduced():
     img = np.full((40, 50, 3), 0.37, np.float32)
-    m = ligcodec.fit(img, 40, **FAST)
+    m = ligcodec.fit(img, 40, **ONE, **FAST)
     assert psnr(np.clip(m.render(), 0, 1), img) > 40
 
 
 def test_budget_above_pixel_count_is_capped():
     img = smooth_image(6, 5)
-    m = ligcodec.fit(img, 10_000, **FAST)
+    m = ligcodec.fit(img, 10_000, **ONE, **FAST)
     assert m.n_gaussians <= 30
 
 
 def test_image_larger_than_one_tile_uses_independent_tiles():
     img = smooth_image(40, 70)
-    m = ligcodec.fit(img, 200, config=FitConfig(tile=32, level=FitSettings(**FAST)))
+    m = ligcodec.fit(img, 200, config=FitConfig(tile=32, level=FitSettings(**FAST)), workers=2)
     assert m.n_tiles == 6 and len(m.levels) == 2
     assert psnr(np.clip(m.render(), 0, 1), img) > 25
+    # The same model whether tiles run in a process pool or here.
+    m1 = ligcodec.fit(img, 200, config=FitConfig(tile=32, level=FitSettings(**FAST)), workers=1)
+    for la, lb in zip(m.levels, m1.levels):
+        for ga, gb in zip(la, lb):
+            assert np.array_equal(ga.means, gb.means) and np.array_equal(ga.colours, gb.colours)
 
 
 def test_fit_is_deterministic_for_a_seed():
     img = smooth_image(30, 40)
-    a = ligcodec.fit(img, 60, **FAST)
-    b = ligcodec.fit(img, 60, **FAST)
+    a = ligcodec.fit(img, 60, **ONE, **FAST)
+    b = ligcodec.fit(img, 60, **ONE, **FAST)
     for la, lb in zip(a.levels, b.levels):
         for ga, gb in zip(la, lb):
             assert np.array_equal(ga.means, gb.means) and np.array_equal(ga.colours, gb.colours)
-    c = ligcodec.fit(img, 60, config=FitConfig(seed=1, level=FitSettings(**FAST)))
+    c = ligcodec.fit(img, 60, config=FitConfig(seed=1, workers=1, level=FitSettings(**FAST)))
     assert not np.array_equal(a.levels[1][0].means, c.levels[1][0].means)
 
 
 def test_model_save_load_round_trip(tmp_path):
     img = smooth_image(40, 70)
-    m = ligcodec.fit(img, 150, config=FitConfig(tile=32, level=FitSettings(**FAST)))
+    m = ligcodec.fit(img, 150, config=FitConfig(tile=32, workers=1, level=FitSettings(**FAST)))
     m.save(tmp_path / "m.npz")
     m2 = Model.load(tmp_path / "m.npz")
     assert (m2.width, m2.height, m2.channels, m2.tile) == (70, 40, 3, 32)
@@ -88,7 +94,7 @@ def test_model_save_load_round_trip(tmp_path):
 
 def test_model_region_and_scale_reads_match_full_render():
     img = smooth_image(50, 70)
-    m = ligcodec.fit(img, 150, config=FitConfig(tile=32, level=FitSettings(**FAST)))
+    m = ligcodec.fit(img, 150, config=FitConfig(tile=32, workers=1, level=FitSettings(**FAST)))
     full = m.render()
     np.testing.assert_allclose(m.render(region=(13, 7, 40, 30)), full[7:37, 13:53], atol=1e-5)
     half = m.render(scale=0.5)
@@ -109,10 +115,10 @@ def test_split_budget_follows_content():
 @pytest.mark.parametrize("bad", [np.zeros((0, 5)), np.zeros((4, 4, 5)), np.full((4, 4), np.nan, np.float32), np.zeros((4, 4), np.int64)])
 def test_bad_images_are_rejected(bad):
     with pytest.raises(LigInputError):
-        ligcodec.fit(bad, 10, **FAST)
+        ligcodec.fit(bad, 10, **ONE, **FAST)
 
 
 @pytest.mark.parametrize("kw", [dict(gaussians=0), dict(density=-1.0), dict(density=float("nan"))])
 def test_bad_budgets_are_rejected(kw):
     with pytest.raises(LigInputError):
-        ligcodec.fit(smooth_image(8, 8), **kw, **FAST)
+        ligcodec.fit(smooth_image(8, 8), **kw, **ONE, **FAST)

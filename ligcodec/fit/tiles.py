@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ class FitConfig:
     tile: int = 256
     content_weight: float = 0.5  # share of the budget spread by gradient energy (rest by area)
     seed: int = 0
+    workers: int = 0  # processes fitting tiles in parallel; 0 = one per CPU core
     level: FitSettings = field(default_factory=FitSettings)
 
 
@@ -52,15 +54,19 @@ def split_budget(img: np.ndarray, tile: int, total: int, content_weight: float) 
 
 
 def fit(image, gaussians: int | None = None, *, density: float | None = None, config: FitConfig | None = None,
-        progress=None, **level_settings) -> Model:
+        progress=None, workers: int | None = None, **level_settings) -> Model:
     """Fit a multi-level Gaussian model to ``image`` ([H, W] or [H, W, C]; uint8, uint16 or float).
 
     Give the budget as ``gaussians`` (a count) or ``density`` (Gaussians per pixel). Budgets above
     one Gaussian per pixel are capped there. ``progress``: None (quiet), True (a line per tile on
     stderr with the running PSNR) or a callable ``f(done, total, psnr_db)``.
     ``level_settings`` override fields of :class:`FitSettings` (steps, learning rates, ...).
+    ``workers`` overrides ``config.workers`` (0: one process per core; 1: this process). The
+    model is the same for any number of workers.
     """
     cfg = config or FitConfig()
+    if workers is not None:
+        cfg = FitConfig(**{**asdict(cfg), "level": cfg.level, "workers": int(workers)})
     if level_settings:
         cfg = FitConfig(**{**asdict(cfg), "level": FitSettings(**{**asdict(cfg.level), **level_settings})})
     img, depth = to_float_image(image)
@@ -86,21 +92,56 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
     report = _progress(progress, len(tiles))
     t0 = time.perf_counter()
     sq_err = 0.0
-    for (t, x0, y0, x1, y1), n in zip(tiles, budgets):
-        target = img[y0:y1, x0:x1]
-        seed = cfg.seed * 1_000_003 + t
-        parts = _fit_tile(target, n, cfg, seed)
-        recon = np.zeros_like(target)
+    tasks = [(img[y0:y1, x0:x1], n, cfg, cfg.seed * 1_000_003 + t) for (t, x0, y0, x1, y1), n in zip(tiles, budgets)]
+    for done, ((t, x0, y0, x1, y1), (parts, err)) in enumerate(zip(tiles, _run_tasks(tasks, cfg.workers)), 1):
         for li, g in enumerate(parts):
-            if len(g):
-                recon += rasterize(*project(g, 1.0), (0, 0, x1 - x0, y1 - y0))
             levels[li][t] = Gaussians(g.means + [x0, y0], g.chol, g.colours)
-        sq_err += float(((np.clip(recon, 0, 1) - target) ** 2).sum())
-        report(t + 1, psnr(np.clip(recon, 0, 1), target))
+        sq_err += err
+        report(done, 10 * math.log10(1.0 / max(err / tasks[t][0].size, 1e-20)))
     overall = 10 * math.log10(1.0 / max(sq_err / img.size, 1e-20))
     info = dict(bit_depth=depth, seconds=time.perf_counter() - t0, psnr=overall, budget=gaussians,
                 config=_jsonable(asdict(cfg)))
     return Model(w, h, nch, cfg.tile, levels, info)
+
+
+def _run_tasks(tasks, workers):
+    """Yield ``fit_tile_task`` results in task order, in this process or a spawn process pool."""
+    workers = workers or os.cpu_count() or 1
+    workers = min(workers, len(tasks))
+    if workers <= 1:
+        for task in tasks:
+            yield fit_tile_task(*task)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: torch and numba have thread pools running, and forking those deadlocks.
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        yield from pool.map(fit_tile_task, *zip(*tasks))
+
+
+def fit_tile_task(target, n, cfg: FitConfig, seed):
+    """Fit one tile single-threaded: ``(parts per level in tile-local pixels, squared error)``.
+
+    One thread per tile whatever runs it (this process, a pool worker or a Dask worker), so the
+    result is bit-identical everywhere: a different thread count changes torch's summation order.
+    """
+    import numba
+    import torch
+
+    threads = (torch.get_num_threads(), numba.get_num_threads())
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        parts = _fit_tile(target, n, cfg, seed)
+        recon = np.zeros_like(target)
+        for g in parts:
+            if len(g):
+                recon += rasterize(*project(g, 1.0), (0, 0, target.shape[1], target.shape[0]))
+        return parts, float(((np.clip(recon, 0, 1) - target) ** 2).sum())
+    finally:
+        torch.set_num_threads(threads[0])
+        numba.set_num_threads(threads[1])
 
 
 def _fit_tile(target, n, cfg: FitConfig, seed) -> list[Gaussians]:
