@@ -1,4 +1,11 @@
-"""Fitting one level of one tile: initialisation, closed-form colours, Adam on everything."""
+"""Fitting one level of one tile: initialisation, closed-form colours, Adam on everything.
+
+The inner loop needs no torch on the CPU: the numba kernels give the image gradient's pull-back
+to the projected Gaussians (:func:`~ligcodec.render.kernels.backward`) and the hand-written chain
+rule through the projection (:func:`~ligcodec.render.kernels.project_backward`, tested against
+autograd), and Adam runs on numpy arrays. ``backend="torch"`` computes the same gradients with the
+device-agnostic torch renderer instead (CUDA when a GPU is present).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ..render import Gaussians
+from ..render import kernels
 from ..render.contract import CUTOFF_Q, aa_variance
-from ..render.kernels import project as project_np
-from ..render.torch_ops import render_torch
-from .init import init_gaussians
+from ..render.raster import rasterize, rasterize_backward
+from .init import box_blur, init_gaussians
 from .lsq import solve_colours
 
 
@@ -35,6 +41,7 @@ class FitSettings:
     densify_start: float = 0.5
     densify_rounds: int = 4
     densify_until: float = 0.6
+    backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
     log_every: int = 0
 
 
@@ -50,23 +57,68 @@ def psnr(a, b, peak=1.0):
     return float("inf") if mse == 0 else 10 * math.log10(peak * peak / mse)
 
 
-def _lsq(g: Gaussians, target, scale, iters):
-    params, _ = project_np(g.means, g.chol, g.colours, scale, aa_variance(scale), CUTOFF_Q)
+class Adam:
+    """Adam over a list of numpy arrays whose rows can grow (densification adds zero moments)."""
+
+    def __init__(self, params, lrs, b1=0.9, b2=0.999, eps=1e-8):
+        self.params, self.lrs = params, list(lrs)
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.b1, self.b2, self.eps, self.t = b1, b2, eps, 0
+
+    def step(self, grads, scale=1.0):
+        self.t += 1
+        c1 = 1 - self.b1**self.t
+        c2 = 1 - self.b2**self.t
+        for p, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lrs):
+            m *= self.b1
+            m += (1 - self.b1) * g
+            v *= self.b2
+            v += (1 - self.b2) * g * g
+            p -= (lr * scale / c1) * m / (np.sqrt(v / c2) + self.eps)
+
+    def grow(self, extra):
+        self.params = [np.concatenate([p, e]) for p, e in zip(self.params, extra)]
+        self.m = [np.concatenate([m, np.zeros_like(e)]) for m, e in zip(self.m, extra)]
+        self.v = [np.concatenate([v, np.zeros_like(e)]) for v, e in zip(self.v, extra)]
+
+
+def _grads_numba(means, chol, cols, target, scale):
     h, w, _ = target.shape
-    # The projection scales colours by the AA energy factor; solve for projected colours and undo it.
-    amp = _amplitude(g, scale)
-    cols = solve_colours(params, (0, 0, w, h), target, g.colours * amp[:, None], iters=iters)
-    return Gaussians(g.means, g.chol, (cols / amp[:, None]).astype(np.float32))
-
-
-def _amplitude(g: Gaussians, scale):
     k = aa_variance(scale)
-    if k == 0:
-        return np.ones(len(g))
-    cov = g.covariance() * scale * scale
-    det0 = cov[:, 0] * cov[:, 2] - cov[:, 1] ** 2
-    det = (cov[:, 0] + k) * (cov[:, 2] + k) - cov[:, 1] ** 2
-    return np.sqrt(det0 / det)
+    params, cols_s = kernels.project(means, chol, cols, scale, k, CUTOFF_Q)
+    out = rasterize(params, cols_s, (0, 0, w, h))
+    resid = out - target
+    loss = float(np.mean(resid * resid))
+    g_ms, g_conic, g_cs = rasterize_backward(params, cols_s, (0, 0, w, h), resid * (2.0 / resid.size))
+    g = kernels.project_backward(chol, cols.astype(np.float64), scale, k, g_ms, g_conic, g_cs)
+    return loss, out, g
+
+
+def _grads_torch(means, chol, cols, target, scale):
+    import torch
+
+    from ..render.torch_ops import render_torch
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ts = [torch.tensor(a, dtype=torch.float32, device=dev, requires_grad=True) for a in (means, chol, cols)]
+    h, w, _ = target.shape
+    size = (max(1, math.ceil(w / scale - 1e-9)), max(1, math.ceil(h / scale - 1e-9)))
+    out = render_torch(*ts, size, scale=scale, region=(0, 0, w, h), backend="torch")
+    loss = ((out - torch.as_tensor(target, device=dev)) ** 2).mean()
+    loss.backward()
+    return float(loss), out.detach().cpu().numpy(), tuple(t.grad.cpu().numpy().astype(np.float64) for t in ts)
+
+
+def _lsq(g: Gaussians, target, scale, iters):
+    k = aa_variance(scale)
+    params, cols_s = kernels.project(g.means, g.chol, g.colours, scale, k, CUTOFF_Q)
+    h, w, _ = target.shape
+    # The projection scales colours by the anti-aliasing energy factor: solve for the projected
+    # colours, then divide it back out.
+    amp = np.ones(len(g)) if k == 0 else kernels.project(g.means, g.chol, np.ones((len(g), 1)), scale, k, CUTOFF_Q)[1][:, 0]
+    cols = solve_colours(params, (0, 0, w, h), target, cols_s, iters=iters)
+    return Gaussians(g.means, g.chol, (cols / amp[:, None]).astype(np.float32))
 
 
 def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | None = None, log=None):
@@ -74,9 +126,9 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     ``target [h, w, C]`` (float32), least squares. Returns :class:`Gaussians`."""
     st = settings or FitSettings()
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    target = np.ascontiguousarray(target, dtype=np.float32)
     h, w, nch = target.shape
-    size = (max(1, math.ceil(w / scale - 1e-9)), max(1, math.ceil(h / scale - 1e-9)))
+    grads = {"numba": _grads_numba, "torch": _grads_torch}[st.backend]
     t0 = time.perf_counter()
     # Densify only when there are steps enough to place the new Gaussians; otherwise start full.
     densify = init is None and st.densify_rounds > 0 and st.steps >= 4 * st.densify_rounds
@@ -92,73 +144,43 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
             add_at[int(at)] = extra * (r + 1) // st.densify_rounds - extra * r // st.densify_rounds
     if st.lsq_iters:
         g = _lsq(g, target, scale, st.lsq_iters)
-    means = torch.tensor(g.means, dtype=torch.float32, requires_grad=True)
-    chol = torch.tensor(g.chol, dtype=torch.float32, requires_grad=True)
-    cols = torch.tensor(g.colours, dtype=torch.float32, requires_grad=True)
-    opt = torch.optim.Adam(
-        [
-            {"params": [means], "lr": st.lr_means},
-            {"params": [chol], "lr": st.lr_chol},
-            {"params": [cols], "lr": st.lr_colours},
-        ]
-    )
-    base = [grp["lr"] for grp in opt.param_groups]
-    tgt = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
-    region = (0, 0, w, h)
+    opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
+               [st.lr_means, st.lr_chol, st.lr_colours])
+    out = None
     for step in range(st.steps):
+        if add_at.get(step, 0) > 0:
+            opt.grow(_new_gaussians(out, target, add_at[step], scale, rng, n))
         frac = step / max(1, st.steps)
         decay = st.lr_final + (1 - st.lr_final) * 0.5 * (1 + math.cos(math.pi * frac))
-        for grp, lr in zip(opt.param_groups, base):
-            grp["lr"] = lr * decay
-        if step in add_at and add_at[step] > 0:
-            means, chol, cols = _densify(opt, out.detach(), tgt, means, chol, cols, add_at[step], scale, rng, n)
-        opt.zero_grad(set_to_none=True)
-        out = render_torch(means, chol, cols, size, scale=scale, region=region, backend="numba")
-        loss = ((out - tgt) ** 2).mean()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            # Keep covariances inside the renderer's accepted range and sub-pixel Gaussians from
-            # collapsing to needles that no pixel centre sees.
-            chol[:, 0].clamp_(-3.0, 8.0)
-            chol[:, 2].clamp_(-3.0, 8.0)
+        means, chol, cols = opt.params
+        loss, out, gr = grads(means, chol, cols, target, scale)
+        opt.step(gr, decay)
+        # Keep covariances inside the renderer's accepted range and sub-pixel Gaussians from
+        # collapsing to needles that no pixel centre sees.
+        np.clip(chol[:, 0], -3.0, 8.0, out=chol[:, 0])
+        np.clip(chol[:, 2], -3.0, 8.0, out=chol[:, 2])
         if log is not None and st.log_every and (step + 1) % st.log_every == 0:
             log.steps.append(step + 1)
-            log.psnr.append(10 * math.log10(1.0 / max(loss.item(), 1e-20)))
+            log.psnr.append(10 * math.log10(1.0 / max(loss, 1e-20)))
             log.seconds.append(time.perf_counter() - t0)
-    g = Gaussians(means.detach().numpy(), chol.detach().numpy(), cols.detach().numpy())
+    means, chol, cols = opt.params
+    g = Gaussians(means, chol, cols.astype(np.float32))
     if st.final_lsq and st.lsq_iters:
         g = _lsq(g, target, scale, st.lsq_iters)
     return g
 
 
-def _densify(opt, out, tgt, means, chol, cols, k, scale, rng, n_final):
-    """Add ``k`` Gaussians where the blurred squared error is largest; extend Adam's state."""
-    from .init import box_blur
-
-    err = ((out - tgt) ** 2).sum(-1).numpy().astype(np.float64)
-    err = box_blur(err, 2).ravel()
-    h, w = out.shape[:2]
+def _new_gaussians(out, target, k, scale, rng, n_final):
+    """``k`` new Gaussians where the blurred squared error of ``out`` is largest (arrays to append)."""
+    err = box_blur(((out - target) ** 2).sum(-1).astype(np.float64), 2).ravel()
+    h, w = target.shape[:2]
     prob = err / err.sum() if err.sum() > 0 else np.full(h * w, 1.0 / (h * w))
     idx = rng.choice(h * w, size=k, p=prob)
     ys, xs = np.divmod(idx, w)
     pos = np.stack([xs, ys], 1) + rng.uniform(0, 1, (k, 2))
-    # New Gaussians are as small as the final density implies in the places they go to.
+    # As small as the final density implies where they go (half error-driven, half uniform).
     sigma = np.clip(0.7 / np.sqrt(n_final * prob[idx] * 0.5 + n_final / (h * w) * 0.5), 0.3, max(h, w))
-    resid = (tgt - out).numpy()[ys, xs]
-    new = [
-        torch.tensor(pos / scale, dtype=torch.float32),
-        torch.tensor(np.repeat(np.log(sigma / scale)[:, None], 3, 1) * [1, 0, 1], dtype=torch.float32),
-        torch.tensor(resid, dtype=torch.float32),
-    ]
-    grown = []
-    for grp, old, add in zip(opt.param_groups, (means, chol, cols), new):
-        t = torch.cat([old.detach(), add]).requires_grad_(True)
-        state = opt.state.pop(old, None)
-        if state:
-            for key in ("exp_avg", "exp_avg_sq"):
-                state[key] = torch.cat([state[key], torch.zeros_like(add)])
-            opt.state[t] = state
-        grp["params"] = [t]
-        grown.append(t)
-    return grown
+    log_s = np.log(sigma / scale)
+    chol = np.stack([log_s, np.zeros(k), log_s], 1)
+    resid = (target - out)[ys, xs].astype(np.float64)
+    return [pos / scale, chol, resid]

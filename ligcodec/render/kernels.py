@@ -380,3 +380,73 @@ def params_from_conic(means, conic, cutoff):
         dc = a * c - b * b
         _fill_params(params[g], means[g, 0], means[g, 1], c / dc, -b / dc, a / dc, 1.0 / dc, cutoff)
     return params
+
+
+@njit(cache=True, parallel=True)
+def project_backward(chol, colours, scale, aa_var, g_means_s, g_conic, g_cols_s):
+    """Chain rule through :func:`project`: gradients w.r.t. (means, chol, colours), float64.
+
+    ``g_means_s [N, 2]``, ``g_conic [N, 3]``, ``g_cols_s [N, C]`` are gradients w.r.t. the projected
+    means, conic (a, b, c) and amplitude-scaled colours (what :func:`backward` returns). With
+    P = S'^-1 and G_P = [[ga, gb/2], [gb/2, gc]]: dL/dS' = -P G_P P, the energy factor adds
+    -amp g_amp P / 2 to it and amp g_amp to each log-diagonal entry (from det(s^2 S)),
+    dL/dS = s^2 dL/dS', and S = L L^T gives dL/dL = 2 dL/dS L.
+    """
+    n = chol.shape[0]
+    nch = colours.shape[1]
+    g_means = np.empty((n, 2), np.float64)
+    g_chol = np.empty((n, 3), np.float64)
+    g_cols = np.empty((n, nch), np.float64)
+    s2 = scale * scale
+    k = aa_var
+    for g in prange(n):
+        l11 = math.exp(chol[g, 0])
+        l22 = math.exp(chol[g, 2])
+        l21 = chol[g, 1]
+        sxx = s2 * (l11 * l11) + k
+        sxy = s2 * (l11 * l21)
+        syy = s2 * (l21 * l21 + l22 * l22) + k
+        pr = l11 * l22
+        det0 = s2 * s2 * pr * pr
+        det = det0 + k * (sxx + syy - 2.0 * k) + k * k
+        pa = syy / det
+        pb = -sxy / det
+        pc = sxx / det
+        ga = g_conic[g, 0]
+        gb = 0.5 * g_conic[g, 1]
+        gc = g_conic[g, 2]
+        # M = G_P P, then dS' = -P M (symmetric)
+        m00 = ga * pa + gb * pb
+        m01 = ga * pb + gb * pc
+        m10 = gb * pa + gc * pb
+        m11 = gb * pb + gc * pc
+        d00 = -(pa * m00 + pb * m10)
+        d01 = -(pa * m01 + pb * m11)
+        d11 = -(pb * m01 + pc * m11)
+        extra = 0.0
+        if k > 0.0:
+            amp = math.sqrt(det0 / det)
+            gamp = 0.0
+            for ch in range(nch):
+                gamp += g_cols_s[g, ch] * colours[g, ch]
+                g_cols[g, ch] = g_cols_s[g, ch] * amp
+            h = -0.5 * amp * gamp
+            d00 += h * pa
+            d01 += h * pb
+            d11 += h * pc
+            extra = amp * gamp
+        else:
+            for ch in range(nch):
+                g_cols[g, ch] = g_cols_s[g, ch]
+        d00 *= s2
+        d01 *= s2
+        d11 *= s2
+        gl11 = 2.0 * (d00 * l11 + d01 * l21)
+        gl21 = 2.0 * (d01 * l11 + d11 * l21)
+        gl22 = 2.0 * (d11 * l22)
+        g_chol[g, 0] = gl11 * l11 + extra
+        g_chol[g, 1] = gl21
+        g_chol[g, 2] = gl22 * l22 + extra
+        g_means[g, 0] = g_means_s[g, 0] * scale
+        g_means[g, 1] = g_means_s[g, 1] * scale
+    return g_means, g_chol, g_cols
