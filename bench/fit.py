@@ -2,7 +2,8 @@
 
     python bench/fit.py --quick                       # 4 Kodak images, 10k Gaussians, default settings
     python bench/fit.py --gaussians 10000 40000       # all 24 Kodak images
-    python bench/fit.py --medium 500000               # the 2K flower photo at 500k Gaussians
+    python bench/fit.py --medium 500000               # 3 medium images (2K flower, aerial, photo) at 500k
+    python bench/fit.py --medium 500000 --medium-images photo_ici_flower_foveon_rgb8.png
     python bench/fit.py --quick --levels 1 2          # one level vs two at equal budget
     python bench/fit.py --quick --set steps=400 --set lr_means=0.3   # FitSettings overrides
 
@@ -26,6 +27,7 @@ import ligcodec  # noqa: E402
 from ligcodec.fit import FitConfig, FitSettings  # noqa: E402
 
 QUICK = ["kodim01", "kodim05", "kodim13", "kodim23"]
+MEDIUM = ["photo_ici_flower_foveon_rgb8.png", "aerial_uscsipi_2_2_01.png", "photo_wiki_006.png"]
 
 
 def border_mask(h, w, tile, band=8):
@@ -43,13 +45,13 @@ def psnr_masked(a, b, mask):
     return 10 * np.log10(1 / mse) if mse > 0 else float("inf")
 
 
-def run(image_paths, gaussians, levels, overrides, tile):
+def run(image_paths, gaussians, levels, overrides, tile, cfg_over=None):
     rows = []
     for path in image_paths:
         img = load_rgb(path)
         ref = img.astype(np.float32) / 255
         settings = FitSettings(**overrides)
-        cfg = FitConfig(levels=levels, tile=tile, level=settings)
+        cfg = FitConfig(levels=levels, tile=tile, level=settings, **(cfg_over or {}))
         t = time.perf_counter()
         model = ligcodec.fit(img, gaussians, config=cfg)
         secs = time.perf_counter() - t
@@ -70,12 +72,15 @@ def main(argv=None):
     ap.add_argument("--gaussians", type=int, nargs="+", default=[10000])
     ap.add_argument("--levels", type=int, nargs="+", default=[2])
     ap.add_argument("--tile", type=int, default=FitConfig.tile)
-    ap.add_argument("--medium", type=int, nargs="*", help="also/only fit the 2K flower photo with these budgets")
+    ap.add_argument("--medium", type=int, nargs="*", help="fit the medium images with these budgets")
+    ap.add_argument("--medium-images", nargs="+", default=MEDIUM, help=f"files under medium/ (default {MEDIUM})")
     ap.add_argument("--images", nargs="*", help="explicit image paths instead of Kodak")
     ap.add_argument("--set", action="append", default=[], help="FitSettings override NAME=VALUE")
+    ap.add_argument("--cfg", action="append", default=[], help="FitConfig override NAME=VALUE (tile, content_weight, ...)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    cfg_over = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.cfg)}
 
     kodak = sorted((DATA / "kodak").glob("kodim*.png"))
     if args.quick:
@@ -90,12 +95,13 @@ def main(argv=None):
     if args.medium is None or args.images or args.quick:
         jobs += [(kodak, n, lv, "kodak" if not args.images else "images") for n in args.gaussians for lv in args.levels]
     for n in args.medium or []:
-        jobs.append(([DATA / "medium" / "photo_ici_flower_foveon_rgb8.png"], n, args.levels[-1], "flower 2268x1512"))
+        jobs.append(([DATA / "medium" / m for m in args.medium_images], n, args.levels[-1], "medium"))
     for paths, n, lv, label in jobs:
         print(f"{label}: {n} Gaussians, {lv} level(s), tile {args.tile}, {overrides or 'defaults'}", flush=True)
-        rows = run(paths, n, lv, overrides, args.tile)
+        rows = run(paths, n, lv, overrides, args.tile, cfg_over)
+        desc = {**overrides, **cfg_over, **({"tile": args.tile} if args.tile != FitConfig.tile else {})}
         table.append({
-            "set": f"{label} ({len(rows)})", "gaussians": n, "levels": lv, "settings": json.dumps(overrides) if overrides else "defaults",
+            "set": f"{label} ({len(rows)})", "gaussians": n, "levels": lv, "settings": json.dumps(desc) if desc else "defaults",
             "PSNR dB": f"{np.mean([r['psnr'] for r in rows]):.2f}",
             "s/image": f"{np.mean([r['secs'] for r in rows]):.1f}",
             "max s": f"{np.max([r['secs'] for r in rows]):.1f}",

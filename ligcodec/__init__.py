@@ -1,16 +1,25 @@
 """ligcodec: large images as levels of 2D Gaussians."""
 
 from .errors import LigError, LigFormatError, LigInputError, LigSizeError
+from .image import LigImage, decode, open  # noqa: A004
 from .model import Model
 from .render import Gaussians
 
 __version__ = "0.1.0"
 
-__all__ = ["Gaussians", "LigError", "LigFormatError", "LigInputError", "LigSizeError", "Model", "fit"]
+__all__ = ["Gaussians", "LigError", "LigFormatError", "LigInputError", "LigImage", "LigSizeError", "Model",
+           "decode", "encode", "fit", "open"]
+
+
+def encode(image, path, **kwargs):
+    """Encode an image array into a ``.lig`` file (see :func:`ligcodec.codec.encoder.encode`)."""
+    from .codec.encoder import encode as _encode
+
+    return _encode(image, path, **kwargs)
 
 
 def fit(image, *args, **kwargs):
-    """Fit a multi-level Gaussian model (see :func:`ligcodec.fit.fit`); imports torch on first use."""
+    """Fit a multi-level Gaussian model (see :func:`ligcodec.fit.fit`)."""
     from .fit import fit as _fit
 
     return _fit(image, *args, **kwargs)

@@ -28,10 +28,71 @@ def cli():
     """ligcodec: large images as levels of 2D Gaussians.
 
     \b
-    ligcodec fit photo.png model.npz --gaussians 40000   # fit (unquantised research model)
-    ligcodec render model.npz --scale 0.25 -o small.png   # render at any scale / region
-    ligcodec info model.npz
+    ligcodec encode big.tif out.lig --bpp 1              # compress
+    ligcodec decode out.lig --scale 0.25 -o small.png     # any scale / region
+    ligcodec info out.lig
+    ligcodec fit photo.png model.npz -n 40000             # research: unquantised float model
+    ligcodec render model.npz --scale 0.5                 # ... rendered at any scale
     """
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gaussians", "-n", type=click.IntRange(min=1), help="Gaussian budget (count).")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Target size in bits per pixel.")
+@click.option("--density", type=click.FloatRange(min=0, min_open=True), help="Gaussians per pixel (default 0.03).")
+@click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True, help="1: one level; 2: coarse + detail.")
+@click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile (more: slower, better).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, input and options give identical bytes.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes encoding tiles in parallel (0: one per core). Does not change the bytes.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def encode(input, output, gaussians, bpp, density, levels, steps, seed, workers, force, quiet):
+    """Compress INPUT (PNG/JPEG/WebP/TIFF, 8/16-bit, grey/RGB/RGBA) into OUTPUT.lig."""
+    from .codec.encoder import encode as encode_image
+    from .fit import FitConfig, FitSettings
+    from .io import read_image
+
+    _check_output(output, force, input)
+    if sum(x is not None for x in (gaussians, bpp, density)) > 1:
+        raise click.UsageError("give at most one of --gaussians, --bpp, --density")
+    img = read_image(input)
+    settings = FitSettings() if steps is None else FitSettings(steps=steps)
+
+    def report(done, total):
+        if not quiet:
+            click.echo(f"\rencode: tile {done}/{total}", nl=done == total, err=True)
+
+    r = encode_image(img, output, gaussians=gaussians, bpp=bpp, density=density, seed=seed, workers=workers,
+                     config=FitConfig(levels=levels, level=settings), progress=report)
+    if not quiet:
+        click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
+                   f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s", err=True)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG or TIFF; default: INPUT's name with .png (.tif above 64 MP or for 16-bit colour) next to it.")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="Output size = scale x image size (e.g. 0.25).")
+@click.option("--region", help="x,y,w,h window in output pixels (at --scale).")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def decode(input, output, scale, region, force):
+    """Decompress INPUT.lig to an image, at any scale and region."""
+    from .image import LigImage
+    from .io import write_image
+
+    with LigImage(input) as img:
+        out = img.read(scale=scale, region=_region(region))
+        depth = img.header.bit_depth
+    if output is None:
+        big = out.shape[0] * out.shape[1] > 64_000_000 or (depth == 16 and out.shape[2] > 1)
+        output = input.with_suffix(".tif" if big else ".png")
+    _check_output(output, force, input)
+    write_image(output, out, depth)
+    click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]}, {out.shape[2]} channel(s), {depth}-bit)", err=True)
 
 
 @cli.command()
@@ -42,18 +103,20 @@ def cli():
 @click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True, help="1: one level; 2: coarse + detail.")
 @click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, input and options give the same model.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes fitting tiles in parallel (0: one per core). Does not change the result.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def fit(input, output, gaussians, density, levels, steps, seed, force, quiet):
-    """Fit INPUT (PNG/JPEG/TIFF) and save the float model to OUTPUT (.npz)."""
+def fit(input, output, gaussians, density, levels, steps, seed, workers, force, quiet):
+    """Research: fit INPUT and save the unquantised float model to OUTPUT (.npz)."""
     from .fit import FitConfig, FitSettings, fit as fit_image
     from .io import read_image
 
     _check_output(output, force, input)
     img = read_image(input)
     settings = FitSettings() if steps is None else FitSettings(steps=steps)
-    model = fit_image(img, gaussians, density=density, config=FitConfig(levels=levels, seed=seed, level=settings),
-                      progress=not quiet)
+    model = fit_image(img, gaussians, density=density, progress=not quiet,
+                      config=FitConfig(levels=levels, seed=seed, workers=workers, level=settings))
     tmp = output.with_name(f".{output.name}.part.npz")
     model.save(tmp)
     tmp.replace(output)
@@ -70,7 +133,7 @@ def fit(input, output, gaussians, density, levels, steps, seed, force, quiet):
 @click.option("--region", help="x,y,w,h window in output pixels.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def render(model, output, scale, region, force):
-    """Render MODEL (.npz from `fit`) at any scale and region."""
+    """Research: render MODEL (.npz from `fit`) at any scale and region."""
     from .io import write_image
     from .model import Model
 
@@ -86,16 +149,41 @@ def render(model, output, scale, region, force):
 
 @cli.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def info(model):
-    """Describe MODEL: size, channels, tiles, Gaussians per level."""
+@click.option("--verbose", "-v", is_flag=True, help="Bytes per level and bits per Gaussian (.lig).")
+def info(model, verbose):
+    """Describe a .lig file (or a .npz model): size, channels, tiles, Gaussians per level."""
     from .model import Model
 
+    if model.suffix.lower() != ".npz":
+        return _info_lig(model, verbose)
     m = Model.load(model)
     click.echo(f"{model}: {m.width}x{m.height}, {m.channels} channel(s), {m.n_tiles} tile(s) of {m.tile} px")
     for i, n in enumerate(m.level_counts()):
         click.echo(f"  level {i}: {n} Gaussians")
     if "psnr" in m.info:
         click.echo(f"  fit PSNR {m.info['psnr']:.2f} dB in {m.info.get('seconds', 0):.1f} s")
+
+
+def _info_lig(path: Path, verbose: bool):
+    from .container import LigReader
+
+    with LigReader(path) as r:
+        h = r.header
+        nx, ny = h.grid
+        click.echo(f"{path}: {h.width}x{h.height}, {h.channels} channel(s), {h.bit_depth}-bit, "
+                   f"format {r.prefix.major}.{r.prefix.minor}, {r.file_size} bytes = "
+                   f"{r.file_size * 8 / (h.width * h.height):.3f} bpp")
+        click.echo(f"  {nx}x{ny} tiles of {h.tile} px, {h.levels} level(s), colour {h.colour_transform}")
+        for lvl in range(h.levels):
+            es = r.index.entries[lvl * h.n_tiles : (lvl + 1) * h.n_tiles]
+            n = sum(e.count for e in es)
+            b = sum(e.length for e in es)
+            click.echo(f"  level {lvl}: {n} Gaussians, {b} bytes" + (f", {b * 8 / n:.1f} bits/Gaussian" if n else ""))
+        if verbose:
+            click.echo(f"  steps: position {h.pos_step:g} px, chol {h.chol_step}, colour {h.colour_step}")
+            for k, v in sorted(h.encoder.items()):
+                if k != "fit":
+                    click.echo(f"  encoder {k}: {v}")
 
 
 def _check_output(output: Path, force: bool, input: Path):

@@ -69,6 +69,9 @@ class Model:
         return [sum(len(g) for g in lvl) for lvl in self.levels]
 
     def default_levels(self, scale: float) -> list[int]:
+        """Level 0 alone at scale <= 1/2 (it was fitted to the half-size image), else all."""
+        if scale <= 0.5 and len(self.levels) > 1:
+            return [0]
         return list(range(len(self.levels)))
 
     def render(self, scale=1.0, region=None, levels=None) -> np.ndarray:

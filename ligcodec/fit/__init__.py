@@ -1,8 +1,7 @@
-"""The encoder's optimisation (the only part of ligcodec that needs torch).
+"""The encoder's optimisation (numpy + numba on the CPU; torch only for ``backend="torch"``).
 
 ``ligcodec.fit`` is both this package and the function :func:`fit`: the package module is made
-callable, so ``ligcodec.fit(image, 10000)`` and ``ligcodec.fit.FitConfig`` both work, while a
-plain ``import ligcodec`` still does not import torch.
+callable, so ``ligcodec.fit(image, 10000)`` and ``ligcodec.fit.FitConfig`` both work.
 """
 
 import sys

@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,18 +25,19 @@ class FitConfig:
 
     levels: int = 2
     level0_fraction: float = 0.125  # LIG's 1/8 of the budget for the coarse level
+    downsample: int = 2  # level 0 fits the image area-averaged over downsample^2 blocks
     tile: int = 256
-    content_weight: float = 0.5  # share of the budget spread by gradient energy (rest by area)
+    content_weight: float = 0.8  # share of the budget spread by gradient energy (rest by area)
     seed: int = 0
     workers: int = 0  # processes fitting tiles in parallel; 0 = one per CPU core
     level: FitSettings = field(default_factory=FitSettings)
 
 
-def downsample2(img: np.ndarray) -> np.ndarray:
-    """Area average over 2x2 blocks (edge-replicated to even size): ``ceil(h/2) x ceil(w/2)``."""
+def downsample(img: np.ndarray, f: int = 2) -> np.ndarray:
+    """Area average over f x f blocks (edge-replicated to a multiple of f): ``ceil(h/f) x ceil(w/f)``."""
     h, w = img.shape[:2]
-    p = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2, -1).mean(axis=(1, 3)).astype(np.float32)
+    p = np.pad(img, ((0, -h % f), (0, -w % f), (0, 0)), mode="edge")
+    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f, -1).mean(axis=(1, 3)).astype(np.float32)
 
 
 def split_budget(img: np.ndarray, tile: int, total: int, content_weight: float) -> list[int]:
@@ -83,8 +85,10 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
     gaussians = min(gaussians, w * h)
     if cfg.levels not in (1, 2):
         raise LigInputError(f"levels must be 1 or 2, got {cfg.levels}")
-    if cfg.tile < 16 or cfg.tile % 2:
-        raise LigInputError(f"tile must be an even number >= 16, got {cfg.tile}")
+    if cfg.downsample not in (2, 4, 8):
+        raise LigInputError(f"downsample must be 2, 4 or 8, got {cfg.downsample}")
+    if cfg.tile < 16 or cfg.tile % cfg.downsample:
+        raise LigInputError(f"tile must be >= 16 and a multiple of downsample ({cfg.downsample}), got {cfg.tile}")
 
     budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight)
     tiles = list(tile_grid(w, h, cfg.tile))
@@ -93,7 +97,7 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
     t0 = time.perf_counter()
     sq_err = 0.0
     tasks = [(img[y0:y1, x0:x1], n, cfg, cfg.seed * 1_000_003 + t) for (t, x0, y0, x1, y1), n in zip(tiles, budgets)]
-    for done, ((t, x0, y0, x1, y1), (parts, err)) in enumerate(zip(tiles, _run_tasks(tasks, cfg.workers)), 1):
+    for done, ((t, x0, y0, x1, y1), (parts, err)) in enumerate(zip(tiles, run_tasks(tasks, cfg.workers)), 1):
         for li, g in enumerate(parts):
             levels[li][t] = Gaussians(g.means + [x0, y0], g.chol, g.colours)
         sq_err += err
@@ -104,44 +108,71 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
     return Model(w, h, nch, cfg.tile, levels, info)
 
 
-def _run_tasks(tasks, workers):
-    """Yield ``fit_tile_task`` results in task order, in this process or a spawn process pool."""
+def run_tasks(tasks, workers, fn=None):
+    """Yield ``fn(*task)`` (default :func:`fit_tile_task`) in task order, here or in a spawn pool."""
+    fn = fn or fit_tile_task
     workers = workers or os.cpu_count() or 1
     workers = min(workers, len(tasks))
     if workers <= 1:
         for task in tasks:
-            yield fit_tile_task(*task)
+            yield fn(*task)
         return
     import multiprocessing as mp
+    import warnings
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    # spawn, not fork: torch and numba have thread pools running, and forking those deadlocks.
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        yield from pool.map(fit_tile_task, *zip(*tasks))
+    # spawn, not fork: numba's (and torch's) thread pools are running, and forking those deadlocks.
+    done = 0
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for result in pool.map(fn, *zip(*tasks)):
+                yield result
+                done += 1
+            return
+    except BrokenProcessPool:
+        # Typically a script without `if __name__ == "__main__":`, which spawned workers re-run.
+        # Results do not depend on where tasks run, so finish here instead of failing.
+        warnings.warn("the worker processes died (is the calling script missing "
+                      "`if __name__ == '__main__':`?); continuing in this process", RuntimeWarning, stacklevel=3)
+    for task in tasks[done:]:
+        yield fn(*task)
+
+
+@contextmanager
+def single_threaded():
+    """One thread per tile whatever runs it (this process, a pool worker or a Dask worker), so
+    results are bit-identical everywhere: another thread count changes summation orders."""
+    import numba
+
+    torch = sys.modules.get("torch")  # only the torch backend imports it
+    threads = (torch.get_num_threads() if torch else 0, numba.get_num_threads())
+    if torch:
+        torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch:
+            torch.set_num_threads(threads[0])
+        numba.set_num_threads(threads[1])
+
+
+def render_parts(parts, shape) -> np.ndarray:
+    """Sum of the levels' renders at scale 1 over a tile of ``shape`` (tile-local Gaussians)."""
+    recon = np.zeros(shape, np.float32)
+    for g in parts:
+        if len(g):
+            recon += rasterize(*project(g, 1.0), (0, 0, shape[1], shape[0]))
+    return recon
 
 
 def fit_tile_task(target, n, cfg: FitConfig, seed):
-    """Fit one tile single-threaded: ``(parts per level in tile-local pixels, squared error)``.
-
-    One thread per tile whatever runs it (this process, a pool worker or a Dask worker), so the
-    result is bit-identical everywhere: a different thread count changes torch's summation order.
-    """
-    import numba
-    import torch
-
-    threads = (torch.get_num_threads(), numba.get_num_threads())
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    try:
+    """Fit one tile single-threaded: ``(parts per level in tile-local pixels, squared error)``."""
+    with single_threaded():
         parts = _fit_tile(target, n, cfg, seed)
-        recon = np.zeros_like(target)
-        for g in parts:
-            if len(g):
-                recon += rasterize(*project(g, 1.0), (0, 0, target.shape[1], target.shape[0]))
+        recon = render_parts(parts, target.shape)
         return parts, float(((np.clip(recon, 0, 1) - target) ** 2).sum())
-    finally:
-        torch.set_num_threads(threads[0])
-        numba.set_num_threads(threads[1])
 
 
 def _fit_tile(target, n, cfg: FitConfig, seed) -> list[Gaussians]:
@@ -153,9 +184,9 @@ def _fit_tile(target, n, cfg: FitConfig, seed) -> list[Gaussians]:
         parts = [fit_level(target, n, scale=1.0, settings=cfg.level, seed=seed)]
         return parts + [empty] * (cfg.levels - 1)
     n0 = max(1, int(round(n * cfg.level0_fraction)))
-    small = downsample2(target)
+    small = downsample(target, cfg.downsample)
     n0 = min(n0, small.shape[0] * small.shape[1])
-    g0 = fit_level(small, n0, scale=0.5, settings=cfg.level, seed=seed)
+    g0 = fit_level(small, n0, scale=1.0 / cfg.downsample, settings=cfg.level, seed=seed)
     coarse = rasterize(*project(g0, 1.0), (0, 0, target.shape[1], target.shape[0]))
     g1 = fit_level(target - coarse, n - n0, scale=1.0, settings=cfg.level, seed=seed + 1)
     return [g0, g1]

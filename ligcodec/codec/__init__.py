@@ -1,0 +1,1 @@
+"""Quantisation, entropy coding (constriction) and one tile's bitstream."""

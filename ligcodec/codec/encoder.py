@@ -1,0 +1,126 @@
+"""``encode``: image -> fitted, quantised, entropy-coded ``.lig`` file."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..container import Header, write_lig
+from ..errors import LigInputError
+from ..fit.optimise import FitSettings
+from ..fit.tiles import FitConfig, _fit_tile, downsample, render_parts, run_tasks, single_threaded, split_budget
+from ..model import tile_grid, to_float_image
+from .quantise import QuantSteps, quantise_level
+from .tile import encode_chunk
+
+#: Bits per Gaussian the budget estimate for ``bpp=`` starts from (measured; see BENCHMARKS.md).
+BITS_PER_GAUSSIAN = 48.0
+
+
+@dataclass
+class EncodeResult:
+    path: str
+    bytes: int
+    bpp: float
+    gaussians: int
+    psnr: float  # of the decoded image vs the input, float samples, clamped
+    seconds: float
+
+
+def encode_tile_task(target, n, cfg: FitConfig, seed, steps: QuantSteps, transform: str):
+    """Fit, quantise and code one tile: ``([(chunk bytes, count) per level], squared error)``."""
+    with single_threaded():
+        parts = _fit_tile(target, n, cfg, seed)
+        chunks, deq = [], []
+        if cfg.levels == 2:
+            small = downsample(target, cfg.downsample)
+            q0 = quantise_level(parts[0], small, 1.0 / cfg.downsample, steps, 0, transform)
+            coarse = render_parts([q0.gaussians], target.shape)
+            q1 = quantise_level(parts[1], target - coarse, 1.0, steps, 1, transform)
+            levels = [q0, q1]
+        else:
+            levels = [quantise_level(parts[0], target, 1.0, steps, 0, transform)]
+        for q in levels:
+            chunks.append((encode_chunk(q.qx, q.qy, q.qc, q.qk), len(q.qx)))
+            deq.append(q.gaussians)
+        recon = render_parts(deq, target.shape)
+        return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum())
+
+
+def encode(image, path, *, gaussians: int | None = None, bpp: float | None = None, density: float | None = None,
+           quant: QuantSteps | None = None, config: FitConfig | None = None, seed: int = 0, workers: int = 0,
+           metadata: dict | None = None, progress=None, **level_settings) -> EncodeResult:
+    """Encode ``image`` (array [H, W(, C)], uint8/uint16) into the ``.lig`` file ``path``.
+
+    Budget: ``gaussians`` (count), ``density`` (per pixel) or ``bpp`` (target bits per pixel,
+    turned into a count with :data:`BITS_PER_GAUSSIAN`). The file is written to a temporary name
+    and renamed, so a failed encode leaves nothing behind and never touches an existing file
+    until it succeeds. Same input, options and seed give identical bytes.
+    """
+    t0 = time.perf_counter()
+    img, depth = to_float_image(image)
+    if depth == 32:
+        depth = 8
+    h, w, nch = img.shape
+    cfg = config or FitConfig()
+    cfg = replace(cfg, seed=seed, workers=workers,
+                  level=replace(cfg.level, **level_settings) if level_settings else cfg.level)
+    given = [x is not None for x in (gaussians, bpp, density)]
+    if sum(given) > 1:
+        raise LigInputError("give at most one of gaussians=, bpp=, density=")
+    if bpp is not None:
+        if not (bpp > 0 and math.isfinite(bpp)):
+            raise LigInputError(f"bpp must be > 0, got {bpp!r}")
+        gaussians = max(1, int(bpp * w * h / BITS_PER_GAUSSIAN))
+    elif density is not None:
+        if not (density > 0 and math.isfinite(density)):
+            raise LigInputError(f"density must be > 0, got {density!r}")
+        gaussians = max(1, int(round(density * w * h)))
+    elif gaussians is None:
+        gaussians = max(1, int(round(0.03 * w * h)))
+    gaussians = min(int(gaussians), w * h)
+    if gaussians < 1:
+        raise LigInputError(f"the Gaussian budget must be at least 1, got {gaussians}")
+    transform = "ycocg" if nch >= 3 else "none"
+    steps = (quant or QuantSteps()).for_image(cfg.levels, nch)
+    header = Header(w, h, nch, depth, cfg.tile, cfg.levels, transform, steps.pos_step, list(steps.chol_step),
+                    [list(map(float, r)) for r in steps.colour_step],
+                    encoder={"gaussians": gaussians, "seed": seed, "fit": _plain(asdict(cfg))},
+                    metadata=metadata or {})
+    header.validate(LigInputError, "encode settings")
+    budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight)
+    tiles = list(tile_grid(w, h, cfg.tile))
+    tasks = [(img[y0:y1, x0:x1], n, cfg, cfg.seed * 1_000_003 + t, steps, transform)
+             for (t, x0, y0, x1, y1), n in zip(tiles, budgets)]
+    chunks = [[None] * len(tiles) for _ in range(cfg.levels)]
+    sq = 0.0
+    for done, (t_chunks, err) in enumerate(run_tasks(tasks, workers, encode_tile_task), 1):
+        for li, c in enumerate(t_chunks):
+            chunks[li][done - 1] = c
+        sq += err
+        if progress:
+            progress(done, len(tiles))
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            size = write_lig(f, header, chunks)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    mse = sq / img.size
+    return EncodeResult(str(path), size, size * 8 / (w * h), sum(c[1] for lvl in chunks for c in lvl),
+                        10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0)
+
+
+def _plain(d):
+    return {k: (_plain(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+__all__ = ["EncodeResult", "FitSettings", "encode"]

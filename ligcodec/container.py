@@ -1,0 +1,275 @@
+"""The ``.lig`` container: one class per section of spec/lig-format.md.
+
+Reading is lenient where the spec allows (unknown header keys, higher minor versions) and strict
+everywhere else: every size and offset is checked against the file before anything is allocated,
+and each rejection is a :class:`~ligcodec.errors.LigFormatError` naming the byte offset, tile and
+level. Writing is strict: it refuses values the spec does not allow.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import msgpack
+
+from .errors import LigFormatError, LigInputError
+
+MAGIC = bytes.fromhex("894C49470D0A1A0A")
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+PREFIX_SIZE = 20
+INDEX_ENTRY_SIZE = 24
+MAX_HEADER_SIZE = 16 * 1024 * 1024
+MAX_GAUSSIANS_PER_CHUNK = 16 * 1024 * 1024
+MAX_SIDE = 1 << 24
+MAX_LEVELS = 8
+
+_PREFIX = struct.Struct("<8sBBHII")
+_INDEX_HEAD = struct.Struct("<II")
+_ENTRY = struct.Struct("<QIIII")
+
+
+def crc32(data) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+@dataclass
+class Prefix:
+    """Section 1: magic, version, flags, header length and CRC (20 bytes)."""
+
+    header_size: int
+    header_crc: int
+    major: int = VERSION_MAJOR
+    minor: int = VERSION_MINOR
+    flags: int = 0
+
+    def pack(self) -> bytes:
+        return _PREFIX.pack(MAGIC, self.major, self.minor, self.flags, self.header_size, self.header_crc)
+
+    @classmethod
+    def parse(cls, data: bytes, file_size: int) -> "Prefix":
+        if file_size == 0:
+            raise LigFormatError("the file is empty (0 bytes); it is not a .lig file")
+        if len(data) < 8 or data[:8] != MAGIC:
+            raise LigFormatError(f"bad magic at byte 0: {data[:8].hex()} (expected {MAGIC.hex()}); not a .lig file")
+        if len(data) < PREFIX_SIZE:
+            raise LigFormatError(f"truncated file: {file_size} bytes, the fixed prefix alone needs {PREFIX_SIZE}")
+        _, major, minor, flags, hsize, hcrc = _PREFIX.unpack_from(data)
+        if major > VERSION_MAJOR:
+            raise LigFormatError(
+                f"format version {major}.{minor} at byte 8 was written by a newer ligcodec; this one reads "
+                f"{VERSION_MAJOR}.x — upgrade ligcodec"
+            )
+        if major < 1:
+            raise LigFormatError(f"invalid format version {major}.{minor} at byte 8")
+        if not 1 <= hsize <= MAX_HEADER_SIZE:
+            raise LigFormatError(f"header length {hsize} at byte 12 is outside 1..{MAX_HEADER_SIZE}")
+        if PREFIX_SIZE + hsize + _INDEX_HEAD.size > file_size:
+            raise LigFormatError(f"truncated file: header of {hsize} bytes at byte {PREFIX_SIZE} runs past the end ({file_size} bytes)")
+        return cls(hsize, hcrc, major, minor, flags)
+
+
+_REQUIRED = ("width", "height", "channels", "bit_depth", "tile", "levels", "colour_transform",
+             "pos_step", "chol_step", "colour_step")
+
+
+@dataclass
+class Header:
+    """Section 2: the msgpack header."""
+
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    tile: int
+    levels: int
+    colour_transform: str
+    pos_step: float
+    chol_step: list
+    colour_step: list  # [L][C]
+    encoder: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return math.ceil(self.width / self.tile), math.ceil(self.height / self.tile)
+
+    @property
+    def n_tiles(self) -> int:
+        nx, ny = self.grid
+        return nx * ny
+
+    def validate(self, err=LigFormatError, where="header") -> "Header":
+        def bad(msg):
+            raise err(f"{where}: {msg}")
+
+        for k in ("width", "height", "channels", "bit_depth", "tile", "levels"):
+            if not isinstance(getattr(self, k), int) or isinstance(getattr(self, k), bool):
+                bad(f"{k} must be an integer, got {getattr(self, k)!r}")
+        if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
+            bad(f"image size {self.width}x{self.height} outside 1..{MAX_SIDE}")
+        if not 1 <= self.channels <= 4:
+            bad(f"channels {self.channels} outside 1..4")
+        if self.bit_depth not in (8, 16):
+            bad(f"bit_depth {self.bit_depth} is not 8 or 16")
+        if not 16 <= self.tile <= MAX_SIDE:
+            bad(f"tile {self.tile} outside 16..{MAX_SIDE}")
+        if not 1 <= self.levels <= MAX_LEVELS:
+            bad(f"levels {self.levels} outside 1..{MAX_LEVELS}")
+        if self.colour_transform not in ("ycocg", "none") or (self.colour_transform == "ycocg" and self.channels < 3):
+            bad(f"colour_transform {self.colour_transform!r} is not allowed with {self.channels} channel(s)")
+        if not _pos(self.pos_step):
+            bad(f"pos_step {self.pos_step!r} must be a finite number > 0")
+        if not (isinstance(self.chol_step, (list, tuple)) and len(self.chol_step) == 3 and all(map(_pos, self.chol_step))):
+            bad(f"chol_step {self.chol_step!r} must be three finite numbers > 0")
+        cs = self.colour_step
+        if not (isinstance(cs, (list, tuple)) and len(cs) == self.levels
+                and all(isinstance(r, (list, tuple)) and len(r) == self.channels and all(map(_pos, r)) for r in cs)):
+            bad(f"colour_step must be {self.levels} lists of {self.channels} finite numbers > 0")
+        return self
+
+    def pack(self) -> bytes:
+        self.validate(LigInputError, "refusing to write header")
+        d = {k: getattr(self, k) for k in _REQUIRED}
+        d.update(encoder=self.encoder, metadata=self.metadata)
+        return msgpack.packb(d, use_bin_type=True)
+
+    @classmethod
+    def parse(cls, data: bytes) -> "Header":
+        try:
+            d = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_HEADER_SIZE)
+        except Exception as e:  # msgpack raises several unrelated types on garbage
+            raise LigFormatError(f"header at byte {PREFIX_SIZE} is not valid msgpack: {e}") from None
+        if not isinstance(d, dict):
+            raise LigFormatError(f"header at byte {PREFIX_SIZE} is a {type(d).__name__}, not a map")
+        missing = [k for k in _REQUIRED if k not in d]
+        if missing:
+            raise LigFormatError(f"header at byte {PREFIX_SIZE} lacks required keys {missing}")
+        extra = {k: d[k] for k in ("encoder", "metadata") if isinstance(d.get(k), dict)}
+        h = cls(**{k: d[k] for k in _REQUIRED}, **extra)
+        return h.validate(LigFormatError, f"header at byte {PREFIX_SIZE}")
+
+
+def _pos(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+@dataclass
+class IndexEntry:
+    offset: int
+    length: int
+    crc: int
+    count: int
+
+
+@dataclass
+class Index:
+    """Section 3: one entry per (level, tile), level-major."""
+
+    entries: list
+
+    def pack(self) -> bytes:
+        body = b"".join(_ENTRY.pack(e.offset, e.length, e.crc, e.count, 0) for e in self.entries)
+        return _INDEX_HEAD.pack(len(self.entries), crc32(body)) + body
+
+    @classmethod
+    def parse(cls, head: bytes, read, at: int, expected: int, file_size: int) -> "Index":
+        k, crc = _INDEX_HEAD.unpack(head)
+        if k != expected:
+            raise LigFormatError(f"index at byte {at} has {k} entries; levels x tiles = {expected}")
+        size = k * INDEX_ENTRY_SIZE
+        if at + _INDEX_HEAD.size + size > file_size:
+            raise LigFormatError(f"truncated file: index of {k} entries at byte {at} runs past the end ({file_size} bytes)")
+        body = read(at + _INDEX_HEAD.size, size)
+        if crc32(body) != crc:
+            raise LigFormatError(f"index at byte {at} is corrupt (CRC mismatch)")
+        entries = []
+        for i in range(k):
+            off, length, c, count, _ = _ENTRY.unpack_from(body, i * INDEX_ENTRY_SIZE)
+            if off + length > file_size:
+                raise LigFormatError(f"index entry {i} at byte {at + 8 + i * INDEX_ENTRY_SIZE}: chunk [{off}, {off + length}) "
+                                     f"runs past the end of the file ({file_size} bytes); the file is truncated")
+            if count > MAX_GAUSSIANS_PER_CHUNK:
+                raise LigFormatError(f"index entry {i}: {count} Gaussians exceeds the limit {MAX_GAUSSIANS_PER_CHUNK}")
+            entries.append(IndexEntry(off, length, c, count))
+        return cls(entries)
+
+
+class LigReader:
+    """Random access to a ``.lig`` file: header and index on open, chunks on demand.
+
+    ``bytes_read`` counts every byte read from the file (tests use it to show that a reduced-scale
+    decode reads only level-0 chunks).
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._f = open(path, "rb")
+        try:
+            self._f.seek(0, 2)
+            self.file_size = self._f.tell()
+            self.bytes_read = 0
+            self.prefix = Prefix.parse(self._read(0, min(PREFIX_SIZE, self.file_size)), self.file_size)
+            raw = self._read(PREFIX_SIZE, self.prefix.header_size)
+            if crc32(raw) != self.prefix.header_crc:
+                raise LigFormatError(f"header at byte {PREFIX_SIZE} is corrupt (CRC mismatch)")
+            self.header = Header.parse(raw)
+            at = PREFIX_SIZE + self.prefix.header_size
+            self.index = Index.parse(self._read(at, _INDEX_HEAD.size), self._read, at,
+                                     self.header.levels * self.header.n_tiles, self.file_size)
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _read(self, offset: int, size: int) -> bytes:
+        self._f.seek(offset)
+        data = self._f.read(size)
+        self.bytes_read += len(data)
+        if len(data) != size:
+            raise LigFormatError(f"truncated file: wanted {size} bytes at byte {offset}, got {len(data)}")
+        return data
+
+    def entry(self, level: int, tile: int) -> IndexEntry:
+        return self.index.entries[level * self.header.n_tiles + tile]
+
+    def chunk(self, level: int, tile: int) -> bytes:
+        e = self.entry(level, tile)
+        data = self._read(e.offset, e.length) if e.length else b""
+        if crc32(data) != e.crc:
+            raise LigFormatError(f"chunk of tile {tile}, level {level} at byte {e.offset} is corrupt (CRC mismatch)")
+        return data
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_lig(fileobj, header: Header, chunks) -> int:
+    """Write a complete file: ``chunks[level][tile] = (payload bytes, count)``. Returns its size."""
+    hbytes = header.pack()
+    if len(hbytes) > MAX_HEADER_SIZE:
+        raise LigInputError(f"header of {len(hbytes)} bytes exceeds {MAX_HEADER_SIZE}; shorten the metadata")
+    flat = [c for level in chunks for c in level]
+    if len(flat) != header.levels * header.n_tiles:
+        raise LigInputError(f"{len(flat)} chunks given for {header.levels} levels x {header.n_tiles} tiles")
+    offset = PREFIX_SIZE + len(hbytes) + _INDEX_HEAD.size + INDEX_ENTRY_SIZE * len(flat)
+    entries = []
+    for payload, count in flat:
+        if count > MAX_GAUSSIANS_PER_CHUNK:
+            raise LigInputError(f"a chunk of {count} Gaussians exceeds {MAX_GAUSSIANS_PER_CHUNK}; use smaller tiles")
+        entries.append(IndexEntry(offset, len(payload), crc32(payload), count))
+        offset += len(payload)
+    fileobj.write(Prefix(len(hbytes), crc32(hbytes)).pack())
+    fileobj.write(hbytes)
+    fileobj.write(Index(entries).pack())
+    for payload, _ in flat:
+        fileobj.write(payload)
+    return offset

@@ -1,0 +1,156 @@
+"""``ligcodec.open()``: a lazy image over a ``.lig`` file, read as numpy arrays.
+
+Only the tiles and levels a read needs are decoded (and kept in a small cache); a read at scale
+<= 1/2 of a two-level file touches level-0 bytes only.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from .codec import colour
+from .codec.tile import decode_chunk, dequantise
+from .container import LigReader
+from .errors import LigInputError
+from .model import Model, tile_grid
+from .render import Gaussians
+from .render.contract import check_scale, output_size
+
+
+class _LazyLevel:
+    def __init__(self, image: "LigImage", level: int):
+        self._image, self._level = image, level
+
+    def __getitem__(self, tile: int) -> Gaussians:
+        return self._image._tile(self._level, tile)
+
+    def __len__(self):
+        return self._image._reader.header.n_tiles
+
+
+class LigImage:
+    """A ``.lig`` image. ``shape`` is (H, W, C) like numpy; ``dimensions`` is (W, H) like OpenSlide."""
+
+    def __init__(self, path, cache_tiles: int = 256):
+        self.path = path
+        self._reader = LigReader(path)
+        self.header = h = self._reader.header
+        self._lock = threading.Lock()
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_size = cache_tiles
+        self._origins = {t: (x0, y0) for t, x0, y0, _, _ in tile_grid(h.width, h.height, h.tile)}
+        self.model = Model(h.width, h.height, h.channels, h.tile, [_LazyLevel(self, i) for i in range(h.levels)])
+
+    # -------------------------------------------------------------- conventions users know
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.header.height, self.header.width, self.header.channels)
+
+    @property
+    def dtype(self):
+        return np.dtype(np.uint16 if self.header.bit_depth == 16 else np.uint8)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return (self.header.width, self.header.height)
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        """A virtual pyramid: any scale renders, these are the conventional power-of-2 levels."""
+        d, out = 1, []
+        while True:
+            out.append(float(d))
+            if max(self.header.width, self.header.height) / (2 * d) < 256:
+                return tuple(out)
+            d *= 2
+
+    @property
+    def level_count(self) -> int:
+        return len(self.level_downsamples)
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return tuple(output_size(self.header.width, self.header.height, 1 / d) for d in self.level_downsamples)
+
+    # ----------------------------------------------------------------------------- reads
+    def read_float(self, scale=1.0, region=None) -> np.ndarray:
+        """``[h, w, C]`` float32 in [0, 1] (clamped) at ``scale``; ``region=(x, y, w, h)`` in output px."""
+        return np.clip(self.model.render(scale=scale, region=region), 0, 1)
+
+    def read(self, scale=1.0, region=None) -> np.ndarray:
+        """``[h, w, C]`` in the image's dtype (uint8 or uint16) at ``scale`` and ``region``."""
+        peak = 65535 if self.header.bit_depth == 16 else 255
+        return np.round(self.read_float(scale, region) * peak).astype(self.dtype)
+
+    def read_region(self, location, level: int, size) -> np.ndarray:
+        """OpenSlide-style: ``location`` (x, y) in level-0 pixels, ``size`` (w, h) in the level's
+        pixels. Parts outside the image are zero (OpenSlide pads with transparent black)."""
+        if not 0 <= int(level) < self.level_count:
+            raise LigInputError(f"level {level} outside 0..{self.level_count - 1}")
+        d = self.level_downsamples[int(level)]
+        w, h = (int(v) for v in size)
+        if w <= 0 or h <= 0:
+            raise LigInputError(f"size {size!r} must be positive")
+        ow, oh = self.level_dimensions[int(level)]
+        x = math.floor(location[0] / d)
+        y = math.floor(location[1] / d)
+        out = np.zeros((h, w, self.header.channels), self.dtype)
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, ow), min(y + h, oh)
+        if x0 < x1 and y0 < y1:
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = self.read(1 / d, (x0, y0, x1 - x0, y1 - y0))
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.read()
+        return a if dtype is None else a.astype(dtype)
+
+    # ------------------------------------------------------------------------ internals
+    def _tile(self, level: int, tile: int) -> Gaussians:
+        key = (level, tile)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            h = self.header
+            data = self._reader.chunk(level, tile)
+            n = self._reader.entry(level, tile).count
+            qx, qy, qc, qk = decode_chunk(data, n, h.channels, f"tile {tile}, level {level}")
+            means, chol, coded = dequantise(qx, qy, qc, qk, self._origins[tile], h.pos_step, h.chol_step,
+                                            h.colour_step[level])
+            g = Gaussians(means, chol, colour.inverse(coded, h.colour_transform))
+            self._cache[key] = g
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return g
+
+    @property
+    def bytes_read(self) -> int:
+        return self._reader.bytes_read
+
+    def close(self):
+        self._reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        h = self.header
+        return f"<LigImage {self.path} {h.width}x{h.height}x{h.channels} {h.bit_depth}-bit, {h.levels} level(s)>"
+
+
+def open(path, **kwargs) -> LigImage:  # noqa: A001 - the conventional name
+    return LigImage(path, **kwargs)
+
+
+def decode(path, scale=1.0, region=None) -> np.ndarray:
+    """Decode a ``.lig`` file (or a window of it) at ``scale`` into a uint8/uint16 array."""
+    check_scale(scale)
+    with LigImage(path) as img:
+        return img.read(scale, region)
