@@ -78,14 +78,15 @@ def encode(input, output, gaussians, bpp, density, levels, steps, seed, workers,
               help="PNG or TIFF; default: INPUT's name with .png (.tif above 64 MP or for 16-bit colour) next to it.")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Output size = scale x image size (e.g. 0.25).")
 @click.option("--region", help="x,y,w,h window in output pixels (at --scale).")
+@click.option("--preview", is_flag=True, help="Coarse level only: reads only level-0 bytes, lower quality.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def decode(input, output, scale, region, force):
+def decode(input, output, scale, region, preview, force):
     """Decompress INPUT.lig to an image, at any scale and region."""
     from .image import LigImage
     from .io import write_image
 
     with LigImage(input) as img:
-        out = img.read(scale=scale, region=_region(region))
+        out = img.read(scale=scale, region=_region(region), levels=[0] if preview else None)
         depth = img.header.bit_depth
     if output is None:
         big = out.shape[0] * out.shape[1] > 64_000_000 or (depth == 16 and out.shape[2] > 1)

@@ -1,7 +1,7 @@
 """``ligcodec.open()``: a lazy image over a ``.lig`` file, read as numpy arrays.
 
-Only the tiles and levels a read needs are decoded (and kept in a small cache); a read at scale
-<= 1/2 of a two-level file touches level-0 bytes only.
+Only the tiles and levels a read needs are decoded (and kept in a small cache); a preview with
+``levels=[0]`` touches level-0 bytes only.
 """
 
 from __future__ import annotations
@@ -77,14 +77,15 @@ class LigImage:
         return tuple(output_size(self.header.width, self.header.height, 1 / d) for d in self.level_downsamples)
 
     # ----------------------------------------------------------------------------- reads
-    def read_float(self, scale=1.0, region=None) -> np.ndarray:
-        """``[h, w, C]`` float32 in [0, 1] (clamped) at ``scale``; ``region=(x, y, w, h)`` in output px."""
-        return np.clip(self.model.render(scale=scale, region=region), 0, 1)
+    def read_float(self, scale=1.0, region=None, levels=None) -> np.ndarray:
+        """``[h, w, C]`` float32 in [0, 1] (clamped) at ``scale``; ``region=(x, y, w, h)`` in output
+        px; ``levels=[0]`` renders the coarse level alone (a preview that reads fewer bytes)."""
+        return np.clip(self.model.render(scale=scale, region=region, levels=levels), 0, 1)
 
-    def read(self, scale=1.0, region=None) -> np.ndarray:
+    def read(self, scale=1.0, region=None, levels=None) -> np.ndarray:
         """``[h, w, C]`` in the image's dtype (uint8 or uint16) at ``scale`` and ``region``."""
         peak = 65535 if self.header.bit_depth == 16 else 255
-        return np.round(self.read_float(scale, region) * peak).astype(self.dtype)
+        return np.round(self.read_float(scale, region, levels) * peak).astype(self.dtype)
 
     def read_region(self, location, level: int, size) -> np.ndarray:
         """OpenSlide-style: ``location`` (x, y) in level-0 pixels, ``size`` (w, h) in the level's
@@ -149,8 +150,8 @@ def open(path, **kwargs) -> LigImage:  # noqa: A001 - the conventional name
     return LigImage(path, **kwargs)
 
 
-def decode(path, scale=1.0, region=None) -> np.ndarray:
+def decode(path, scale=1.0, region=None, levels=None) -> np.ndarray:
     """Decode a ``.lig`` file (or a window of it) at ``scale`` into a uint8/uint16 array."""
     check_scale(scale)
     with LigImage(path) as img:
-        return img.read(scale, region)
+        return img.read(scale, region, levels)

@@ -69,9 +69,10 @@ class Model:
         return [sum(len(g) for g in lvl) for lvl in self.levels]
 
     def default_levels(self, scale: float) -> list[int]:
-        """Level 0 alone at scale <= 1/2 (it was fitted to the half-size image), else all."""
-        if scale <= 0.5 and len(self.levels) > 1:
-            return [0]
+        """All levels at every scale. Level 0 alone would read fewer bytes at scale <= 1/2, but it
+        was measured ~10 dB worse there (kodim05, 10k Gaussians, vs the box-downsampled image:
+        22.8 dB level 0 only vs 32.6 dB both at 1/2; 26.4 vs 37.2 at 1/4): pass ``levels=[0]``
+        for a quick preview."""
         return list(range(len(self.levels)))
 
     def render(self, scale=1.0, region=None, levels=None) -> np.ndarray:

@@ -90,7 +90,9 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     steps = (quant or QuantSteps()).for_image(cfg.levels, nch)
     header = Header(w, h, nch, depth, cfg.tile, cfg.levels, transform, steps.pos_step, list(steps.chol_step),
                     [list(map(float, r)) for r in steps.colour_step],
-                    encoder={"gaussians": gaussians, "seed": seed, "fit": _plain(asdict(cfg))},
+                    # Not `workers`: where tiles run never changes the bytes, so it is not recorded.
+                    encoder={"gaussians": gaussians, "seed": seed,
+                             "fit": _plain({k: v for k, v in asdict(cfg).items() if k != "workers"})},
                     metadata=metadata or {})
     header.validate(LigInputError, "encode settings")
     budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight)

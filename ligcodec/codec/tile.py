@@ -58,13 +58,16 @@ def encode_chunk(qx, qy, qc, qk) -> bytes:
         models.append(_model(i, lo, hi, loc, scale))
     coder = stream.stack.AnsCoder()
     for s, (m, lo) in reversed(list(zip(streams, models))):
-        coder.encode_reverse(_symbols(s, lo, m), m[0])
+        if m is not None:  # a constant stream (lo == hi) codes no symbols
+            coder.encode_reverse(_symbols(s, lo, m), m[0])
     words = coder.get_compressed().astype("<u4")
     return b"".join(head) + _COUNT.pack(len(words)) + words.tobytes()
 
 
 def _model(i, lo, hi, loc, scale):
-    if i == 0 or lo == hi:
+    if lo == hi:
+        return None, lo
+    if i == 0:
         return (stream.model.Uniform(hi - lo + 1), True), lo
     return (stream.model.QuantizedLaplace(lo, hi, loc, scale), False), lo
 
@@ -104,10 +107,15 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str):
     out = []
     try:
         coder = stream.stack.AnsCoder(words)
-        for (m, uniform), lo in models:
-            s = np.asarray(coder.decode(m, n), np.int64)
-            out.append(s + lo if uniform else s)
-    except (ValueError, RuntimeError, OverflowError) as e:
+        for m, lo in models:
+            if m is None:
+                out.append(np.full(n, lo, np.int64))
+                continue
+            s = np.asarray(coder.decode(m[0], n), np.int64)
+            out.append(s + lo if m[1] else s)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # constriction's Rust panics are BaseExceptions (pyo3)
         raise LigFormatError(f"{where}: entropy decoding failed: {e}") from None
     qx, dqy = out[0], out[1]
     qy = np.cumsum(dqy)

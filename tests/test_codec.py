@@ -1,0 +1,204 @@
+"""The .lig codec: round trips, determinism, byte-level reading, and corrupt files."""
+
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ligcodec
+from ligcodec import LigError, LigFormatError
+from ligcodec import container
+from ligcodec.fit.optimise import psnr
+from tests.test_fit import smooth_image
+
+FAST = dict(steps=30, lsq_iters=10, workers=1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _encode(tmp_path, img, name="x.lig", **kw):
+    path = tmp_path / name
+    r = ligcodec.encode(img, path, **{**dict(gaussians=150), **FAST, **kw})
+    return path, r
+
+
+@pytest.fixture(scope="module")
+def lig_file(tmp_path_factory):
+    """A small two-level, multi-tile RGB file shared by the read-only tests."""
+    tmp = tmp_path_factory.mktemp("lig")
+    img = (smooth_image(40, 70) * 255).astype(np.uint8)
+    path = tmp / "small.lig"
+    ligcodec.encode(img, path, gaussians=200, config=ligcodec.fit.FitConfig(tile=32), **FAST)
+    return path, img
+
+
+@pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (3, np.uint8), (4, np.uint8), (3, np.uint16), (1, np.uint16)])
+def test_round_trip(tmp_path, channels, dtype):
+    peak = np.iinfo(dtype).max
+    img = (smooth_image(30, 45, channels) * peak).astype(dtype)
+    path, r = _encode(tmp_path, img[:, :, 0] if channels == 1 else img)
+    out = ligcodec.decode(path)
+    assert out.dtype == dtype and out.shape == (30, 45, channels)
+    p = psnr(out / peak, img / peak)
+    # The encoder's own estimate (float samples) matches the decoder (rounded to the bit depth)
+    # unless the quality is so high that the rounding itself dominates.
+    assert p > 25 and (abs(p - r.psnr) < 0.5 or min(p, r.psnr) > 40)
+    assert r.bytes == path.stat().st_size
+
+
+def test_same_input_options_seed_give_identical_bytes(tmp_path, lig_file):
+    _, img = lig_file
+    kw = dict(gaussians=200, config=ligcodec.fit.FitConfig(tile=32), **FAST)
+    a = tmp_path / "a.lig"
+    b = tmp_path / "b.lig"
+    ligcodec.encode(img, a, **kw)
+    ligcodec.encode(img, b, **{**kw, "workers": 2})  # a process pool gives the same bytes
+    assert a.read_bytes() == b.read_bytes() == lig_file[0].read_bytes()
+    c = tmp_path / "c.lig"
+    ligcodec.encode(img, c, seed=1, **kw)
+    assert c.read_bytes() != a.read_bytes()
+    assert np.array_equal(ligcodec.decode(a), ligcodec.decode(a))
+
+
+def test_region_and_scale_reads(lig_file):
+    path, img = lig_file
+    with ligcodec.open(path) as im:
+        assert im.shape == (40, 70, 3) and im.dimensions == (70, 40) and im.dtype == np.uint8
+        full = im.read()
+        assert np.array_equal(im.read(region=(10, 5, 30, 20)), full[5:25, 10:40])
+        assert im.read(scale=0.5).shape == (20, 35, 3)
+        assert np.array_equal(np.asarray(im), full)
+        padded = im.read_region((60, 30), 0, (20, 20))
+        assert padded.shape == (20, 20, 3)
+        assert np.array_equal(padded[:10, :10], full[30:40, 60:70]) and not padded[10:, :].any()
+
+
+def test_preview_reads_only_level0_bytes(lig_file):
+    path, _ = lig_file
+    with ligcodec.open(path) as im:
+        before = im.bytes_read
+        im.read(scale=0.25, levels=[0])
+        level0_end = im._reader.entry(1, 0).offset
+        assert im.bytes_read - before <= level0_end
+        assert im.bytes_read <= level0_end
+        im.read(scale=0.25)
+        assert im.bytes_read > level0_end
+
+
+def test_failed_encode_leaves_no_file(tmp_path):
+    target = tmp_path / "out.lig"
+    with pytest.raises(LigError):
+        ligcodec.encode(np.zeros((4, 4, 3), np.float32) * np.nan, target, **FAST)
+    with pytest.raises(LigError):
+        ligcodec.encode(smooth_image(8, 8), target, gaussians=10, bpp=1.0, **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spec_constants_match_code():
+    text = (ROOT / "spec" / "lig-format.md").read_text()
+    block = re.search(r"```\n(MAGIC = .*?)```", text, re.S).group(1)
+    consts = dict(line.split(" = ") for line in block.strip().splitlines())
+    assert bytes.fromhex(consts["MAGIC"]) == container.MAGIC
+    for name in ("VERSION_MAJOR", "VERSION_MINOR", "PREFIX_SIZE", "INDEX_ENTRY_SIZE", "MAX_HEADER_SIZE",
+                 "MAX_GAUSSIANS_PER_CHUNK"):
+        assert int(consts[name]) == getattr(container, name), name
+
+
+# --------------------------------------------------------------------------- corrupt files
+def _decode_all(path):
+    with ligcodec.open(path) as im:
+        return im.read()
+
+
+def _corrupt(tmp_path, data, name="bad.lig"):
+    p = tmp_path / name
+    p.write_bytes(bytes(data))
+    return p
+
+
+def test_zero_length_file(tmp_path):
+    """SCENARIO: an empty file. EXPECTED RESULT: LigFormatError saying it is empty."""
+    with pytest.raises(LigFormatError, match="empty"):
+        _decode_all(_corrupt(tmp_path, b""))
+
+
+def test_wrong_magic(tmp_path, lig_file):
+    """SCENARIO: a PNG renamed to .lig. EXPECTED RESULT: LigFormatError 'bad magic at byte 0'."""
+    data = bytearray(lig_file[0].read_bytes())
+    data[1:4] = b"PNG"
+    with pytest.raises(LigFormatError, match="magic at byte 0"):
+        _decode_all(_corrupt(tmp_path, data))
+
+
+def test_future_version(tmp_path, lig_file):
+    """SCENARIO: major version 2. EXPECTED RESULT: LigFormatError asking to upgrade, naming byte 8."""
+    data = bytearray(lig_file[0].read_bytes())
+    data[8] = 2
+    with pytest.raises(LigFormatError, match="byte 8.*newer"):
+        _decode_all(_corrupt(tmp_path, data))
+
+
+def test_future_minor_version_is_read(tmp_path, lig_file):
+    """SCENARIO: minor version 7 of the same major. EXPECTED RESULT: decoded like 1.0."""
+    data = bytearray(lig_file[0].read_bytes())
+    data[9] = 7
+    assert np.array_equal(_decode_all(_corrupt(tmp_path, data)), _decode_all(lig_file[0]))
+
+
+@pytest.mark.parametrize("cut", [5, 19, 25, 60, -1, -7])
+def test_truncated(tmp_path, lig_file, cut):
+    """SCENARIO: the file cut short at various points. EXPECTED RESULT: LigFormatError."""
+    data = lig_file[0].read_bytes()
+    with pytest.raises(LigFormatError):
+        _decode_all(_corrupt(tmp_path, data[:cut]))
+
+
+def test_bit_flips_name_the_section(tmp_path, lig_file):
+    """SCENARIO: one flipped bit in the header, the index, a chunk.
+    EXPECTED RESULT: LigFormatError naming header / index / the tile and level."""
+    data = lig_file[0].read_bytes()
+    hsize = struct.unpack_from("<I", data, 12)[0]
+    index_at = 20 + hsize
+    with ligcodec.open(lig_file[0]) as im:
+        e = im._reader.entry(1, 2)
+    for pos, pattern in [(25, "header"), (index_at + 10, "index"), (e.offset + e.length // 2, "tile 2, level 1")]:
+        bad = bytearray(data)
+        bad[pos] ^= 0x10
+        with pytest.raises(LigFormatError, match=pattern):
+            _decode_all(_corrupt(tmp_path, bad))
+
+
+def test_header_lying_about_sizes_allocates_nothing_huge(tmp_path, lig_file):
+    """SCENARIO: a header length of 2^32-1 and a forged index count.
+    EXPECTED RESULT: LigFormatError before any large read."""
+    data = bytearray(lig_file[0].read_bytes())
+    forged = bytearray(data)
+    forged[12:16] = struct.pack("<I", 0xFFFFFFFF)
+    with pytest.raises(LigFormatError, match="header length"):
+        _decode_all(_corrupt(tmp_path, forged, "a.lig"))
+    hsize = struct.unpack_from("<I", data, 12)[0]
+    forged = bytearray(data)
+    forged[20 + hsize : 24 + hsize] = struct.pack("<I", 10**9)
+    with pytest.raises(LigFormatError, match="entries"):
+        _decode_all(_corrupt(tmp_path, forged, "b.lig"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+       st.integers(0, 10**6))
+def test_fuzz_mutated_files_never_crash(tmp_path, lig_file, edits, cut):
+    """SCENARIO: random byte edits and truncations of a real file.
+    EXPECTED RESULT: an image or a LigError, never another exception, hang or crash."""
+    data = bytearray(lig_file[0].read_bytes())
+    for pos, val in edits:
+        data[pos % len(data)] = val
+    data = data[: max(0, len(data) - cut % 64)] if cut % 3 == 0 else data
+    p = _corrupt(tmp_path, data, "fuzz.lig")
+    try:
+        out = _decode_all(p)
+        assert out.shape == (40, 70, 3)
+    except LigError:
+        pass
