@@ -182,8 +182,11 @@ def _info_lig(path: Path, verbose: bool):
             click.echo(f"  level {lvl}: {n} Gaussians, {b} bytes" + (f", {b * 8 / n:.1f} bits/Gaussian" if n else ""))
         if verbose:
             click.echo(f"  steps: position {h.pos_step:g} px, chol {h.chol_step}, colour {h.colour_step}")
+            for lvl, b in enumerate(h.encoder.get("bits_per_gaussian", [])):
+                parts = ", ".join(f"{k} {v:.1f}" for k, v in b.items())
+                click.echo(f"  level {lvl} bits per Gaussian: {parts}")
             for k, v in sorted(h.encoder.items()):
-                if k != "fit":
+                if k not in ("fit", "bits_per_gaussian"):
                     click.echo(f"  encoder {k}: {v}")
 
 

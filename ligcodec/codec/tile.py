@@ -41,8 +41,16 @@ def _laplace_params(s: np.ndarray) -> tuple[float, float]:
     return loc, max(scale, 0.05)
 
 
-def encode_chunk(qx, qy, qc, qk) -> bytes:
-    """Entropy-code the symbol streams of one tile (see spec section 4)."""
+#: Attribute of each stream, for the bits-per-attribute report.
+def stream_attribute(i: int) -> str:
+    return "position" if i < 2 else "covariance" if i < 5 else "colour"
+
+
+def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
+    """Entropy-code the symbol streams of one tile (see spec section 4).
+
+    ``stats``, if given, accumulates the bits each attribute costs (each stream coded alone).
+    """
     n = len(qx)
     if n == 0:
         return b""
@@ -57,9 +65,16 @@ def encode_chunk(qx, qy, qc, qk) -> bytes:
         head.append(_STREAM.pack(lo, hi, loc, scale))
         models.append(_model(i, lo, hi, loc, scale))
     coder = stream.stack.AnsCoder()
-    for s, (m, lo) in reversed(list(zip(streams, models))):
+    for i, (s, (m, lo)) in reversed(list(enumerate(zip(streams, models)))):
         if m is not None:  # a constant stream (lo == hi) codes no symbols
             coder.encode_reverse(_symbols(s, lo, m), m[0])
+            if stats is not None:
+                alone = stream.stack.AnsCoder()
+                alone.encode_reverse(_symbols(s, lo, m), m[0])
+                key = stream_attribute(i)
+                stats[key] = stats.get(key, 0) + alone.num_bits()
+        if stats is not None:
+            stats["side"] = stats.get("side", 0) + 8 * _STREAM.size
     words = coder.get_compressed().astype("<u4")
     return b"".join(head) + _COUNT.pack(len(words)) + words.tobytes()
 

@@ -49,8 +49,11 @@ _QMAX = 1e30
 #: Spans are padded to a multiple of this many pixels (see the module docstring).
 _LANES = 16
 #: fastmath without 'nnan'/'ninf': reassociation lets LLVM vectorise the sums, while masking by
-#: select stays exact even if an input is inf or NaN.
-_FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
+#: select stays exact even if an input is inf or NaN. Without 'contract' too: with it, a freshly
+#: compiled backward kernel fused multiply-adds differently from the same kernel loaded from
+#: numba's cache (gradients differed by ~1e-5), so two processes encoded different bytes. The
+#: render benchmark showed no measurable cost.
+_FAST = {"reassoc", "arcp", "nsz", "afn"}
 
 
 @njit(cache=True, inline="always", fastmath=_FAST)
