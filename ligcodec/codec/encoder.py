@@ -19,7 +19,7 @@ from .quantise import QuantSteps, quantise_level
 from .tile import encode_chunk
 
 #: Bits per Gaussian the budget estimate for ``bpp=`` starts from (measured; see BENCHMARKS.md).
-BITS_PER_GAUSSIAN = 48.0
+BITS_PER_GAUSSIAN = 45.0
 
 
 @dataclass

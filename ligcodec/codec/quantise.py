@@ -17,7 +17,7 @@ class QuantSteps:
     """Quantiser steps (stored in the header). Defaults measured in bench/rd.py."""
 
     pos_step: float = 1 / 8
-    chol_step: tuple = (1 / 16, 1 / 16, 1 / 16)
+    chol_step: tuple = (1 / 8, 1 / 8, 1 / 8)
     colour_step: list = field(default_factory=lambda: [[1 / 128] * 3, [1 / 128] * 3])  # [level][channel]
 
     def for_image(self, levels: int, channels: int) -> "QuantSteps":

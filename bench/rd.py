@@ -1,0 +1,184 @@
+"""Rate-distortion on Kodak: ligcodec vs Pillow's JPEG, WebP, AVIF and JPEG 2000 at matched sizes.
+
+    python bench/rd.py --quick          # 4 images, 0.25 / 0.5 / 1 bpp
+    python bench/rd.py                  # all 24, 0.125 / 0.25 / 0.5 / 1 / 2 bpp, plot
+    python bench/rd.py --bpp 1 --images kodim23
+
+For every image and target, ligcodec encodes with ``bpp=target``; its actual file size (the whole
+.lig file) is the anchor, and each classical codec gets its highest quality whose file is no
+larger. Rows give mean bpp, PSNR (RGB, 8-bit) and MS-SSIM over the images, and mean encode /
+decode seconds. Settings of the classical codecs as in ../shared/docs/background.md (JPEG
+optimize, WebP method 6, AVIF speed 4, JPEG 2000 irreversible with mct=1, one layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import DATA, print_table  # noqa: E402
+from bench.metrics import ms_ssim, psnr  # noqa: E402
+
+QUICK = ["kodim01", "kodim05", "kodim13", "kodim23"]
+
+
+def _pil_codec(fmt, **opts):
+    def enc(img, q):
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format=fmt, quality=int(q), **opts)
+        return buf.getvalue()
+
+    return enc
+
+
+def _j2k(img, ratio):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG2000", irreversible=True, mct=1, quality_mode="rates",
+                              quality_layers=[float(ratio)])
+    return buf.getvalue()
+
+
+CODECS = {
+    # name: (encode(img, param), low param, high param, higher param = bigger file?)
+    "JPEG": (_pil_codec("JPEG", optimize=True), 1, 95, True),
+    "WebP": (_pil_codec("WEBP", method=6), 0, 100, True),
+    "AVIF": (_pil_codec("AVIF", speed=4), 0, 100, True),
+    "JPEG2000": (_j2k, 2.0, 2000.0, False),
+}
+
+
+def best_under(img, budget, enc, lo, hi, bigger_up):
+    """Largest-quality encoding whose size is <= budget bytes (bisection; None if none fits)."""
+    integer = isinstance(lo, int)
+    best = None
+    for _ in range(30 if not integer else 8):
+        mid = (lo + hi) // 2 if integer else (lo * hi) ** 0.5
+        data = enc(img, mid)
+        fits = len(data) <= budget
+        if fits:
+            best = data
+        if fits == bigger_up:
+            lo = mid + (1 if integer else 0)
+        else:
+            hi = mid - (1 if integer else 0)
+        if (integer and lo > hi) or (not integer and hi / lo < 1.01):
+            break
+    if best is None and not integer:
+        data = enc(img, hi if not bigger_up else lo)
+        best = data if len(data) <= budget else None
+    return best
+
+
+def decode_pil(data):
+    from PIL import Image
+
+    t = time.perf_counter()
+    with Image.open(io.BytesIO(data)) as im:
+        out = np.asarray(im.convert("RGB"))
+    return out, time.perf_counter() - t
+
+
+def run(paths, targets, workers):
+    import ligcodec
+    from PIL import Image
+
+    rows = {(t, c): [] for t in targets for c in ["ligcodec", *CODECS]}
+    tmp = Path(tempfile.mkdtemp())
+    for path in paths:
+        img = np.asarray(Image.open(path).convert("RGB"))
+        npx = img.shape[0] * img.shape[1]
+        for target in targets:
+            out = tmp / f"{path.stem}.lig"
+            r = ligcodec.encode(img, out, bpp=target, workers=workers)
+            ligcodec.decode(out)  # warm: the first decode in a process loads numba's compiled kernels
+            t = time.perf_counter()
+            dec = ligcodec.decode(out)
+            tdec = time.perf_counter() - t
+            size = out.stat().st_size
+            rows[(target, "ligcodec")].append(dict(bpp=size * 8 / npx, psnr=psnr(dec, img), msssim=ms_ssim(dec, img),
+                                                   enc=r.seconds, dec=tdec))
+            print(f"  {path.stem} @ {target} bpp: ligcodec {size * 8 / npx:.3f} bpp {rows[(target, 'ligcodec')][-1]['psnr']:.2f} dB",
+                  end="", flush=True)
+            for name, (enc, lo, hi, up) in CODECS.items():
+                t = time.perf_counter()
+                data = best_under(img, size, enc, lo, hi, up)
+                tenc = time.perf_counter() - t
+                if data is None:
+                    print(f" | {name} n/a", end="")
+                    continue
+                d, tdec = decode_pil(data)
+                rows[(target, name)].append(dict(bpp=len(data) * 8 / npx, psnr=psnr(d, img), msssim=ms_ssim(d, img),
+                                                 enc=tenc, dec=tdec))
+                print(f" | {name} {rows[(target, name)][-1]['psnr']:.2f}", end="", flush=True)
+            print(flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--bpp", type=float, nargs="+")
+    ap.add_argument("--images", nargs="+", help="Kodak names, e.g. kodim23")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--plot", type=Path, help="write a matplotlib PNG here")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    targets = args.bpp or ([0.25, 0.5, 1.0] if args.quick else [0.125, 0.25, 0.5, 1.0, 2.0])
+    paths = sorted((DATA / "kodak").glob("kodim*.png"))
+    names = args.images or (QUICK if args.quick else None)
+    if names:
+        paths = [p for p in paths if p.stem in names]
+    if not paths:
+        print(f"no Kodak images under {DATA}")
+        return 0
+    rows = run(paths, targets, args.workers)
+    table = []
+    for (t, codec), rs in rows.items():
+        if not rs:
+            continue
+        table.append({"target bpp": t, "codec": codec, "images": len(rs),
+                      "bpp": f"{np.mean([r['bpp'] for r in rs]):.3f}", "PSNR dB": f"{np.mean([r['psnr'] for r in rs]):.2f}",
+                      "MS-SSIM": f"{np.mean([r['msssim'] for r in rs]):.4f}",
+                      "encode s": f"{np.mean([r['enc'] for r in rs]):.2f}", "decode ms": f"{1e3 * np.mean([r['dec'] for r in rs]):.1f}"})
+    print_table(table, ["target bpp", "codec", "images", "bpp", "PSNR dB", "MS-SSIM", "encode s", "decode ms"])
+    if args.json:
+        args.json.write_text(json.dumps({f"{k[0]}|{k[1]}": v for k, v in rows.items()}, indent=1))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+        for codec in ["ligcodec", *CODECS]:
+            pts = [(np.mean([r["bpp"] for r in rows[(t, codec)]]), np.mean([r["psnr"] for r in rows[(t, codec)]]),
+                    np.mean([r["msssim"] for r in rows[(t, codec)]])) for t in targets if rows[(t, codec)]]
+            if pts:
+                b, p, m = zip(*pts)
+                ax[0].plot(b, p, "o-", label=codec, lw=2.5 if codec == "ligcodec" else 1.2)
+                ax[1].plot(b, m, "o-", label=codec, lw=2.5 if codec == "ligcodec" else 1.2)
+        ax[0].set(xlabel="bits per pixel", ylabel="PSNR (dB)", title=f"Kodak ({len(paths)} images)")
+        ax[1].set(xlabel="bits per pixel", ylabel="MS-SSIM", title="same files")
+        ax[0].legend()
+        ax[0].grid(alpha=0.3)
+        ax[1].grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
