@@ -43,30 +43,32 @@ def cli():
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Target size in bits per pixel.")
 @click.option("--density", type=click.FloatRange(min=0, min_open=True), help="Gaussians per pixel (default 0.03).")
 @click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True, help="1: one level; 2: coarse + detail.")
-@click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile (more: slower, better).")
+@click.option("--effort", type=click.IntRange(1, 9), default=6, show_default=True,
+              help="1 fastest .. 9 best: optimiser steps 100 .. 5000 per level per tile.")
+@click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile (overrides --effort).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, input and options give identical bytes.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes encoding tiles in parallel (0: one per core). Does not change the bytes.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def encode(input, output, gaussians, bpp, density, levels, steps, seed, workers, force, quiet):
+def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, workers, force, quiet):
     """Compress INPUT (PNG/JPEG/WebP/TIFF, 8/16-bit, grey/RGB/RGBA) into OUTPUT.lig."""
     from .codec.encoder import encode as encode_image
-    from .fit import FitConfig, FitSettings
+    from .fit import FitConfig
     from .io import read_image
 
     _check_output(output, force, input)
     if sum(x is not None for x in (gaussians, bpp, density)) > 1:
         raise click.UsageError("give at most one of --gaussians, --bpp, --density")
     img = read_image(input)
-    settings = FitSettings() if steps is None else FitSettings(steps=steps)
+    extra = {} if steps is None else {"steps": steps}
 
     def report(done, total):
         if not quiet:
             click.echo(f"\rencode: tile {done}/{total}", nl=done == total, err=True)
 
     r = encode_image(img, output, gaussians=gaussians, bpp=bpp, density=density, seed=seed, workers=workers,
-                     config=FitConfig(levels=levels, level=settings), progress=report)
+                     effort=effort, config=FitConfig(levels=levels), progress=report, **extra)
     if not quiet:
         click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
                    f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s", err=True)

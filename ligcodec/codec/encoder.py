@@ -20,6 +20,11 @@ from .tile import encode_chunk
 
 #: Bits per Gaussian the budget estimate for ``bpp=`` starts from (measured; see BENCHMARKS.md).
 BITS_PER_GAUSSIAN = 45.0
+#: ``effort`` 1..9 -> optimiser steps per level per tile (like WebP's method / JPEG XL's effort).
+#: Measured on 4 Kodak images, 10k Gaussians: 600 steps 30.41 dB in 12 s, 1500 steps 31.08 dB
+#: in 35 s per image. The default 6 keeps a Kodak image at 1 bpp well under a minute.
+EFFORT_STEPS = {1: 100, 2: 200, 3: 350, 4: 600, 5: 1000, 6: 1500, 7: 2000, 8: 3000, 9: 5000}
+DEFAULT_EFFORT = 6
 
 
 @dataclass
@@ -55,12 +60,14 @@ def encode_tile_task(target, n, cfg: FitConfig, seed, steps: QuantSteps, transfo
 
 
 def encode(image, path, *, gaussians: int | None = None, bpp: float | None = None, density: float | None = None,
-           quant: QuantSteps | None = None, config: FitConfig | None = None, seed: int = 0, workers: int = 0,
+           effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = None, config: FitConfig | None = None,
+           seed: int = 0, workers: int = 0,
            metadata: dict | None = None, progress=None, **level_settings) -> EncodeResult:
     """Encode ``image`` (array [H, W(, C)], uint8/uint16) into the ``.lig`` file ``path``.
 
     Budget: ``gaussians`` (count), ``density`` (per pixel) or ``bpp`` (target bits per pixel,
-    turned into a count with :data:`BITS_PER_GAUSSIAN`). The file is written to a temporary name
+    turned into a count with :data:`BITS_PER_GAUSSIAN`). ``effort`` 1..9 trades encode time for
+    quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it). The file is written to a temporary name
     and renamed, so a failed encode leaves nothing behind and never touches an existing file
     until it succeeds. Same input, options and seed give identical bytes.
     """
@@ -69,9 +76,11 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     if depth == 32:
         depth = 8
     h, w, nch = img.shape
+    if effort not in EFFORT_STEPS:
+        raise LigInputError(f"effort must be an integer 1..9, got {effort!r}")
     cfg = config or FitConfig()
-    cfg = replace(cfg, seed=seed, workers=workers,
-                  level=replace(cfg.level, **level_settings) if level_settings else cfg.level)
+    level_settings = {"steps": EFFORT_STEPS[effort], **level_settings}
+    cfg = replace(cfg, seed=seed, workers=workers, level=replace(cfg.level, **level_settings))
     given = [x is not None for x in (gaussians, bpp, density)]
     if sum(given) > 1:
         raise LigInputError("give at most one of gaussians=, bpp=, density=")

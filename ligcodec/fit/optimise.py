@@ -25,7 +25,7 @@ from .lsq import solve_colours
 
 @dataclass
 class FitSettings:
-    steps: int = 600
+    steps: int = 1000
     lr_means: float = 0.4  # px per step, in full-res pixels
     lr_chol: float = 0.05
     lr_colours: float = 0.01
