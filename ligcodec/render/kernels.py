@@ -327,6 +327,24 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes):
     return g_means, g_conic, g_cols
 
 
+@njit(cache=True, inline="always")
+def _projected_cov(c, s2, k):
+    """Cholesky entries, S' = s^2 L L^T + k I, det(s^2 S) and det S' of log-Cholesky row ``c``.
+
+    det(S') = det(s^2 S) + k (s^2 tr S) + k^2 needs no subtraction of nearly equal numbers.
+    """
+    l11 = math.exp(c[0])
+    l22 = math.exp(c[2])
+    l21 = c[1]
+    sxx = s2 * (l11 * l11) + k
+    sxy = s2 * (l11 * l21)
+    syy = s2 * (l21 * l21 + l22 * l22) + k
+    pr = l11 * l22
+    det0 = s2 * s2 * pr * pr
+    det = det0 + k * (sxx + syy - 2.0 * k) + k * k
+    return l11, l21, l22, sxx, sxy, syy, det0, det
+
+
 @njit(cache=True, parallel=True)
 def project(means, chol, colours, scale, aa_var, cutoff):
     """``(params [N, 9], cols [N, C] float32)`` at ``scale``: the numba twin of
@@ -342,15 +360,7 @@ def project(means, chol, colours, scale, aa_var, cutoff):
     s2 = scale * scale
     k = aa_var
     for g in prange(n):
-        l11 = math.exp(chol[g, 0])
-        l22 = math.exp(chol[g, 2])
-        l21 = chol[g, 1]
-        sxx = s2 * (l11 * l11) + k
-        sxy = s2 * (l11 * l21)
-        syy = s2 * (l21 * l21 + l22 * l22) + k
-        pr = l11 * l22
-        det0 = s2 * s2 * pr * pr
-        det = det0 + k * (sxx + syy - 2.0 * k) + k * k
+        l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
         amp = math.sqrt(det0 / det) if k > 0.0 else 1.0
         _fill_params(params[g], means[g, 0] * scale, means[g, 1] * scale, sxx, sxy, syy, det, cutoff)
         for ch in range(nch):
@@ -403,15 +413,7 @@ def project_backward(chol, colours, scale, aa_var, g_means_s, g_conic, g_cols_s)
     s2 = scale * scale
     k = aa_var
     for g in prange(n):
-        l11 = math.exp(chol[g, 0])
-        l22 = math.exp(chol[g, 2])
-        l21 = chol[g, 1]
-        sxx = s2 * (l11 * l11) + k
-        sxy = s2 * (l11 * l21)
-        syy = s2 * (l21 * l21 + l22 * l22) + k
-        pr = l11 * l22
-        det0 = s2 * s2 * pr * pr
-        det = det0 + k * (sxx + syy - 2.0 * k) + k * k
+        l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
         pa = syy / det
         pb = -sxy / det
         pc = sxx / det
