@@ -105,6 +105,50 @@ class LigImage:
             out[y0 - y : y1 - y, x0 - x : x1 - x] = self.read(1 / d, (x0, y0, x1 - x0, y1 - y0))
         return out
 
+    def __getitem__(self, key):
+        """numpy-style reads: ``img[y0:y1, x0:x1]`` decodes only that window; a step,
+        ``img[::4, ::4]``, renders at scale 1/4 (anti-aliased, like a box-averaged image), not
+        decoded-then-subsampled. Both spatial steps must be equal; integers pick one row/column;
+        a third index selects channels."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        if len(key) > 3 or any(k is Ellipsis for k in key):
+            raise LigInputError(f"index {key!r}: use at most [rows, columns, channels] without ...")
+        key = key + (slice(None),) * (3 - len(key))
+        h, w = self.header.height, self.header.width
+        spans, squeeze = [], []
+        for k, size, name in ((key[0], h, "rows"), (key[1], w, "columns")):
+            if isinstance(k, (int, np.integer)):
+                i = int(k) + (size if k < 0 else 0)
+                if not 0 <= i < size:
+                    raise LigInputError(f"{name} index {k} out of range for size {size}")
+                k = slice(i, i + 1)
+                squeeze.append(True)
+            else:
+                squeeze.append(False)
+            if not isinstance(k, slice):
+                raise LigInputError(f"{name} index {k!r}: only integers and slices are supported")
+            start, stop, step = k.indices(size)
+            if step < 1:
+                raise LigInputError(f"{name} slice {k!r}: steps must be positive")
+            spans.append((start, stop, step))
+        (y0, y1, sy), (x0, x1, sx) = spans
+        if sy != sx:
+            raise LigInputError(f"row step {sy} and column step {sx} differ; use one step for both")
+        n_rows, n_cols = len(range(y0, y1, sy)), len(range(x0, x1, sx))
+        out = np.zeros((n_rows, n_cols, self.header.channels), self.dtype)
+        if n_rows and n_cols:
+            ow, oh = output_size(w, h, 1 / sy)
+            r0, c0 = y0 // sy, x0 // sx
+            rows, cols = min(n_rows, oh - r0), min(n_cols, ow - c0)
+            out[:rows, :cols] = self.read(1 / sy, (c0, r0, cols, rows))
+        out = out[:, :, key[2]]
+        if squeeze[1]:
+            out = out[:, 0]
+        if squeeze[0]:
+            out = out[0]
+        return out
+
     def __array__(self, dtype=None, copy=None):
         a = self.read()
         return a if dtype is None else a.astype(dtype)

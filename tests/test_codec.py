@@ -76,6 +76,34 @@ def test_region_and_scale_reads(lig_file):
         assert np.array_equal(padded[:10, :10], full[30:40, 60:70]) and not padded[10:, :].any()
 
 
+def test_numpy_style_indexing(lig_file):
+    path, _ = lig_file
+    with ligcodec.open(path) as im:
+        full = im.read()
+        assert np.array_equal(im[5:25, 10:40], full[5:25, 10:40])
+        assert np.array_equal(im[-10:, :7], full[-10:, :7])
+        assert np.array_equal(im[3, 4], full[3, 4]) and np.array_equal(im[:, 9, 1], full[:, 9, 1])
+        quarter = im[::4, ::4]
+        assert quarter.shape == full[::4, ::4].shape == (10, 18, 3)
+        assert np.array_equal(quarter, im.read(scale=0.25))  # rendered at 1/4, not subsampled
+        assert np.array_equal(im[8:24:2, 10:30:2], im.read(scale=0.5, region=(5, 4, 10, 8)))
+        for bad in [(slice(None, None, 2), slice(None, None, 4)), (slice(None, None, -1),), (50,), (..., 0), ([1, 2],)]:
+            with pytest.raises(LigError):
+                im[bad]
+
+
+def test_concurrent_reads_from_threads(lig_file):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, _ = lig_file
+    regions = [(x, y, 20, 15) for x in (0, 17, 40) for y in (0, 11, 25)] * 3
+    with ligcodec.open(path, cache_tiles=2) as im:  # a tiny cache forces decodes to race
+        expected = [im.read(region=r) for r in regions]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda r: im.read(region=r), regions))
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+
+
 def test_preview_reads_only_level0_bytes(lig_file):
     path, _ = lig_file
     with ligcodec.open(path) as im:
