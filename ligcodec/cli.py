@@ -22,6 +22,28 @@ def _region(value):
     return tuple(parts)
 
 
+def _fit_options(fn):
+    """Options shared by `encode` and `fit` (the budget, the levels and where the work runs)."""
+    opts = [
+        click.argument("input", type=click.Path(dir_okay=False, path_type=Path)),
+        click.argument("output", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--gaussians", "-n", type=click.IntRange(min=1), help="Gaussian budget (count)."),
+        click.option("--density", type=click.FloatRange(min=0, min_open=True), help="Gaussians per pixel."),
+        click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True,
+                     help="1: one level; 2: coarse + detail."),
+        click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Same seed, input and options give the same output."),
+        click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Processes working on tiles in parallel (0: one per core). Does not change the output."),
+        click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ligcodec")
 def cli():
@@ -37,20 +59,10 @@ def cli():
 
 
 @cli.command()
-@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--gaussians", "-n", type=click.IntRange(min=1), help="Gaussian budget (count).")
+@_fit_options
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Target size in bits per pixel.")
-@click.option("--density", type=click.FloatRange(min=0, min_open=True), help="Gaussians per pixel (default 0.03).")
-@click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True, help="1: one level; 2: coarse + detail.")
 @click.option("--effort", type=click.IntRange(1, 9), default=6, show_default=True,
-              help="1 fastest .. 9 best: optimiser steps 100 .. 5000 per level per tile.")
-@click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile (overrides --effort).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, input and options give identical bytes.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes encoding tiles in parallel (0: one per core). Does not change the bytes.")
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+              help="1 fastest .. 9 best: optimiser steps 100 .. 5000 per level per tile (--steps overrides).")
 def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, workers, force, quiet):
     """Compress INPUT (PNG/JPEG/WebP/TIFF, 8/16-bit, grey/RGB/RGBA) into OUTPUT.lig."""
     from .codec.encoder import encode as encode_image
@@ -99,17 +111,7 @@ def decode(input, output, scale, region, preview, force):
 
 
 @cli.command()
-@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--gaussians", "-n", type=click.IntRange(min=1), help="Gaussian budget (count).")
-@click.option("--density", type=click.FloatRange(min=0, min_open=True), help="Gaussians per pixel (default 0.05).")
-@click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True, help="1: one level; 2: coarse + detail.")
-@click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, input and options give the same model.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes fitting tiles in parallel (0: one per core). Does not change the result.")
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@_fit_options
 def fit(input, output, gaussians, density, levels, steps, seed, workers, force, quiet):
     """Research: fit INPUT and save the unquantised float model to OUTPUT (.npz)."""
     from .fit import FitConfig, FitSettings, fit as fit_image

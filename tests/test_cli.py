@@ -41,3 +41,27 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
     (tmp_path / "junk.npz").write_bytes(b"not a model")
     assert main(["info", str(tmp_path / "junk.npz")]) == 2
     assert main(["fit", str(src), str(src), "--force"]) != 0  # never overwrite the input
+
+
+def test_encode_decode_info(tmp_path, capsys):
+    src = _png(tmp_path / "in.png", 40, 70)
+    lig = tmp_path / "in.lig"
+    assert main(["encode", str(src), str(lig), "-n", "120", "--steps", "20", "--workers", "1", "-q"]) == 0
+    assert main(["encode", str(src), str(lig), "-n", "120"]) != 0  # exists: needs --force
+    assert main(["encode", str(src), str(tmp_path / "b.lig"), "-n", "5", "--bpp", "1"]) != 0  # one budget only
+    assert main(["info", str(lig), "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "70x40" in out and "bits per Gaussian" in out
+    # The default output (in.png, next to in.lig) is the source image here: never overwritten.
+    assert main(["decode", str(lig), "--scale", "0.5"]) != 0
+    assert Image.open(tmp_path / "in.png").size == (70, 40)
+    other = tmp_path / "other.lig"
+    other.write_bytes(lig.read_bytes())
+    assert main(["decode", str(other), "--scale", "0.5"]) == 0
+    assert Image.open(tmp_path / "other.png").size == (35, 20)
+    assert main(["decode", str(lig), "--scale", "0.5", "-o", str(tmp_path / "half.png")]) == 0
+    assert Image.open(tmp_path / "half.png").size == (35, 20)
+    assert main(["decode", str(lig), "--preview", "--region", "0,0,10,10", "-o", str(tmp_path / "p.png")]) == 0
+    (tmp_path / "bad.lig").write_bytes(b"\x89LIG\r\n\x1a\n" + b"\x00" * 40)
+    assert main(["decode", str(tmp_path / "bad.lig"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
