@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import LigFormatError, LigInputError
+from .errors import LigFormatError, LigInputError, LigSizeError
 from .render import Gaussians
 from .render.contract import check_region, check_scale, output_size
 from .render.raster import project, rasterize
@@ -133,6 +133,11 @@ class Model:
         return cls(meta["width"], meta["height"], meta["channels"], meta["tile"], levels, meta.get("info", {}))
 
 
+#: Largest image the in-memory encoder accepts (it holds a float32 copy: 3 GB for RGB at this
+#: size). Larger images need the streaming encoder, which does not exist yet.
+MAX_IN_MEMORY_PIXELS = 1 << 28
+
+
 def to_float_image(image) -> tuple[np.ndarray, int]:
     """``(float32 [H, W, C] in [0, 1], bit depth)`` from a uint8/uint16/float array [H, W(, C)]."""
     a = np.asarray(image)
@@ -142,6 +147,11 @@ def to_float_image(image) -> tuple[np.ndarray, int]:
         raise LigInputError(f"image must be [H, W] or [H, W, C] with 1 to 4 channels, got shape {a.shape}")
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise LigInputError(f"image is empty: shape {a.shape}")
+    if a.shape[0] * a.shape[1] > MAX_IN_MEMORY_PIXELS:
+        raise LigSizeError(
+            f"image of {a.shape[1]}x{a.shape[0]} pixels exceeds the in-memory encoder's limit of "
+            f"{MAX_IN_MEMORY_PIXELS} pixels; encode it in parts (streaming encode is not implemented yet)"
+        )
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0, 8
     if a.dtype == np.uint16:

@@ -118,6 +118,14 @@ def test_bad_images_are_rejected(bad):
         ligcodec.fit(bad, 10, **ONE, **FAST)
 
 
+def test_images_over_the_size_limit_are_rejected_before_allocating():
+    from ligcodec import LigSizeError
+
+    huge = np.broadcast_to(np.uint8(7), (20_000, 20_000))  # a view: no memory behind it
+    with pytest.raises(LigSizeError, match="limit"):
+        ligcodec.fit(huge, 10, **ONE, **FAST)
+
+
 @pytest.mark.parametrize("kw", [dict(gaussians=0), dict(density=-1.0), dict(density=float("nan"))])
 def test_bad_budgets_are_rejected(kw):
     with pytest.raises(LigInputError):
