@@ -97,17 +97,11 @@ def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, 
 def decode(input, output, scale, region, preview, force):
     """Decompress INPUT.lig to an image, at any scale and region."""
     from .image import LigImage
-    from .io import write_image
 
     with LigImage(input) as img:
         out = img.read(scale=scale, region=_region(region), levels=[0] if preview else None)
         depth = img.header.bit_depth
-    if output is None:
-        big = out.shape[0] * out.shape[1] > 64_000_000 or (depth == 16 and out.shape[2] > 1)
-        output = input.with_suffix(".tif" if big else ".png")
-    _check_output(output, force, input)
-    write_image(output, out, depth)
-    click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]}, {out.shape[2]} channel(s), {depth}-bit)", err=True)
+    _write_output(out, output, input, force, depth)
 
 
 @cli.command()
@@ -139,17 +133,11 @@ def fit(input, output, gaussians, density, levels, steps, seed, workers, force, 
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def render(model, output, scale, region, force):
     """Research: render MODEL (.npz from `fit`) at any scale and region."""
-    from .io import write_image
     from .model import Model
 
     m = Model.load(model)
     out = m.render(scale=scale, region=_region(region))
-    if output is None:
-        big = out.shape[0] * out.shape[1] > 64_000_000
-        output = model.with_suffix(".tif" if big else ".png")
-    _check_output(output, force, model)
-    write_image(output, out, m.info.get("bit_depth", 8) if m.info.get("bit_depth") in (8, 16) else 8)
-    click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]})", err=True)
+    _write_output(out, output, model, force, m.info.get("bit_depth") if m.info.get("bit_depth") in (8, 16) else 8)
 
 
 @cli.command()
@@ -192,6 +180,19 @@ def _info_lig(path: Path, verbose: bool):
             for k, v in sorted(h.encoder.items()):
                 if k not in ("fit", "bits_per_gaussian"):
                     click.echo(f"  encoder {k}: {v}")
+
+
+def _write_output(out, output, source: Path, force: bool, depth: int):
+    """Write a decoded/rendered array; default name: the source's with .png (.tif above 64 MP or
+    for 16-bit colour, which PNG through Pillow cannot hold), never overwriting without --force."""
+    from .io import write_image
+
+    if output is None:
+        big = out.shape[0] * out.shape[1] > 64_000_000 or (depth == 16 and out.shape[2] > 1)
+        output = source.with_suffix(".tif" if big else ".png")
+    _check_output(output, force, source)
+    write_image(output, out, depth)
+    click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]}, {out.shape[2]} channel(s), {depth}-bit)", err=True)
 
 
 def _check_output(output: Path, force: bool, input: Path):

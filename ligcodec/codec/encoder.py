@@ -13,7 +13,8 @@ import numpy as np
 from ..container import Header, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
-from ..fit.tiles import FitConfig, _fit_tile, downsample, render_parts, run_tasks, single_threaded, split_budget
+from ..fit.tiles import (FitConfig, _fit_tile, downsample, render_parts, resolve_budget, run_tasks,
+                         single_threaded, split_budget)
 from ..model import tile_grid, to_float_image
 from .quantise import QuantSteps, quantise_level
 from .tile import encode_chunk
@@ -88,15 +89,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
         if not (bpp > 0 and math.isfinite(bpp)):
             raise LigInputError(f"bpp must be > 0, got {bpp!r}")
         gaussians = max(1, int(bpp * w * h / BITS_PER_GAUSSIAN))
-    elif density is not None:
-        if not (density > 0 and math.isfinite(density)):
-            raise LigInputError(f"density must be > 0, got {density!r}")
-        gaussians = max(1, int(round(density * w * h)))
-    elif gaussians is None:
-        gaussians = max(1, int(round(0.03 * w * h)))
-    gaussians = min(int(gaussians), w * h)
-    if gaussians < 1:
-        raise LigInputError(f"the Gaussian budget must be at least 1, got {gaussians}")
+    gaussians = resolve_budget(w, h, gaussians, density, default_density=0.03)
     transform = "ycocg" if nch >= 3 else "none"
     steps = (quant or QuantSteps()).for_image(cfg.levels, nch)
     header = Header(w, h, nch, depth, cfg.tile, cfg.levels, transform, steps.pos_step, list(steps.chol_step),

@@ -112,12 +112,14 @@ def _grads_torch(means, chol, cols, target, scale):
 
 def _lsq(g: Gaussians, target, scale, iters):
     k = aa_variance(scale)
-    params, cols_s = kernels.project(g.means, g.chol, g.colours, scale, k, CUTOFF_Q)
+    # Project with a column of ones appended: the projection scales colours by the anti-aliasing
+    # energy factor, so that column returns the factor itself. Solve for the projected colours,
+    # then divide the factor back out.
+    ones = np.ones((len(g), 1), g.colours.dtype)
+    params, cols_s = kernels.project(g.means, g.chol, np.hstack([g.colours, ones]), scale, k, CUTOFF_Q)
+    amp = cols_s[:, -1] if k else np.ones(len(g))
     h, w, _ = target.shape
-    # The projection scales colours by the anti-aliasing energy factor: solve for the projected
-    # colours, then divide it back out.
-    amp = np.ones(len(g)) if k == 0 else kernels.project(g.means, g.chol, np.ones((len(g), 1)), scale, k, CUTOFF_Q)[1][:, 0]
-    cols = solve_colours(params, (0, 0, w, h), target, cols_s, iters=iters)
+    cols = solve_colours(params, (0, 0, w, h), target, np.ascontiguousarray(cols_s[:, :-1]), iters=iters)
     return Gaussians(g.means, g.chol, (cols / amp[:, None]).astype(np.float32))
 
 

@@ -40,6 +40,21 @@ def downsample(img: np.ndarray, f: int = 2) -> np.ndarray:
     return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f, -1).mean(axis=(1, 3)).astype(np.float32)
 
 
+def resolve_budget(width: int, height: int, gaussians=None, density=None, default_density: float = 0.05) -> int:
+    """The Gaussian count from a count or a per-pixel density, capped at one per pixel."""
+    if gaussians is not None and density is not None:
+        raise LigInputError("give the budget as gaussians= or density=, not both")
+    if gaussians is None:
+        d = default_density if density is None else density
+        if not (d > 0 and math.isfinite(d)):
+            raise LigInputError(f"density must be > 0, got {density!r}")
+        gaussians = max(1, int(round(d * width * height)))
+    gaussians = int(gaussians)
+    if gaussians < 1:
+        raise LigInputError(f"the Gaussian budget must be at least 1, got {gaussians}")
+    return min(gaussians, width * height)
+
+
 def split_budget(img: np.ndarray, tile: int, total: int, content_weight: float) -> list[int]:
     """Gaussians per tile: part by area, part by gradient energy; at most one per pixel."""
     energy = gradient_energy(img)
@@ -73,16 +88,7 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
         cfg = FitConfig(**{**asdict(cfg), "level": FitSettings(**{**asdict(cfg.level), **level_settings})})
     img, depth = to_float_image(image)
     h, w, nch = img.shape
-    if gaussians is None and density is None:
-        density = 0.05
-    if gaussians is None:
-        if not (density > 0 and math.isfinite(density)):
-            raise LigInputError(f"density must be > 0, got {density!r}")
-        gaussians = max(1, int(round(density * w * h)))
-    gaussians = int(gaussians)
-    if gaussians < 1:
-        raise LigInputError(f"the Gaussian budget must be at least 1, got {gaussians}")
-    gaussians = min(gaussians, w * h)
+    gaussians = resolve_budget(w, h, gaussians, density)
     if cfg.levels not in (1, 2):
         raise LigInputError(f"levels must be 1 or 2, got {cfg.levels}")
     if cfg.downsample not in (2, 4, 8):
