@@ -63,24 +63,48 @@ def cli():
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Target size in bits per pixel.")
 @click.option("--effort", type=click.IntRange(1, 9), default=6, show_default=True,
               help="1 fastest .. 9 best: optimiser steps 100 .. 5000 per level per tile (--steps overrides).")
-def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, workers, force, quiet):
-    """Compress INPUT (PNG/JPEG/WebP/TIFF, 8/16-bit, grey/RGB/RGBA) into OUTPUT.lig."""
-    from .codec.encoder import encode as encode_image
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run the tiles on a Dask distributed cluster (e.g. tcp://host:8786) instead of local "
+                   "processes; its workers must see INPUT at the same path. Does not change the output.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue an interrupted encode of the same input and options from the tiles kept in "
+                   "OUTPUT.partial (--no-resume starts over).")
+def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, workers, force, quiet,
+           scheduler, resume):
+    """Compress INPUT into OUTPUT.lig.
+
+    INPUT: PNG, JPEG or WebP (decoded whole, EXIF orientation applied) or TIFF/BigTIFF (tiled or
+    striped, pyramids use level 0; read lazily tile by tile, so images larger than memory stream).
+    8- or 16-bit, grey, grey+alpha, RGB or RGBA.
+    """
+    import time
+
+    from .codec.encoder import encode as encode_image, journal_path
     from .fit import FitConfig
-    from .io import read_image
+    from .source import open_source
 
     _check_output(output, force, input)
     if sum(x is not None for x in (gaussians, bpp, density)) > 1:
         raise click.UsageError("give at most one of --gaussians, --bpp, --density")
-    img = read_image(input)
+    src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
+    t0, first = time.perf_counter(), [None]
 
     def report(done, total):
-        if not quiet:
-            click.echo(f"\rencode: tile {done}/{total}", nl=done == total, err=True)
+        if quiet:
+            return
+        if first[0] is None:
+            first[0] = done
+            if done:
+                click.echo(f"resuming from {journal_path(output)}: {done}/{total} tiles already done", err=True)
+        el = time.perf_counter() - t0
+        new = done - first[0]
+        eta = f", about {el / new * (total - done):.0f} s left" if new and done < total else ""
+        click.echo(f"\rencode: tile {done}/{total}, {el:.0f} s{eta}   ", nl=done == total, err=True)
 
-    r = encode_image(img, output, gaussians=gaussians, bpp=bpp, density=density, seed=seed, workers=workers,
-                     effort=effort, config=FitConfig(levels=levels), progress=report, **extra)
+    r = encode_image(src, output, gaussians=gaussians, bpp=bpp, density=density, seed=seed, workers=workers,
+                     effort=effort, config=FitConfig(levels=levels), progress=report, scheduler=scheduler,
+                     resume=resume, **extra)
     if not quiet:
         click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
                    f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s", err=True)
@@ -97,11 +121,27 @@ def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, 
 def decode(input, output, scale, region, preview, force):
     """Decompress INPUT.lig to an image, at any scale and region."""
     from .image import LigImage
+    from .io import TIFF_SUFFIXES, write_tiff_tiled
+    from .render.contract import check_region, check_scale, output_size
 
+    levels = [0] if preview else None
     with LigImage(input) as img:
-        out = img.read(scale=scale, region=_region(region), levels=[0] if preview else None)
         depth = img.header.bit_depth
-    _write_output(out, output, input, force, depth)
+        ow, oh = output_size(img.header.width, img.header.height, check_scale(scale))
+        x, y, w, h = check_region(_region(region), ow, oh, max_pixels=None)
+        if output is None:
+            big = w * h > 64_000_000 or (depth == 16 and img.header.channels > 1)
+            output = input.with_suffix(".tif" if big else ".png")
+        _check_output(output, force, input)
+        if output.suffix.lower() in TIFF_SUFFIXES:
+            # Tiled (Big)TIFF, rendered one band of tiles at a time: memory does not grow with size.
+            write_tiff_tiled(output, w, h, img.header.channels, img.dtype,
+                             lambda by, bh: img.read(scale, (x, y + by, w, bh), levels))
+        else:
+            check_region((x, y, w, h), ow, oh)  # in memory: within the render limit
+            _write_output(img.read(scale=scale, region=(x, y, w, h), levels=levels), output, input, force, depth)
+            return
+    click.echo(f"wrote {output} ({w}x{h}, {img.header.channels} channel(s), {depth}-bit, tiled TIFF)", err=True)
 
 
 @cli.command()

@@ -253,7 +253,10 @@ class LigReader:
 
 
 def write_lig(fileobj, header: Header, chunks) -> int:
-    """Write a complete file: ``chunks[level][tile] = (payload bytes, count)``. Returns its size."""
+    """Write a complete file: ``chunks[level][tile] = (payload, count)``. Returns its size.
+
+    A payload is bytes, or a reference into another file (the encoder's journal) with ``len()``,
+    ``crc``, ``path`` and ``read(f)``: those are copied one at a time, never all held in memory."""
     hbytes = header.pack()
     if len(hbytes) > MAX_HEADER_SIZE:
         raise LigInputError(f"header of {len(hbytes)} bytes exceeds {MAX_HEADER_SIZE}; shorten the metadata")
@@ -265,11 +268,26 @@ def write_lig(fileobj, header: Header, chunks) -> int:
     for payload, count in flat:
         if count > MAX_GAUSSIANS_PER_CHUNK:
             raise LigInputError(f"a chunk of {count} Gaussians exceeds {MAX_GAUSSIANS_PER_CHUNK}; use smaller tiles")
-        entries.append(IndexEntry(offset, len(payload), crc32(payload), count))
+        crc = crc32(payload) if isinstance(payload, (bytes, bytearray, memoryview)) else payload.crc
+        entries.append(IndexEntry(offset, len(payload), crc, count))
         offset += len(payload)
     fileobj.write(Prefix(len(hbytes), crc32(hbytes)).pack())
     fileobj.write(hbytes)
     fileobj.write(Index(entries).pack())
-    for payload, _ in flat:
-        fileobj.write(payload)
+    sources = {}
+    try:
+        for payload, _ in flat:
+            if isinstance(payload, (bytes, bytearray, memoryview)):
+                fileobj.write(payload)
+                continue
+            if payload.path not in sources:
+                sources[payload.path] = open(payload.path, "rb")
+            data = payload.read(sources[payload.path])
+            if len(data) != len(payload) or crc32(data) != payload.crc:
+                raise LigFormatError(f"{payload.path}: stored chunk at byte {payload.offset} is damaged; "
+                                     "delete it and encode again")
+            fileobj.write(data)
+    finally:
+        for f in sources.values():
+            f.close()
     return offset

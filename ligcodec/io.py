@@ -18,12 +18,10 @@ def read_image(path) -> np.ndarray:
     if not path.exists():
         raise LigInputError(f"{path}: no such file")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
+        from .source import TiffSource
 
-        try:
-            a = tifffile.imread(path, level=0) if _is_pyramid(path) else tifffile.imread(path)
-        except Exception as e:  # tifffile raises many types for corrupt files
-            raise LigFormatError(f"{path}: cannot read TIFF: {e}") from None
+        src = TiffSource(path)  # checks layout and sample type with clear messages
+        a = src.read(0, 0, src.width, src.height)
     else:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -49,16 +47,6 @@ def read_image(path) -> np.ndarray:
     return a
 
 
-def _is_pyramid(path) -> bool:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tf:
-            return len(tf.series[0].levels) > 1
-    except Exception:
-        return False
-
-
 def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
     """Write ``[H, W, C]`` float (0..1) or integer samples as PNG or TIFF, atomically."""
     path = Path(path)
@@ -71,7 +59,7 @@ def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
-            tifffile.imwrite(tmp, a[:, :, 0] if a.shape[2] == 1 else a, photometric="minisblack" if a.shape[2] == 1 else "rgb",
+            tifffile.imwrite(tmp, a[:, :, 0] if a.shape[2] == 1 else a, **_tiff_layout(a.shape[2]),
                              tile=(256, 256) if a.shape[0] * a.shape[1] > 4096 * 4096 else None, bigtiff=a.nbytes > 2**31)
         else:
             from PIL import Image
@@ -86,6 +74,47 @@ def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
                     raise LigInputError(f"{path}: 16-bit colour needs TIFF output (.tif)")
                 im = Image.fromarray(a)
             im.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _tiff_layout(channels: int) -> dict:
+    """photometric/extrasamples for 1-4 interleaved channels (grey, grey+alpha, RGB, RGBA)."""
+    photometric = "minisblack" if channels < 3 else "rgb"
+    if channels == 1:
+        return {"photometric": photometric}
+    extra = {"extrasamples": ("unassalpha",)} if channels in (2, 4) else {}
+    return {"photometric": photometric, "planarconfig": "contig", **extra}
+
+
+#: Rows rendered at once by :func:`write_tiff_tiled` (one band of tiles).
+TIFF_TILE = 256
+
+
+def write_tiff_tiled(path, width: int, height: int, channels: int, dtype, read_band) -> None:
+    """Write a tiled (Big)TIFF of ``height x width x channels`` in bounded memory, atomically.
+
+    ``read_band(y, h)`` returns rows ``y .. y+h`` as ``[h, width, channels]`` of ``dtype``; one
+    band of 256-px tiles is held at a time, so decoding a gigapixel image needs ~256 rows."""
+    import tifffile
+
+    path = Path(path)
+    dtype = np.dtype(dtype)
+    t = TIFF_TILE
+
+    def tiles():
+        for y in range(0, height, t):
+            band = read_band(y, min(t, height - y))
+            for x in range(0, width, t):
+                yield band[:, x : x + t, 0] if channels == 1 else band[:, x : x + t]
+
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        big = width * height * channels * dtype.itemsize > 2**31
+        tifffile.imwrite(tmp, tiles(), shape=(height, width) if channels == 1 else (height, width, channels), dtype=dtype, tile=(t, t),
+                         bigtiff=big, compression="zlib", **_tiff_layout(channels))
         os.replace(tmp, path)
     finally:
         if tmp.exists():

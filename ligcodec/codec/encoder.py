@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -13,9 +14,12 @@ import numpy as np
 from ..container import Header, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
-from ..fit.tiles import (FitConfig, _fit_tile, downsample, render_parts, resolve_budget, run_tasks,
-                         single_threaded, split_budget)
-from ..model import tile_grid, to_float_image
+from ..fit.tiles import (FitConfig, _fit_tile, as_float, downsample, render_parts, resolve_budget,
+                         single_threaded, split_by_energy, tile_areas, tile_energies)
+from ..model import tile_grid
+from ..runner import run_unordered
+from ..source import Window, open_source
+from .journal import Journal
 from .quantise import QuantSteps, quantise_level
 from .tile import encode_chunk
 
@@ -38,9 +42,12 @@ class EncodeResult:
     seconds: float
 
 
-def encode_tile_task(target, n, cfg: FitConfig, seed, steps: QuantSteps, transform: str):
-    """Fit, quantise and code one tile: ``([(chunk bytes, count) per level], squared error)``."""
+def encode_tile_task(window, n, cfg: FitConfig, seed, steps: QuantSteps, transform: str):
+    """Fit, quantise and code one tile: ``([(chunk bytes, count) per level], squared error, bit
+    stats)``. ``window.load()`` gives the tile's pixels wherever this runs (the worker reads its
+    own tile from a file source)."""
     with single_threaded():
+        target = as_float(window.load())
         parts = _fit_tile(target, n, cfg, seed)
         chunks, deq, stats = [], [], []
         if cfg.levels == 2:
@@ -62,21 +69,32 @@ def encode_tile_task(target, n, cfg: FitConfig, seed, steps: QuantSteps, transfo
 
 def encode(image, path, *, gaussians: int | None = None, bpp: float | None = None, density: float | None = None,
            effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = None, config: FitConfig | None = None,
-           seed: int = 0, workers: int = 0,
+           seed: int = 0, workers: int = 0, scheduler=None, resume: bool = False,
            metadata: dict | None = None, progress=None, **level_settings) -> EncodeResult:
-    """Encode ``image`` (array [H, W(, C)], uint8/uint16) into the ``.lig`` file ``path``.
+    """Encode ``image`` into the ``.lig`` file ``path``.
+
+    ``image``: an array [H, W(, C)] (uint8/uint16, or float in [0, 1]), a path (TIFF/BigTIFF is
+    read lazily tile by tile, so images larger than memory stream; PNG/JPEG/WebP are decoded
+    whole) or a :class:`~ligcodec.source.Source`.
 
     Budget: ``gaussians`` (count), ``density`` (per pixel) or ``bpp`` (target bits per pixel,
     turned into a count with :data:`BITS_PER_GAUSSIAN`). ``effort`` 1..9 trades encode time for
-    quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it). The file is written to a temporary name
-    and renamed, so a failed encode leaves nothing behind and never touches an existing file
-    until it succeeds. Same input, options and seed give identical bytes.
+    quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it).
+
+    Where tiles run: ``workers`` local processes (0: one per core; 1: this process), or a Dask
+    distributed cluster (``scheduler``: address or ``Client``; its workers must be able to read
+    a file ``image`` at the same path). Neither changes the bytes: same input, options and seed
+    give identical files.
+
+    Safety: finished tiles go to ``path + ".partial"`` as they complete; the file is assembled
+    under a temporary name and renamed, so a failed encode leaves no partial ``.lig`` and never
+    touches an existing file until it succeeds. With ``resume=True`` an interrupted encode of the
+    same input and settings continues from the tiles in that journal.
     """
     t0 = time.perf_counter()
-    img, depth = to_float_image(image)
-    if depth == 32:
-        depth = 8
-    h, w, nch = img.shape
+    src = open_source(image)
+    depth = 8 if src.bit_depth == 32 else src.bit_depth
+    w, h, nch = src.width, src.height, src.channels
     if effort not in EFFORT_STEPS:
         raise LigInputError(f"effort must be an integer 1..9, got {effort!r}")
     cfg = config or FitConfig()
@@ -99,39 +117,62 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
                              "fit": _plain({k: v for k, v in asdict(cfg).items() if k != "workers"})},
                     metadata=metadata or {})
     header.validate(LigInputError, "encode settings")
-    budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight)
-    tiles = list(tile_grid(w, h, cfg.tile))
-    tasks = [(img[y0:y1, x0:x1], n, cfg, cfg.seed * 1_000_003 + t, steps, transform)
-             for (t, x0, y0, x1, y1), n in zip(tiles, budgets)]
-    chunks = [[None] * len(tiles) for _ in range(cfg.levels)]
-    bits = [{} for _ in range(cfg.levels)]
-    sq = 0.0
-    for done, (t_chunks, err, t_stats) in enumerate(run_tasks(tasks, workers, encode_tile_task), 1):
-        for li, (c, st) in enumerate(zip(t_chunks, t_stats)):
-            chunks[li][done - 1] = c
-            for k, v in st.items():
-                bits[li][k] = bits[li].get(k, 0) + v
-        sq += err
-        if progress:
-            progress(done, len(tiles))
-    # Bits per Gaussian per attribute (each stream coded alone; the real file codes them jointly
-    # and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
-    counts = [sum(c[1] for c in lvl) for lvl in chunks]
-    header.encoder["bits_per_gaussian"] = [
-        {k: round(v / max(n, 1), 2) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
-    ]
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    key = hashlib.blake2b(header.pack() + src.identity(), digest_size=16).hexdigest()
+    journal = Journal.open(journal_path(path), key, resume)
+    tiles = list(tile_grid(w, h, cfg.tile))
+    budgets = journal.budgets or split_by_energy(tile_energies(src, cfg.tile), tile_areas(w, h, cfg.tile),
+                                                 gaussians, cfg.content_weight)
+    journal.start(budgets)
     try:
-        with open(tmp, "wb") as f:
-            size = write_lig(f, header, chunks)
-        os.replace(tmp, path)
+        todo = ((t, (Window(src, x0, y0, x1, y1), n, cfg, cfg.seed * 1_000_003 + t, steps, transform))
+                for (t, x0, y0, x1, y1), n in zip(tiles, budgets) if t not in journal.tiles)
+        done = len(journal.tiles)
+        if progress and done:
+            progress(done, len(tiles))
+        for t, (t_chunks, err, t_stats) in run_unordered(encode_tile_task, todo, workers, scheduler):
+            journal.add(t, t_chunks, err, t_stats)
+            done += 1
+            if progress:
+                progress(done, len(tiles))
+        # Bits per Gaussian per attribute (each stream coded alone; the real file codes them
+        # jointly and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
+        recs = [journal.tiles[t] for t in range(len(tiles))]
+        chunks = [[r.chunks[li] for r in recs] for li in range(cfg.levels)]
+        counts = [sum(c[1] for c in lvl) for lvl in chunks]
+        bits = [{} for _ in range(cfg.levels)]
+        for r in recs:
+            for li, st in enumerate(r.stats):
+                for k, v in st.items():
+                    bits[li][k] = bits[li].get(k, 0) + v
+        header.encoder["bits_per_gaussian"] = [
+            {k: round(v / max(n, 1), 2) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
+        ]
+        tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                size = write_lig(f, header, chunks)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except BaseException:
+        if not journal.tiles:  # nothing worth resuming: leave nothing behind
+            journal.remove()
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    mse = sq / img.size
-    return EncodeResult(str(path), size, size * 8 / (w * h), sum(c[1] for lvl in chunks for c in lvl),
+        journal.close()
+    journal.remove()
+    sq = sum(r.err for r in recs)
+    mse = sq / (w * h * nch)
+    return EncodeResult(str(path), size, size * 8 / (w * h), sum(counts),
                         10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0)
+
+
+def journal_path(path) -> Path:
+    """Where ``encode`` keeps finished tiles of ``path`` until the file is complete."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
 
 
 def _plain(d):

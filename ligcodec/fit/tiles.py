@@ -55,18 +55,60 @@ def resolve_budget(width: int, height: int, gaussians=None, density=None, defaul
     return min(gaussians, width * height)
 
 
-def split_budget(img: np.ndarray, tile: int, total: int, content_weight: float) -> list[int]:
-    """Gaussians per tile: part by area, part by gradient energy; at most one per pixel."""
-    energy = gradient_energy(img)
-    tiles = list(tile_grid(img.shape[1], img.shape[0], tile))
-    area = np.array([(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in tiles], np.float64)
-    e = np.array([energy[y0:y1, x0:x1].sum() for _, x0, y0, x1, y1 in tiles], np.float64)
+def split_budget(img, tile: int, total: int, content_weight: float) -> list[int]:
+    """Gaussians per tile of ``img`` (an array or a :class:`~ligcodec.source.Source`): part by
+    area, part by gradient energy; at most one per pixel."""
+    from ..source import open_source
+
+    src = open_source(img)
+    return split_by_energy(tile_energies(src, tile), tile_areas(src.width, src.height, tile), total,
+                           content_weight)
+
+
+def tile_areas(width: int, height: int, tile: int) -> np.ndarray:
+    return np.array([(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in tile_grid(width, height, tile)], np.float64)
+
+
+#: Columns read at once by :func:`tile_energies` (a band of one tile row by this many pixels).
+ENERGY_BLOCK = 8192
+
+
+def tile_energies(src, tile: int) -> np.ndarray:
+    """Gradient energy summed per tile, reading the source one block of a tile row at a time
+    (with the 2-px margin the gradient and its 3x3 blur need), so memory stays bounded."""
+    w, h = src.width, src.height
+    nx = math.ceil(w / tile)
+    out = np.zeros(nx * math.ceil(h / tile), np.float64)
+    step = max(tile, ENERGY_BLOCK // tile * tile)
+    for ty, y0 in enumerate(range(0, h, tile)):
+        y1 = min(h, y0 + tile)
+        for bx0 in range(0, w, step):
+            bx1 = min(w, bx0 + step)
+            ry0, ry1, rx0, rx1 = max(0, y0 - 2), min(h, y1 + 2), max(0, bx0 - 2), min(w, bx1 + 2)
+            e = gradient_energy(as_float(src.read(rx0, ry0, rx1, ry1)))[y0 - ry0 : y1 - ry0, bx0 - rx0 : bx1 - rx0]
+            for x0 in range(bx0, bx1, tile):
+                out[ty * nx + x0 // tile] = e[:, x0 - bx0 : x0 - bx0 + tile].sum(dtype=np.float64)
+    return out
+
+
+def as_float(a: np.ndarray) -> np.ndarray:
+    """uint8/uint16 samples (or floats in [0, 1]) as float32 in [0, 1]."""
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    return a.astype(np.float32, copy=False)
+
+
+def split_by_energy(e: np.ndarray, area: np.ndarray, total: int, content_weight: float) -> list[int]:
+    """Gaussians per tile from per-tile energies and areas: the largest-remainder split of
+    ``total`` by ``(1 - w) * area share + w * energy share``, at most one per pixel."""
     w = (1 - content_weight) * area / area.sum()
     w = w + (content_weight * e / e.sum() if e.sum() > 0 else content_weight * area / area.sum())
     raw = w * total
     n = np.floor(raw).astype(np.int64)
     rest = total - n.sum()
-    n[np.argsort(raw - n)[::-1][:rest]] += 1
+    n[np.argsort(raw - n, kind="stable")[::-1][:rest]] += 1
     return [int(min(k, a)) for k, a in zip(n, area)]
 
 
@@ -116,33 +158,15 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
 
 def run_tasks(tasks, workers, fn=None):
     """Yield ``fn(*task)`` (default :func:`fit_tile_task`) in task order, here or in a spawn pool."""
-    fn = fn or fit_tile_task
-    workers = workers or os.cpu_count() or 1
-    workers = min(workers, len(tasks))
-    if workers <= 1:
-        for task in tasks:
-            yield fn(*task)
-        return
-    import multiprocessing as mp
-    import warnings
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    from ..runner import run_unordered
 
-    # spawn, not fork: numba's (and torch's) thread pools are running, and forking those deadlocks.
-    done = 0
-    try:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for result in pool.map(fn, *zip(*tasks)):
-                yield result
-                done += 1
-            return
-    except BrokenProcessPool:
-        # Typically a script without `if __name__ == "__main__":`, which spawned workers re-run.
-        # Results do not depend on where tasks run, so finish here instead of failing.
-        warnings.warn("the worker processes died (is the calling script missing "
-                      "`if __name__ == '__main__':`?); continuing in this process", RuntimeWarning, stacklevel=3)
-    for task in tasks[done:]:
-        yield fn(*task)
+    fn = fn or fit_tile_task
+    ready, nxt = {}, 0
+    for key, result in run_unordered(fn, enumerate(tasks), min(workers or os.cpu_count() or 1, len(tasks))):
+        ready[key] = result
+        while nxt in ready:
+            yield ready.pop(nxt)
+            nxt += 1
 
 
 @contextmanager

@@ -81,8 +81,9 @@ def check_size(width, height) -> tuple[int, int]:
     return w, h
 
 
-def check_region(region, out_w: int, out_h: int) -> tuple[int, int, int, int]:
-    """Validate ``region = (x, y, w, h)`` in output pixels; ``None`` means the whole output."""
+def check_region(region, out_w: int, out_h: int, max_pixels: int | None = MAX_RENDER_PIXELS) -> tuple[int, int, int, int]:
+    """Validate ``region = (x, y, w, h)`` in output pixels; ``None`` means the whole output.
+    ``max_pixels``: the largest render held in memory at once (None: the caller streams it)."""
     if region is None:
         x, y, w, h = 0, 0, out_w, out_h
     else:
@@ -100,9 +101,10 @@ def check_region(region, out_w: int, out_h: int) -> tuple[int, int, int, int]:
                 f"region {region!r} (x, y, w, h) is not inside the {out_w}x{out_h} output; "
                 "clip it to the image (ligcodec.open(...).read_region pads instead)"
             )
-    if w * h > MAX_RENDER_PIXELS:
+    if max_pixels is not None and w * h > max_pixels:
         raise LigSizeError(
-            f"a {w}x{h} render exceeds {MAX_RENDER_PIXELS} pixels; render it region by region"
+            f"a {w}x{h} render exceeds {max_pixels} pixels; render it region by region "
+            "(`ligcodec decode` streams any size into a .tif)"
         )
     return x, y, w, h
 

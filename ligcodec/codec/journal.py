@@ -1,0 +1,165 @@
+"""The encoder's journal: finished tiles on disk, so an interrupted encode resumes where it stopped.
+
+``OUT.lig.partial`` is written while ``OUT.lig`` is encoded and removed when the file is complete.
+It starts with a record naming what is being encoded (a key over the input's identity and every
+setting that changes the bytes) and the per-tile budgets; then one record per finished tile, in
+the order tiles finish. Each record is ``u32 length, u32 CRC-32`` (little-endian) of a msgpack
+map, followed by that tile's chunk payloads. A crash can only truncate the last record; reading
+stops at the first incomplete or damaged one, and the tiles before it are kept.
+
+The final ``.lig`` is assembled by copying payloads out of the journal, so the encoder never
+holds all compressed tiles in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import msgpack
+
+from ..container import crc32
+
+_REC = struct.Struct("<II")
+MAGIC = "ligcodec-journal-1"
+
+
+@dataclass
+class ChunkRef:
+    """A payload stored in the journal: ``len()``, ``crc`` and ``read()`` its bytes."""
+
+    path: str
+    offset: int
+    length: int
+    crc: int
+
+    def __len__(self):
+        return self.length
+
+    def read(self, f) -> bytes:
+        f.seek(self.offset)
+        return f.read(self.length)
+
+
+@dataclass
+class TileRecord:
+    tile: int
+    chunks: list  # [(ChunkRef, count)] per level
+    err: float
+    stats: list  # per level {attribute: bits}
+
+
+class Journal:
+    """Append-only record of finished tiles for one encode (``key``)."""
+
+    def __init__(self, path, key: str, budgets: list[int] | None = None):
+        self.path = str(path)
+        self.key = key
+        self.budgets = budgets
+        self.tiles: dict[int, TileRecord] = {}
+        self._f = None
+        self._good = 0
+
+    @classmethod
+    def open(cls, path, key: str, resume: bool) -> "Journal":
+        """The journal at ``path`` if ``resume`` and it belongs to ``key``; else a fresh one."""
+        j = cls(path, key)
+        if resume and os.path.exists(path):
+            j._scan()
+        if j.budgets is None:  # fresh (or another encode's): start over
+            j.tiles = {}
+        return j
+
+    def _scan(self):
+        size = os.path.getsize(self.path)
+        with open(self.path, "rb") as f:
+            first = _read_record(f, size)
+            if not first or first[0].get("magic") != MAGIC or first[0].get("key") != self.key:
+                return
+            self.budgets = list(first[0]["budgets"])
+            good = f.tell()
+            while (rec := _read_record(f, size)) is not None:
+                meta, payload_at = rec
+                try:
+                    refs, at = [], payload_at
+                    for length, crc, count in meta["chunks"]:
+                        refs.append((ChunkRef(self.path, at, int(length), int(crc)), int(count)))
+                        at += int(length)
+                    f.seek(payload_at)
+                    data = f.read(at - payload_at)
+                    if len(data) != at - payload_at or crc32(data) != meta["crc"]:
+                        break
+                    self.tiles[int(meta["tile"])] = TileRecord(int(meta["tile"]), refs, float(meta["err"]),
+                                                               meta["stats"])
+                except (KeyError, TypeError, ValueError):
+                    break
+                good = f.tell()
+        self._good = good
+
+    def start(self, budgets: list[int]):
+        """Open for appending: keep the valid records found by :meth:`open`, or begin anew."""
+        if self.budgets is not None and os.path.exists(self.path):
+            self._f = open(self.path, "r+b")
+            self._f.truncate(self._good)  # drop a torn last record
+            self._f.seek(self._good)
+            return
+        self.budgets = list(budgets)
+        self.tiles = {}
+        self._f = open(self.path, "wb")
+        self._write({"magic": MAGIC, "key": self.key, "budgets": self.budgets}, b"")
+
+    def add(self, tile: int, chunks, err: float, stats) -> None:
+        payload = b"".join(p for p, _ in chunks)
+        meta = {"tile": tile, "chunks": [(len(p), crc32(p), n) for p, n in chunks], "err": err,
+                "stats": stats, "crc": crc32(payload)}
+        at = self._write(meta, payload)
+        refs = []
+        for p, n in chunks:
+            refs.append((ChunkRef(self.path, at, len(p), crc32(p)), n))
+            at += len(p)
+        self.tiles[tile] = TileRecord(tile, refs, err, stats)
+
+    def _write(self, meta, payload) -> int:
+        m = msgpack.packb(meta, use_bin_type=True)
+        self._f.write(_REC.pack(len(m), crc32(m)) + m)
+        at = self._f.tell()
+        self._f.write(payload)
+        self._f.flush()
+        return at
+
+    def close(self):
+        if self._f:
+            self._f.close()
+            self._f = None
+
+    def remove(self):
+        self.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def _read_record(f, size):
+    """``(meta dict, offset of its payload)`` or None at the end or at a damaged record."""
+    head = f.read(_REC.size)
+    if len(head) < _REC.size:
+        return None
+    n, crc = _REC.unpack(head)
+    if n > size - f.tell():
+        return None
+    m = f.read(n)
+    if len(m) != n or crc32(m) != crc:
+        return None
+    try:
+        meta = msgpack.unpackb(m, raw=False)
+    except Exception:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    at = f.tell()
+    if "chunks" in meta:
+        try:
+            f.seek(at + sum(c[0] for c in meta["chunks"]))
+        except (TypeError, IndexError, ValueError):
+            return None
+    return meta, at

@@ -1,0 +1,123 @@
+"""Where tile tasks run: this process, a local process pool, or a Dask distributed cluster.
+
+Tiles are independent and each runs single-threaded (:func:`ligcodec.fit.tiles.single_threaded`),
+so where a task runs never changes its result. :func:`run_unordered` yields ``(key, result)`` as
+tasks finish and keeps only a few tasks in flight per worker, so task inputs (tile pixels) are
+created lazily and memory does not grow with the image.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+
+from .errors import LigInputError
+
+#: Tasks in flight per worker: enough to keep workers busy while results are collected.
+IN_FLIGHT_PER_WORKER = 2
+
+
+def run_unordered(fn: Callable, tasks: Iterable, workers: int = 0, scheduler=None) -> Iterator:
+    """Yield ``(key, fn(*args))`` for each ``(key, args)`` of ``tasks``, in completion order.
+
+    ``scheduler``: None for local work (``workers`` processes; 0 = one per core, 1 = this
+    process), or a Dask distributed scheduler address (``tcp://host:8786``) or ``Client``.
+    """
+    if scheduler is not None:
+        yield from _run_dask(fn, tasks, scheduler)
+        return
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1:
+        for key, args in tasks:
+            yield key, fn(*args)
+        return
+    yield from _run_pool(fn, iter(tasks), workers)
+
+
+def _run_pool(fn, tasks, workers):
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = {}  # future -> (key, args)
+    retry = []
+    # spawn, not fork: numba's (and torch's) thread pools are running, and forking those deadlocks.
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < workers * IN_FLIGHT_PER_WORKER:
+                item = next(tasks, None)
+                if item is None:
+                    exhausted = True
+                    break
+                try:
+                    pending[pool.submit(fn, *item[1])] = item
+                except BrokenProcessPool:
+                    retry.append(item)
+                    raise
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                key, args = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    retry.append((key, args))
+                    continue
+                yield key, result
+            if retry:
+                raise BrokenProcessPool
+    except BrokenProcessPool:
+        # Typically a script without `if __name__ == "__main__":`, which spawned workers re-run.
+        # Results do not depend on where tasks run, so finish here instead of failing.
+        warnings.warn("the worker processes died (is the calling script missing "
+                      "`if __name__ == '__main__':`?); continuing in this process", RuntimeWarning, stacklevel=3)
+        retry += list(pending.values())
+    finally:
+        # Cancel what has not started (an error, Ctrl-C or a closed generator must not wait for
+        # the whole queue); running tasks finish in the background.
+        pool.shutdown(wait=False, cancel_futures=True)
+    for key, args in retry:
+        yield key, fn(*args)
+    for key, args in tasks:
+        yield key, fn(*args)
+
+
+def _run_dask(fn, tasks, scheduler):
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise LigInputError("a Dask scheduler was given but dask.distributed is not installed: "
+                            "pip install 'ligcodec[distributed]'") from None
+    own = not isinstance(scheduler, Client)
+    try:
+        client = Client(scheduler, timeout=30) if own else scheduler
+    except OSError as e:
+        raise LigInputError(f"cannot reach the Dask scheduler {scheduler!r}: {e}") from None
+    try:
+        slots = max(1, sum(client.nthreads().values())) * IN_FLIGHT_PER_WORKER
+        tasks = iter(tasks)
+        keys = {}
+        ac = as_completed()
+        for key, args in tasks:
+            fut = client.submit(fn, *args, pure=False)
+            keys[fut.key] = key
+            ac.add(fut)
+            if len(keys) >= slots:
+                break
+        for fut in ac:
+            key = keys.pop(fut.key)
+            result = fut.result()
+            fut.release()
+            nxt = next(tasks, None)
+            if nxt is not None:
+                f2 = client.submit(fn, *nxt[1], pure=False)
+                keys[f2.key] = nxt[0]
+                ac.add(f2)
+            yield key, result
+    finally:
+        if own:
+            client.close()

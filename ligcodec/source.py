@@ -1,0 +1,194 @@
+"""Image sources for the encoder: windows of an image read on demand.
+
+The encoder never needs the whole image at once: it reads one tile (plus a 2-pixel margin for
+the budget's gradient energy) at a time. A :class:`Source` says how big the image is and reads
+windows of it; tile tasks carry a :class:`Window`, which a worker process (local or on a Dask
+cluster) turns into pixels itself, so large TIFFs stream tile by tile and never pass through
+the parent process.
+
+- :class:`ArraySource`: an array in memory (what Pillow formats decode to).
+- :class:`TiffSource`: a TIFF/BigTIFF, tiled or striped, chunky or planar, pyramidal (level 0),
+  read lazily through tifffile's zarr store. Picklable by path: workers reopen the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LigFormatError, LigInputError, LigSizeError
+from .io import TIFF_SUFFIXES, read_image
+
+#: Largest image the encoder accepts, in pixels (2^36 = 64 gigapixels). The .lig format allows
+#: 2^24 px per side; this bound keeps the chunk index (24 bytes per tile and level) and the
+#: encoder's per-tile bookkeeping in memory to tens of MB.
+MAX_ENCODE_PIXELS = 1 << 36
+
+
+class Source:
+    """``width``, ``height``, ``channels``, ``dtype`` (uint8/uint16/float32) and ``read(x0, y0, x1, y1)``."""
+
+    width: int
+    height: int
+    channels: int
+    dtype: np.dtype
+
+    @property
+    def bit_depth(self) -> int:
+        return {1: 8, 2: 16}.get(np.dtype(self.dtype).itemsize, 32) if np.dtype(self.dtype).kind == "u" else 32
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:  # [y1-y0, x1-x0, C]
+        raise NotImplementedError
+
+    def identity(self) -> bytes:
+        """Bytes that change when the pixels change (the key under which a resumable encode
+        keeps its finished tiles)."""
+        raise NotImplementedError
+
+    def check(self):
+        if self.width < 1 or self.height < 1:
+            raise LigInputError(f"image is empty: {self.width}x{self.height} pixels")
+        if not 1 <= self.channels <= 4:
+            raise LigInputError(f"image has {self.channels} channels; ligcodec codes 1 to 4")
+        if self.width * self.height > MAX_ENCODE_PIXELS:
+            raise LigSizeError(f"image of {self.width}x{self.height} pixels exceeds the encoder's limit of "
+                               f"{MAX_ENCODE_PIXELS} pixels (64 GP); split it")
+        if np.dtype(self.dtype) not in (np.uint8, np.uint16, np.float32):
+            raise LigInputError(f"unsupported sample type {self.dtype}: use 8- or 16-bit integers (or float in [0, 1])")
+        return self
+
+
+class ArraySource(Source):
+    def __init__(self, image):
+        a = np.asarray(image)
+        if a.ndim == 2:
+            a = a[:, :, None]
+        if a.ndim != 3:
+            raise LigInputError(f"image must be [H, W] or [H, W, C] with 1 to 4 channels, got shape {a.shape}")
+        if a.dtype.kind == "f":
+            if not np.isfinite(a).all():
+                raise LigInputError("image contains NaN or inf values")
+            a = np.clip(a, 0, 1).astype(np.float32)
+        elif a.dtype not in (np.uint8, np.uint16):
+            raise LigInputError(f"unsupported image dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
+        self.array = a
+        self.height, self.width, self.channels = a.shape
+        self.dtype = a.dtype
+        self.check()
+
+    def read(self, x0, y0, x1, y1):
+        return self.array[y0:y1, x0:x1]
+
+    def identity(self) -> bytes:
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr((self.array.shape, str(self.array.dtype))).encode())
+        rows = max(1, (64 << 20) // max(1, self.array[0].nbytes))
+        for y in range(0, self.height, rows):
+            h.update(np.ascontiguousarray(self.array[y : y + rows]).data)
+        return h.digest()
+
+
+class TiffSource(Source):
+    """Level 0 of a TIFF/BigTIFF, read lazily window by window (tifffile + zarr)."""
+
+    def __init__(self, path):
+        import tifffile
+
+        self.path = str(Path(path).resolve())
+        self._z = None
+        try:
+            with tifffile.TiffFile(self.path) as tf:
+                s = tf.series[0]
+                axes, shape, dtype = s.axes, tuple(s.levels[0].shape), np.dtype(s.dtype)
+        except FileNotFoundError:
+            raise LigInputError(f"{path}: no such file") from None
+        except Exception as e:  # tifffile raises many types for corrupt files
+            raise LigFormatError(f"{path}: cannot read TIFF: {e}") from None
+        if axes not in ("YX", "YXS", "SYX"):
+            raise LigInputError(f"{path}: TIFF with axes {axes!r} {shape} is not one image; ligcodec reads "
+                                "single images (Y, X and up to 4 samples), the first series' level 0")
+        self.axes = axes
+        self.height, self.width = (shape[1], shape[2]) if axes == "SYX" else shape[:2]
+        self.channels = 1 if axes == "YX" else shape[2] if axes == "YXS" else shape[0]
+        if dtype not in (np.uint8, np.uint16):
+            raise LigInputError(f"{path}: unsupported TIFF sample type {dtype} (need 8- or 16-bit unsigned)")
+        self.dtype = dtype
+        self.check()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_z"} | {"_z": None}
+
+    def _array(self):
+        if self._z is None:
+            import tifffile
+
+            try:
+                import zarr
+            except ImportError:  # no zarr: whole-image read (memory ~ image size)
+                self._z = tifffile.imread(self.path, level=0)
+            else:
+                self._z = zarr.open(tifffile.imread(self.path, aszarr=True, level=0), mode="r")
+        return self._z
+
+    def read(self, x0, y0, x1, y1):
+        try:
+            z = self._array()
+            if self.axes == "SYX":
+                return np.moveaxis(np.asarray(z[:, y0:y1, x0:x1]), 0, 2)
+            a = np.asarray(z[y0:y1, x0:x1])
+        except LigInputError:
+            raise
+        except Exception as e:
+            raise LigFormatError(f"{self.path}: cannot read pixels {x0},{y0} .. {x1},{y1}: {e}") from None
+        return a[:, :, None] if a.ndim == 2 else a
+
+    def identity(self) -> bytes:
+        st = os.stat(self.path)
+        return repr((self.path, st.st_size, st.st_mtime_ns)).encode()
+
+
+def open_source(image) -> Source:
+    """A :class:`Source` for an array, a Source, or a path (TIFF lazily, other formats through Pillow)."""
+    if isinstance(image, Source):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        p = Path(image)
+        if not p.exists():
+            raise LigInputError(f"{p}: no such file")
+        if p.suffix.lower() in TIFF_SUFFIXES:
+            return TiffSource(p)
+        return ArraySource(read_image(p))
+    return ArraySource(image)
+
+
+@dataclass
+class Window:
+    """A window of a source, turned into pixels where a task runs (``load()``)."""
+
+    source: Source
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    def load(self) -> np.ndarray:
+        return self.source.read(self.x0, self.y0, self.x1, self.y1)
+
+    def __reduce__(self):
+        # An in-memory source travels as just its window's pixels, never the whole array.
+        if isinstance(self.source, ArraySource):
+            return (_Pixels, (np.ascontiguousarray(self.load()),))
+        return (Window, (self.source, self.x0, self.y0, self.x1, self.y1))
+
+
+class _Pixels:
+    def __init__(self, a):
+        self.a = a
+
+    def load(self):
+        return self.a
