@@ -129,10 +129,10 @@ class TiffSource(Source):
 
             try:
                 import zarr
-            except ImportError:  # no zarr: whole-image read (memory ~ image size)
-                self._z = tifffile.imread(self.path, level=0)
-            else:
+
                 self._z = zarr.open(tifffile.imread(self.path, aszarr=True, level=0), mode="r")
+            except (ImportError, ValueError):  # no zarr 3: whole-image read (memory ~ image size)
+                self._z = tifffile.imread(self.path, level=0)
         return self._z
 
     def read(self, x0, y0, x1, y1):

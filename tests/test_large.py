@@ -1,0 +1,181 @@
+"""Large-image paths: lazy TIFF input, journalled and resumable encode, Dask, tiled TIFF output."""
+
+import numpy as np
+import pytest
+import tifffile
+
+import ligcodec
+from ligcodec.cli import main
+from ligcodec.codec.encoder import encode, journal_path
+from ligcodec.errors import LigError, LigFormatError, LigInputError, LigSizeError
+from ligcodec.source import ArraySource, TiffSource, open_source
+from tests.test_fit import smooth_image
+
+# Small but multi-tile: 3 x 2 tiles of 64 px, with partial edge tiles.
+H, W, TILE = 100, 150, 64
+FAST = dict(gaussians=300, steps=15)
+
+
+def _image(channels=3, dtype=np.uint8):
+    img = smooth_image(H, W)
+    peak = 255 if dtype == np.uint8 else 65535
+    a = np.round(img * peak).astype(dtype)
+    return np.concatenate([a, a[:, :, :1]], axis=2)[:, :, :channels] if channels == 4 else a[:, :, :channels]
+
+
+def _config():
+    from ligcodec.fit import FitConfig
+
+    return FitConfig(tile=TILE)
+
+
+@pytest.mark.parametrize("layout", ["tiled", "striped", "planar", "pyramid"])
+def test_tiff_source_reads_windows_lazily_and_exactly(tmp_path, layout):
+    a = _image()
+    p = tmp_path / f"{layout}.tif"
+    if layout == "tiled":
+        tifffile.imwrite(p, a, tile=(32, 32), photometric="rgb", compression="zlib")
+    elif layout == "striped":
+        tifffile.imwrite(p, a, rowsperstrip=7, photometric="rgb")
+    elif layout == "planar":
+        tifffile.imwrite(p, np.moveaxis(a, 2, 0), photometric="rgb", planarconfig="separate")
+    else:
+        with tifffile.TiffWriter(p) as tw:
+            tw.write(a, photometric="rgb", tile=(32, 32), subifds=1)
+            tw.write(a[::2, ::2], photometric="rgb", tile=(32, 32), subfiletype=1)
+    src = open_source(p)
+    assert isinstance(src, TiffSource) and (src.width, src.height, src.channels) == (W, H, 3)
+    np.testing.assert_array_equal(src.read(13, 7, 101, 90), a[7:90, 13:101])
+    np.testing.assert_array_equal(ligcodec.io.read_image(p), a)
+
+
+def test_streamed_tiff_encode_is_byte_identical_to_in_memory(tmp_path):
+    """SCENARIO: the same pixels encoded from an array and from a tiled TIFF read lazily.
+    EXPECTED RESULT: identical files (the source never changes the bytes)."""
+    a = _image()
+    p = tmp_path / "in.tif"
+    tifffile.imwrite(p, a, tile=(32, 32), photometric="rgb")
+    r1 = encode(a, tmp_path / "a.lig", config=_config(), workers=1, **FAST)
+    r2 = encode(p, tmp_path / "b.lig", config=_config(), workers=2, **FAST)
+    assert (tmp_path / "a.lig").read_bytes() == (tmp_path / "b.lig").read_bytes()
+    assert r1.psnr == r2.psnr > 20
+    assert not journal_path(tmp_path / "b.lig").exists()  # removed once the file is complete
+
+
+def test_interrupted_encode_resumes_from_journal(tmp_path):
+    """SCENARIO: an encode is interrupted after 2 of 6 tiles, and its journal loses its last
+    bytes (a torn write); the same encode is run again with resume.
+    EXPECTED RESULT: no .lig after the interruption; the rerun does only the missing tiles and
+    writes the same bytes as an uninterrupted encode."""
+    a = _image()
+    full = tmp_path / "full.lig"
+    encode(a, full, config=_config(), workers=1, **FAST)
+    out = tmp_path / "out.lig"
+
+    def stop_after_two(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode(a, out, config=_config(), workers=1, progress=stop_after_two, **FAST)
+    assert not out.exists() and journal_path(out).exists()
+    j = journal_path(out)
+    j.write_bytes(j.read_bytes() + b"\x07" * 11)  # a torn third record
+    seen = []
+    encode(a, out, config=_config(), workers=1, resume=True, progress=lambda d, t: seen.append(d), **FAST)
+    assert seen[0] == 2 and seen[-1] == 6 and len(seen) == 5  # resumed at 2, then 3..6
+    assert out.read_bytes() == full.read_bytes()
+    assert not j.exists()
+
+
+def test_journal_of_other_settings_is_not_used(tmp_path):
+    """SCENARIO: a journal left by an encode with another seed. EXPECTED RESULT: ignored; the
+    output equals a fresh encode."""
+    a = _image()
+    out = tmp_path / "out.lig"
+    with pytest.raises(KeyboardInterrupt):
+        encode(a, out, config=_config(), workers=1, seed=5,
+               progress=lambda d, t: (_ for _ in ()).throw(KeyboardInterrupt) if d == 3 else None, **FAST)
+    seen = []
+    encode(a, out, config=_config(), workers=1, resume=True, progress=lambda d, t: seen.append(d), **FAST)
+    assert seen[0] == 1
+    encode(a, tmp_path / "ref.lig", config=_config(), workers=1, **FAST)
+    assert out.read_bytes() == (tmp_path / "ref.lig").read_bytes()
+
+
+def test_dask_local_cluster_gives_identical_bytes(tmp_path):
+    """SCENARIO: tiles run on a real dask.distributed LocalCluster of 2 worker processes reading
+    the TIFF themselves. EXPECTED RESULT: byte-identical to the local encode."""
+    distributed = pytest.importorskip("distributed")
+    a = _image()
+    p = tmp_path / "in.tif"
+    tifffile.imwrite(p, a, tile=(32, 32), photometric="rgb")
+    encode(p, tmp_path / "local.lig", config=_config(), workers=1, **FAST)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        encode(p, tmp_path / "dask.lig", config=_config(), scheduler=cluster.scheduler_address, **FAST)
+    assert (tmp_path / "dask.lig").read_bytes() == (tmp_path / "local.lig").read_bytes()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_decode_to_tiled_tiff_matches_read(tmp_path, channels):
+    a = _image(channels, np.uint16)
+    lig = tmp_path / "x.lig"
+    encode(a, lig, config=_config(), workers=1, **FAST)
+    out = tmp_path / "x.tif"
+    assert main(["decode", str(lig), "--scale", "0.75", "-o", str(out)]) == 0
+    with tifffile.TiffFile(out) as tf:
+        assert tf.pages[0].is_tiled
+    got = ligcodec.io.read_image(out)
+    with ligcodec.open(lig) as img:
+        np.testing.assert_array_equal(got, img.read(0.75))
+        assert got.dtype == np.uint16
+
+
+def test_bad_tiffs_give_clear_errors(tmp_path):
+    """SCENARIO: a corrupt TIFF, a float TIFF, a stack of 3 pages, an empty file.
+    EXPECTED RESULT: LigError naming the file, no output and no journal left behind."""
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00" + b"\xff" * 40)
+    (tmp_path / "empty.tif").write_bytes(b"")
+    tifffile.imwrite(tmp_path / "float.tif", np.zeros((8, 8), np.float32))
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 8, 5), np.uint8))
+    for name in ("bad.tif", "empty.tif", "float.tif", "stack.tif"):
+        out = tmp_path / "o.lig"
+        with pytest.raises(LigError) as e:
+            encode(tmp_path / name, out, **FAST)
+        assert name in str(e.value)
+        assert not out.exists() and not journal_path(out).exists()
+    # Via the CLI: one line, exit 2.
+    assert main(["encode", str(bad), str(tmp_path / "o.lig"), "-q"]) == 2
+
+
+def test_tiff_with_damaged_tile_fails_cleanly(tmp_path):
+    """SCENARIO: a tiled TIFF whose compressed tile bytes are overwritten with garbage.
+    EXPECTED RESULT: a LigFormatError naming the pixels, and no .lig file."""
+    a = _image()
+    p = tmp_path / "in.tif"
+    tifffile.imwrite(p, a, tile=(32, 32), photometric="rgb", compression="zlib")
+    with tifffile.TiffFile(p) as tf:
+        off = tf.pages[0].dataoffsets[3]
+    data = bytearray(p.read_bytes())
+    data[off : off + 64] = b"\x00\xff" * 32
+    p.write_bytes(bytes(data))
+    with pytest.raises(LigFormatError, match="cannot read pixels"):
+        encode(p, tmp_path / "o.lig", config=_config(), workers=1, **FAST)
+    assert not (tmp_path / "o.lig").exists()
+
+
+def test_size_limits_and_bad_arguments():
+    class Huge(ArraySource):
+        def __init__(self):
+            self.width = self.height = 1 << 19
+            self.channels, self.dtype = 3, np.dtype(np.uint8)
+
+    with pytest.raises(LigSizeError, match="limit"):
+        Huge().check()
+    with pytest.raises(LigInputError, match="empty"):
+        open_source(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(LigInputError, match="channels"):
+        open_source(np.zeros((4, 5, 6), np.uint8))
+    with pytest.raises(LigInputError):
+        encode(_image(), "x.lig", scheduler=None, effort=0)
