@@ -83,7 +83,7 @@ class Model:
         x0, y0, w, h = check_region(region, ow, oh)
         levels = self.default_levels(s) if levels is None else list(levels)
         out = np.zeros((h, w, self.channels), np.float32)
-        for t, X0, Y0, X1, Y1 in tile_grid(self.width, self.height, self.tile):
+        for t, X0, Y0, X1, Y1 in self._tiles_near((x0, y0, w, h), s):
             cx0, cx1 = tile_output_span(X0, X1, s)
             cy0, cy1 = tile_output_span(Y0, Y1, s)
             rx0, rx1 = max(cx0, x0), min(cx1, x0 + w)
@@ -98,6 +98,18 @@ class Model:
                 part = rasterize(params, cols, (rx0, ry0, rx1 - rx0, ry1 - ry0))
                 out[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] += part
         return out
+
+    def _tiles_near(self, region, s):
+        """The tiles that may own pixels of ``region`` (a superset; callers clip exactly), without
+        walking the whole grid: a small read of a huge image costs only its own tiles."""
+        x0, y0, w, h = region
+        T, nx = self.tile, math.ceil(self.width / self.tile)
+        ny = math.ceil(self.height / self.tile)
+        tx0, tx1 = max(0, int(x0 / s // T) - 1), min(nx, int((x0 + w) / s // T) + 2)
+        ty0, ty1 = max(0, int(y0 / s // T) - 1), min(ny, int((y0 + h) / s // T) + 2)
+        for ty in range(ty0, ty1):
+            for tx in range(tx0, tx1):
+                yield (ty * nx + tx, tx * T, ty * T, min(self.width, (tx + 1) * T), min(self.height, (ty + 1) * T))
 
     # ------------------------------------------------------------------ research format (.npz)
     def save(self, path) -> None:

@@ -1,0 +1,212 @@
+"""Large images: streaming encode speed and memory by size, 1 vs 2 workers, region reads, and the
+whole image at 1/4 scale vs Pillow's JPEG 2000 ``reduce=2``.
+
+    python bench/large.py                       # 4, 16, 64, 256 MP at --effort 1
+    python bench/large.py --sizes 4 16 --effort 6
+    python bench/large.py --giga                # adds the 1 GP (32768^2) image
+    python bench/large.py --sizes 4 --workers-test   # 1 vs 2 workers on the 4 MP image
+
+Test images are mosaics of 512x512 crops of the real photos in ../shared/data (aerial, satellite,
+pathology, microscopy, photos), chosen by a fixed pseudo-random sequence, written once as tiled,
+zlib-compressed BigTIFFs into --workdir (default /tmp/ligcodec-large) and reused. Each encode runs
+as `ligcodec encode` in a child process; peak RSS is the largest sum of the resident memory of
+that process and its workers, sampled every 0.1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import DATA, best_time, jpeg2000_bytes, print_table  # noqa: E402
+
+BLOCK = 512
+PHOTOS = [
+    "large/photo_unsplash_janice_gill.jpg", "large/sat_nasa_bluemarble_day_5400x2700.jpg",
+    "large/histo_openslide_CMU-1-Small-Region_HE.png", "medium/aerial_uscsipi_2_2_01.png",
+    "medium/aerial_uscsipi_2_2_04.png", "medium/aerial_uscsipi_2_2_07.png",
+    "medium/histo_visium_mouse_brain_coronal_HE.png", "medium/micro_vectra_multiplexIF_3ch.png",
+    "medium/photo_ici_flower_foveon_rgb8.png", "medium/photo_wiki_006.png", "medium/photo_wiki_018.png",
+    "medium/photo_wiki_021.png",
+]
+SIDES = {4: 2048, 16: 4096, 64: 8192, 256: 16384, 1024: 32768}
+
+
+def build_mosaic(side: int, path: Path):
+    """A side x side RGB mosaic of 512^2 crops of real photos, as a tiled BigTIFF (streamed)."""
+    import tifffile
+    from PIL import Image
+
+    if path.exists():
+        return
+    photos = []
+    for rel in PHOTOS:
+        with Image.open(DATA / rel) as im:
+            photos.append(np.asarray(im.convert("RGB")))
+    rng = np.random.default_rng(7)
+    nb = side // BLOCK
+    choice = rng.integers(0, len(photos), (nb, nb))
+    frac = rng.uniform(0, 1, (nb, nb, 2))
+
+    def tiles():
+        for ty in range(side // 256):
+            for tx in range(side // 256):
+                by, bx = ty * 256 // BLOCK, tx * 256 // BLOCK
+                p = photos[choice[by, bx]]
+                oy = int(frac[by, bx, 0] * (p.shape[0] - BLOCK))
+                ox = int(frac[by, bx, 1] * (p.shape[1] - BLOCK))
+                iy, ix = ty * 256 % BLOCK, tx * 256 % BLOCK
+                yield p[oy + iy : oy + iy + 256, ox + ix : ox + ix + 256]
+
+    tmp = path.with_suffix(".part")
+    tifffile.imwrite(tmp, tiles(), shape=(side, side, 3), dtype=np.uint8, tile=(256, 256), photometric="rgb",
+                     compression="zlib", bigtiff=True)
+    tmp.replace(path)
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (Linux /proc)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+        todo += children.get(p, [])
+    return total
+
+
+def run_measured(cmd) -> tuple[float, float]:
+    """(wall seconds, peak tree RSS in MB) of a command."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    peak = [0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            time.sleep(0.1)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    rc = proc.wait()
+    th.join()
+    if rc:
+        raise SystemExit(f"command failed ({rc}): {' '.join(map(str, cmd))}")
+    return time.perf_counter() - t0, peak[0] / 2**20
+
+
+def encode(src: Path, out: Path, effort: int, workers: int, extra=()):
+    cmd = [sys.executable, "-m", "ligcodec.cli", "encode", str(src), str(out), "--effort", str(effort),
+           "--workers", str(workers), "--force", "--no-resume", "-q", *extra]
+    return run_measured(cmd)
+
+
+def region_reads(lig: Path, side: int):
+    """Latency of 1024^2 reads at full scale: cold (new tiles), warm (same region again)."""
+    import ligcodec
+
+    rng = np.random.default_rng(3)
+    with ligcodec.open(lig) as img:
+        img.read(1.0, (0, 0, 256, 256))  # load the compiled kernels
+        x, y = (int(v) for v in rng.integers(0, side - 1024, 2))
+        t = time.perf_counter()
+        img.read(1.0, (x, y, 1024, 1024))
+        cold = time.perf_counter() - t
+        warm = best_time(lambda: img.read(1.0, (x, y, 1024, 1024)), repeat=5, warmup=0)
+        # The window equals the same pixels of a larger read that starts on tile boundaries.
+        ax, ay = x - x % 256, y - y % 256
+        big = img.read(1.0, (ax, ay, min(1536, side - ax), min(1536, side - ay)))
+        same = np.array_equal(big[y - ay : y - ay + 1024, x - ax : x - ax + 1024], img.read(1.0, (x, y, 1024, 1024)))
+    return cold, warm, same
+
+
+def quarter_vs_j2k(src: Path, lig: Path, bpp: float):
+    """Seconds for img[::4, ::4] of the whole .lig vs Pillow JPEG 2000 reduce=2 at the same bpp."""
+    import io
+
+    import tifffile
+    from PIL import Image
+
+    import ligcodec
+
+    Image.MAX_IMAGE_PIXELS = None
+    a = tifffile.imread(src)
+    data = jpeg2000_bytes(Image.fromarray(a), bpp)
+    del a
+
+    def j2k():
+        with Image.open(io.BytesIO(data)) as im:
+            im.reduce = 2
+            im.load()
+
+    with ligcodec.open(lig) as img:
+        img.read(1.0, (0, 0, 64, 64))
+        ours = best_time(lambda: img[::4, ::4], repeat=3, warmup=0)
+    theirs = best_time(j2k, repeat=3, warmup=0)
+    return ours, theirs, len(data) * 8 / (img.shape[0] * img.shape[1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4, 16, 64, 256], choices=sorted(SIDES))
+    ap.add_argument("--giga", action="store_true", help="also the 1 GP (32768^2) image")
+    ap.add_argument("--effort", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers-test", action="store_true", help="also encode the smallest size with 1 worker")
+    ap.add_argument("--j2k-max", type=int, default=64, help="largest size (MP) for the JPEG 2000 comparison")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-large"))
+    args = ap.parse_args(argv)
+    sizes = args.sizes + ([1024] if args.giga else [])
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for mp in sizes:
+        side = SIDES[mp]
+        src = args.workdir / f"mosaic_{side}.tif"
+        t = time.perf_counter()
+        build_mosaic(side, src)
+        print(f"[{mp} MP] mosaic {src} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
+        out = args.workdir / f"mosaic_{side}_e{args.effort}.lig"
+        runs = [args.workers] + ([1] if args.workers_test and mp == min(sizes) and args.workers != 1 else [])
+        for wk in runs:
+            secs, rss = encode(src, out, args.effort, wk)
+            size = out.stat().st_size
+            row = {"MP": f"{side * side / 1e6:.0f}", "side": side, "effort": args.effort, "workers": wk,
+                   "encode s": f"{secs:.0f}", "s/MP": f"{secs / (side * side / 1e6):.2f}",
+                   "peak RSS MB": f"{rss:.0f}", "bpp": f"{size * 8 / side**2:.3f}"}
+            print(row, file=sys.stderr, flush=True)
+            rows.append(row)
+        cold, warm, same = region_reads(out, side)
+        rows[-1].update({"1024^2 read cold ms": f"{cold * 1e3:.0f}", "warm ms": f"{warm * 1e3:.0f}",
+                         "window==full": same})
+        if mp <= args.j2k_max:
+            ours, theirs, jbpp = quarter_vs_j2k(src, out, size * 8 / side**2)
+            rows[-1].update({"[::4,::4] s": f"{ours:.2f}", "J2K reduce=2 s": f"{theirs:.2f}",
+                             "J2K bpp": f"{jbpp:.3f}"})
+        print(rows[-1], file=sys.stderr, flush=True)
+    print_table(rows, ["MP", "side", "effort", "workers", "encode s", "s/MP", "peak RSS MB", "bpp",
+                       "1024^2 read cold ms", "warm ms", "window==full", "[::4,::4] s", "J2K reduce=2 s", "J2K bpp"])
+
+
+if __name__ == "__main__":
+    main()
