@@ -60,7 +60,12 @@ def cli():
 
 @cli.command()
 @_fit_options
-@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Target size in bits per pixel.")
+@click.option("--quality", "-Q", type=click.IntRange(1, 100),
+              help="1..100, default 50: sets the Gaussian density (every 12.5 points double the Gaussians).")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True),
+              help="Target size in bits per pixel (one pass: the result lands within ~30%%).")
+@click.option("--psnr", type=click.FloatRange(min=0, min_open=True),
+              help="Target PSNR in dB: the smallest file found that reaches it (up to 4 encodes).")
 @click.option("--effort", type=click.IntRange(1, 9), default=6, show_default=True,
               help="1 fastest .. 9 best: optimiser steps 100, 200, 350, 600, 1000, 1500, 2000, 3000, 5000 per "
                    "level per tile (--steps overrides).")
@@ -70,8 +75,8 @@ def cli():
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue an interrupted encode of the same input and options from the tiles kept in "
                    "OUTPUT.partial (--no-resume starts over).")
-def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, workers, force, quiet,
-           scheduler, resume):
+def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort, steps, seed, workers, force,
+           quiet, scheduler, resume):
     """Compress INPUT into OUTPUT.lig.
 
     INPUT: PNG, JPEG or WebP (decoded whole, EXIF orientation applied) or TIFF/BigTIFF (tiled or
@@ -85,8 +90,8 @@ def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, 
     from .source import open_source
 
     _check_output(output, force, input)
-    if sum(x is not None for x in (gaussians, bpp, density)) > 1:
-        raise click.UsageError("give at most one of --gaussians, --bpp, --density")
+    if sum(x is not None for x in (gaussians, quality, bpp, psnr, density)) > 1:
+        raise click.UsageError("give at most one of --quality, --gaussians, --bpp, --psnr, --density")
     src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
     t0, first = time.perf_counter(), [None]
@@ -103,12 +108,14 @@ def encode(input, output, gaussians, bpp, density, levels, effort, steps, seed, 
         eta = f", about {el / new * (total - done):.0f} s left" if new and done < total else ""
         click.echo(f"\rencode: tile {done}/{total}, {el:.0f} s{eta}   ", nl=done == total, err=True)
 
-    r = encode_image(src, output, gaussians=gaussians, bpp=bpp, density=density, seed=seed, workers=workers,
+    r = encode_image(src, output, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr, density=density,
+                     seed=seed, workers=workers,
                      effort=effort, config=FitConfig(levels=levels), progress=report, scheduler=scheduler,
                      resume=resume, **extra)
     if not quiet:
         click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
-                   f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s", err=True)
+                   f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s"
+                   + (f" ({r.passes} passes)" if r.passes > 1 else ""), err=True)
 
 
 @cli.command()

@@ -179,3 +179,49 @@ def test_size_limits_and_bad_arguments():
         open_source(np.zeros((4, 5, 6), np.uint8))
     with pytest.raises(LigInputError):
         encode(_image(), "x.lig", scheduler=None, effort=0)
+
+
+# ------------------------------------------------------------------ rate control (issue 4)
+def test_quality_sets_density_monotonically():
+    from ligcodec.codec.ratecontrol import DEFAULT_DENSITY, quality_density
+
+    ds = [quality_density(q) for q in (1, 25, 50, 75, 100)]
+    assert ds == sorted(ds) and quality_density(50) == DEFAULT_DENSITY
+    assert quality_density(62.5) == pytest.approx(2 * DEFAULT_DENSITY)
+    for bad in (0, 101, "x", float("nan")):
+        with pytest.raises(LigInputError):
+            quality_density(bad)
+
+
+def test_psnr_search_keeps_smallest_file_reaching_target(tmp_path):
+    """SCENARIO: a stand-in encoder whose PSNR grows 3 dB per doubling of the density and whose
+    size grows with it. EXPECTED RESULT: the search reaches the target within the tolerance in
+    a few passes, keeps the smallest passing file at the requested path, deletes the others."""
+    from types import SimpleNamespace
+
+    from ligcodec.codec.ratecontrol import encode_for_psnr
+
+    calls = []
+
+    def fake(src, path, density, **kw):
+        calls.append(density)
+        path.write_bytes(b"x" * int(density * 1e5))
+        return SimpleNamespace(psnr=30 + 3 * np.log2(density / 0.03), bytes=int(density * 1e5), path=str(path))
+
+    out = tmp_path / "o.lig"
+    r = encode_for_psnr(_image(), out, 36.5, encode=fake, tolerance=0.2)
+    assert 36.5 <= r.psnr <= 36.7 and r.passes == len(calls) <= 4
+    assert out.stat().st_size == r.bytes and sorted(p.name for p in tmp_path.iterdir()) == ["o.lig"]
+    with pytest.raises(LigInputError):
+        encode_for_psnr(_image(), out, 30, encode=fake, bpp=1)
+
+
+def test_psnr_target_real_encode(tmp_path):
+    a = _image()
+    r = encode(a, tmp_path / "p.lig", psnr=30, config=_config(), workers=1, steps=15)
+    assert r.psnr >= 30 and 1 <= r.passes <= 4
+    assert ligcodec.open(tmp_path / "p.lig").shape == a.shape
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.lig"]
+    q = encode(a, tmp_path / "q.lig", quality=80, config=_config(), workers=1, steps=15)
+    q2 = encode(a, tmp_path / "q2.lig", quality=20, config=_config(), workers=1, steps=15)
+    assert q.gaussians > q2.gaussians and q.psnr > q2.psnr

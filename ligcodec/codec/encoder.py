@@ -20,6 +20,7 @@ from ..model import tile_grid
 from ..runner import run_unordered
 from ..source import Window, open_source
 from .journal import Journal
+from .ratecontrol import DEFAULT_DENSITY
 from .quantise import QuantSteps, quantise_level
 from .tile import encode_chunk
 
@@ -48,6 +49,7 @@ class EncodeResult:
     gaussians: int
     psnr: float  # of the decoded image vs the input, float samples, clamped
     seconds: float
+    passes: int = 1  # encodes it took (psnr= searches the budget)
 
 
 def encode_tile_task(window, n, cfg: FitConfig, seed, steps: QuantSteps, transform: str,
@@ -78,6 +80,7 @@ def encode_tile_task(window, n, cfg: FitConfig, seed, steps: QuantSteps, transfo
 
 def encode(image, path, *, gaussians: int | None = None, bpp: float | None = None, density: float | None = None,
            effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = None, config: FitConfig | None = None,
+           quality: float | None = None, psnr: float | None = None,
            seed: int = 0, workers: int = 0, scheduler=None, resume: bool = False,
            metadata: dict | None = None, progress=None, **level_settings) -> EncodeResult:
     """Encode ``image`` into the ``.lig`` file ``path``.
@@ -86,8 +89,10 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     read lazily tile by tile, so images larger than memory stream; PNG/JPEG/WebP are decoded
     whole) or a :class:`~ligcodec.source.Source`.
 
-    Budget: ``gaussians`` (count), ``density`` (per pixel) or ``bpp`` (target bits per pixel,
-    turned into a count with :data:`BITS_PER_GAUSSIAN`). ``effort`` 1..9 trades encode time for
+    Budget, one of: ``quality`` 1..100 (default 50; 12.5 points double the Gaussians),
+    ``gaussians`` (count), ``density`` (per pixel), ``bpp`` (target bits per pixel, turned into a
+    count with :data:`BITS_PER_GAUSSIAN`) or ``psnr`` (dB: up to 4 encodes searching the budget,
+    see :mod:`ligcodec.codec.ratecontrol`). ``effort`` 1..9 trades encode time for
     quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it).
 
     Where tiles run: ``workers`` local processes (0: one per core; 1: this process), or a Dask
@@ -100,6 +105,12 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     touches an existing file until it succeeds. With ``resume=True`` an interrupted encode of the
     same input and settings continues from the tiles in that journal.
     """
+    if psnr is not None:
+        from .ratecontrol import encode_for_psnr
+
+        return encode_for_psnr(image, path, psnr, gaussians=gaussians, bpp=bpp, density=density, quality=quality,
+                               effort=effort, quant=quant, config=config, seed=seed, workers=workers,
+                               scheduler=scheduler, metadata=metadata, progress=progress, **level_settings)
     t0 = time.perf_counter()
     src = open_source(image)
     depth = 8 if src.bit_depth == 32 else src.bit_depth
@@ -111,14 +122,18 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     level_settings = {"steps": EFFORT_STEPS[effort], **(FAST_EFFORT_SETTINGS if fast else {}), **level_settings}
     quant_lsq = FAST_EFFORT_QUANT_LSQ if fast else DEFAULT_QUANT_LSQ
     cfg = replace(cfg, seed=seed, workers=workers, level=replace(cfg.level, **level_settings))
-    given = [x is not None for x in (gaussians, bpp, density)]
+    given = [x is not None for x in (gaussians, bpp, density, quality)]
     if sum(given) > 1:
-        raise LigInputError("give at most one of gaussians=, bpp=, density=")
+        raise LigInputError("give at most one of quality=, gaussians=, bpp=, density=, psnr=")
+    if quality is not None:
+        from .ratecontrol import quality_density
+
+        density = quality_density(quality)
     if bpp is not None:
         if not (bpp > 0 and math.isfinite(bpp)):
             raise LigInputError(f"bpp must be > 0, got {bpp!r}")
         gaussians = max(1, int(bpp * w * h / BITS_PER_GAUSSIAN))
-    gaussians = resolve_budget(w, h, gaussians, density, default_density=0.03)
+    gaussians = resolve_budget(w, h, gaussians, density, default_density=DEFAULT_DENSITY)
     transform = "ycocg" if nch >= 3 else "none"
     steps = (quant or QuantSteps()).for_image(cfg.levels, nch)
     header = Header(w, h, nch, depth, cfg.tile, cfg.levels, transform, steps.pos_step, list(steps.chol_step),
