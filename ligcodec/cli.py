@@ -63,7 +63,7 @@ def cli():
 @click.option("--quality", "-Q", type=click.IntRange(1, 100),
               help="1..100, default 50: sets the Gaussian density (every 12.5 points double the Gaussians).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True),
-              help="Target size in bits per pixel (one pass: the result lands within ~30%%).")
+              help="Target size in bits per pixel (one pass: the result lands within ~30%).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True),
               help="Target PSNR in dB: the smallest file found that reaches it (up to 4 encodes).")
 @click.option("--effort", type=click.IntRange(1, 9), default=6, show_default=True,
