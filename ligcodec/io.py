@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LigFormatError, LigInputError
+from .errors import LigFormatError, LigInputError, LigSizeError
 
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
+#: Largest PNG/JPEG/WebP decoded whole (3 channels: 768 MB); above it, Pillow's own
+#: decompression-bomb guard would stop at ~179 MP with a warning-turned-error.
+MAX_DECODED_PIXELS = 1 << 28
 
 
 def read_image(path) -> np.ndarray:
@@ -26,7 +29,12 @@ def read_image(path) -> np.ndarray:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
         try:
+            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_DECODED_PIXELS)
             with Image.open(path) as im:
+                if im.width * im.height > MAX_DECODED_PIXELS:
+                    raise LigSizeError(f"{path}: {im.width}x{im.height} pixels; PNG/JPEG/WebP inputs are decoded "
+                                       f"whole, up to {MAX_DECODED_PIXELS} pixels. Convert it to a tiled TIFF "
+                                       "(read tile by tile, any size)")
                 im = ImageOps.exif_transpose(im)
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                     a = np.asarray(im).astype(np.uint16)
@@ -36,7 +44,7 @@ def read_image(path) -> np.ndarray:
                     a = np.asarray(im.convert("L"))
                 else:
                     a = np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
             raise LigFormatError(f"{path}: cannot read image: {e}") from None
     if a.ndim == 2:
         a = a[:, :, None]

@@ -225,3 +225,18 @@ def test_psnr_target_real_encode(tmp_path):
     q = encode(a, tmp_path / "q.lig", quality=80, config=_config(), workers=1, steps=15)
     q2 = encode(a, tmp_path / "q2.lig", quality=20, config=_config(), workers=1, steps=15)
     assert q.gaussians > q2.gaussians and q.psnr > q2.psnr
+
+
+def test_oversized_png_gets_a_size_error_not_a_bomb_traceback(tmp_path, monkeypatch):
+    """SCENARIO: a PNG larger than the whole-image decode limit (lowered for the test).
+    EXPECTED RESULT: LigSizeError that names the file and suggests a tiled TIFF."""
+    from PIL import Image
+
+    import ligcodec.io
+
+    p = tmp_path / "big.png"
+    Image.fromarray(_image()).save(p)
+    monkeypatch.setattr(ligcodec.io, "MAX_DECODED_PIXELS", 1000)
+    with pytest.raises(LigSizeError, match="tiled TIFF"):
+        encode(p, tmp_path / "o.lig", **FAST)
+    assert not (tmp_path / "o.lig").exists()
