@@ -94,16 +94,17 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
         raise click.UsageError("give at most one of --quality, --gaussians, --bpp, --psnr, --density")
     src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
-    t0, first = time.perf_counter(), [None]
+    t0, first = [time.perf_counter()], [None]
 
     def report(done, total):
         if quiet:
             return
-        if first[0] is None:
-            first[0] = done
+        if first[0] is None or done == 0:  # an encode (or a --psnr pass) starts
+            first[0], t0[0] = done, time.perf_counter()
             if done:
                 click.echo(f"resuming from {journal_path(output)}: {done}/{total} tiles already done", err=True)
-        el = time.perf_counter() - t0
+            return
+        el = time.perf_counter() - t0[0]
         new = done - first[0]
         eta = f", about {el / new * (total - done):.0f} s left" if new and done < total else ""
         click.echo(f"\rencode: tile {done}/{total}, {el:.0f} s{eta}   ", nl=done == total, err=True)

@@ -155,7 +155,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
                      quant_lsq))
                 for (t, x0, y0, x1, y1), n in zip(tiles, budgets) if t not in journal.tiles)
         done = len(journal.tiles)
-        if progress and done:
+        if progress:  # first call: how many tiles a resumed encode already has (0 if none)
             progress(done, len(tiles))
         for t, (t_chunks, err, t_stats) in run_unordered(encode_tile_task, todo, workers, scheduler):
             journal.add(t, t_chunks, err, t_stats)
