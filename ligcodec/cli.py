@@ -122,7 +122,8 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
 @cli.command()
 @click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG or TIFF; default: INPUT's name with .png (.tif above 64 MP or for 16-bit colour) next to it.")
+              help="PNG or TIFF (tiled, written in bands: any size); default: INPUT's name with .png "
+                   "(.tif above 64 MP) next to it.")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Output size = scale x image size (e.g. 0.25).")
 @click.option("--region", help="x,y,w,h window in output pixels (at --scale).")
 @click.option("--preview", is_flag=True, help="Coarse level only: reads only level-0 bytes, lower quality.")
@@ -139,7 +140,7 @@ def decode(input, output, scale, region, preview, force):
         ow, oh = output_size(img.header.width, img.header.height, check_scale(scale))
         x, y, w, h = check_region(_region(region), ow, oh, max_pixels=None)
         if output is None:
-            big = w * h > 64_000_000 or (depth == 16 and img.header.channels > 1)
+            big = w * h > 64_000_000
             output = input.with_suffix(".tif" if big else ".png")
         _check_output(output, force, input)
         if output.suffix.lower() in TIFF_SUFFIXES:
@@ -232,12 +233,12 @@ def _info_lig(path: Path, verbose: bool):
 
 
 def _write_output(out, output, source: Path, force: bool, depth: int):
-    """Write a decoded/rendered array; default name: the source's with .png (.tif above 64 MP or
-    for 16-bit colour, which PNG through Pillow cannot hold), never overwriting without --force."""
+    """Write a decoded/rendered array; default name: the source's with .png (.tif above 64 MP),
+    never overwriting without --force."""
     from .io import write_image
 
     if output is None:
-        big = out.shape[0] * out.shape[1] > 64_000_000 or (depth == 16 and out.shape[2] > 1)
+        big = out.shape[0] * out.shape[1] > 64_000_000
         output = source.with_suffix(".tif" if big else ".png")
     _check_output(output, force, source)
     write_image(output, out, depth)

@@ -25,6 +25,17 @@ def read_image(path) -> np.ndarray:
 
         src = TiffSource(path)  # checks layout and sample type with clear messages
         a = src.read(0, 0, src.width, src.height)
+    elif _png_bit_depth(path) == 16:
+        # Pillow reads 16-bit colour PNGs as 8-bit RGB (silently dropping the low byte); imagecodecs
+        # (libpng) keeps all 16 bits.
+        import imagecodecs
+
+        try:
+            a = imagecodecs.png_decode(path.read_bytes())
+        except Exception as e:
+            raise LigFormatError(f"{path}: cannot read 16-bit PNG: {e}") from None
+        if a.dtype != np.uint16:
+            a = a.astype(np.uint16)
     else:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -55,6 +66,13 @@ def read_image(path) -> np.ndarray:
     return a
 
 
+def _png_bit_depth(path) -> int | None:
+    """Bit depth from a PNG's IHDR chunk (None if not a PNG)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
+
+
 def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
     """Write ``[H, W, C]`` float (0..1) or integer samples as PNG or TIFF, atomically."""
     path = Path(path)
@@ -75,13 +93,15 @@ def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
             fmt = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
             if fmt is None:
                 raise LigInputError(f"{path}: unknown output format (use .png or .tif)")
-            if a.shape[2] == 1:
-                im = Image.fromarray(a[:, :, 0])
+            if a.dtype == np.uint16 and a.shape[2] > 1:
+                if fmt != "PNG":
+                    raise LigInputError(f"{path}: 16-bit colour needs PNG or TIFF output")
+                import imagecodecs  # Pillow cannot write 16-bit colour PNGs
+
+                tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(a)))
             else:
-                if a.dtype == np.uint16:
-                    raise LigInputError(f"{path}: 16-bit colour needs TIFF output (.tif)")
-                im = Image.fromarray(a)
-            im.save(tmp, format=fmt)
+                im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+                im.save(tmp, format=fmt)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

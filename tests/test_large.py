@@ -240,3 +240,20 @@ def test_oversized_png_gets_a_size_error_not_a_bomb_traceback(tmp_path, monkeypa
     with pytest.raises(LigSizeError, match="tiled TIFF"):
         encode(p, tmp_path / "o.lig", **FAST)
     assert not (tmp_path / "o.lig").exists()
+
+
+def test_16bit_colour_png_keeps_all_bits(tmp_path):
+    """SCENARIO: a 16-bit RGB PNG (Pillow alone would read it as 8-bit). EXPECTED RESULT: read
+    as uint16 with every bit, and written back as a 16-bit PNG."""
+    import imagecodecs
+
+    from ligcodec.io import read_image, write_image
+
+    a = _image(3, np.uint16)
+    p = tmp_path / "in.png"
+    p.write_bytes(imagecodecs.png_encode(a))
+    got = read_image(p)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, a)
+    write_image(tmp_path / "out.png", a)
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png"), a)
