@@ -24,8 +24,9 @@ import numpy as np
 
 from .errors import LigFormatError, LigInputError, LigSizeError
 from .render import Gaussians
-from .render.contract import check_region, check_scale, output_size
-from .render.raster import project, rasterize
+from .render import kernels
+from .render.contract import CUTOFF_Q, aa_variance, check_region, check_scale, output_size
+from .render.owned import render_owned
 
 
 def tile_grid(width: int, height: int, tile: int):
@@ -83,6 +84,7 @@ class Model:
         x0, y0, w, h = check_region(region, ow, oh)
         levels = self.default_levels(s) if levels is None else list(levels)
         out = np.zeros((h, w, self.channels), np.float32)
+        rects, anchors, parts = [], [], []
         for t, X0, Y0, X1, Y1 in self._tiles_near((x0, y0, w, h), s):
             cx0, cx1 = tile_output_span(X0, X1, s)
             cy0, cy1 = tile_output_span(Y0, Y1, s)
@@ -90,13 +92,24 @@ class Model:
             ry0, ry1 = max(cy0, y0), min(cy1, y0 + h)
             if rx0 >= rx1 or ry0 >= ry1:
                 continue
-            for lvl in levels:
-                g = self.levels[lvl][t]
-                if len(g) == 0:
-                    continue
-                params, cols = project(g, s)
-                part = rasterize(params, cols, (rx0, ry0, rx1 - rx0, ry1 - ry0))
-                out[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] += part
+            gs = [g for g in (self.levels[lvl][t] for lvl in levels) if len(g)]
+            rects.append((rx0, ry0, rx1, ry1))
+            anchors.append(cx0)
+            parts.append(gs)
+        if not rects:
+            return out
+        # All tiles and levels in one projection and one kernel call (see render/owned.py).
+        seg = np.zeros(len(parts) + 1, np.int64)
+        seg[1:] = np.cumsum([sum(len(g) for g in gs) for gs in parts])
+        flat = [g for gs in parts for g in gs]
+        if not flat:
+            return out
+        means = np.concatenate([g.means for g in flat])
+        chol = np.concatenate([g.chol for g in flat])
+        colours = np.concatenate([g.colours for g in flat]).astype(np.float32)
+        params, cols = kernels.project(means, chol, colours, s, aa_variance(s), CUTOFF_Q)
+        render_owned(params, cols, CUTOFF_Q, seg, np.array(rects, np.int64), np.array(anchors, np.int64),
+                     x0, y0, out)
         return out
 
     def _tiles_near(self, region, s):
