@@ -91,22 +91,37 @@ def _make(n):
         return sig, codegen
 
     @intrinsic
-    def box_weights(typingctx, w, j0, nj, mx, a, b2dy, cdy2, cutoff):
-        """``w[:n]`` = weights of columns ``j = j0 + lane`` of one row of a small Gaussian.
-
-        ``q = a dx^2 + b2dy dx + cdy2`` in float64 with ``dx = (j + 0.5) - mx`` (``b2dy = 2 b dy``,
-        ``cdy2 = c dy^2`` of the row), so q of a pixel does not depend on where a tile or region
-        cuts the row. The weight is 0 where ``q > cutoff`` (the contract's support) or
-        ``lane >= nj``."""
-        sig = types.void(w, j0, nj, mx, a, b2dy, cdy2, cutoff)
+    def box_columns(typingctx, dx, adx, j0, mx, a):
+        """Per-Gaussian set-up of :func:`box_weights`: ``dx[:n] = (j0 + lane + 0.5) - mx`` and
+        ``adx[:n] = a dx`` (float64), shared by all rows of the Gaussian's box."""
+        sig = types.void(dx, adx, j0, mx, a)
 
         def codegen(context, builder, signature, args):
-            wa, j0v, njv, mxv, av, bv, cv, cutv = args
+            dxa, adxa, j0v, mxv, av = args
             j = builder.add(_splat(builder, j0v, _I64, n), iota_i)
-            dx = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
-            dx = builder.fsub(dx, _splat(builder, mxv, _F64, n))
-            q = builder.fmul(builder.fmul(_splat(builder, av, _F64, n), dx), dx)
-            q = builder.fadd(q, builder.fmul(_splat(builder, bv, _F64, n), dx))
+            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
+            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
+            builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
+            ad = builder.fmul(_splat(builder, av, _F64, n), d)
+            builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def box_weights(typingctx, w, dx, adx, nj, b2dy, cdy2, cutoff):
+        """``w[:n]`` = weights of one row of a small Gaussian's box, columns as in
+        :func:`box_columns`: ``q = (a dx + b2dy) dx + cdy2`` in float64 (``b2dy = 2 b dy``,
+        ``cdy2 = c dy^2`` of the row), so q of a pixel does not depend on where a tile or region
+        cuts the box. The weight is 0 where ``q > cutoff`` (the contract's support) or
+        ``lane >= nj``."""
+        sig = types.void(w, dx, adx, nj, b2dy, cdy2, cutoff)
+
+        def codegen(context, builder, signature, args):
+            wa, dxa, adxa, njv, bv, cv, cutv = args
+            d = builder.load(_vec_ptr(context, builder, signature.args[1], dxa, zero, vd), align=8)
+            ad = builder.load(_vec_ptr(context, builder, signature.args[2], adxa, zero, vd), align=8)
+            q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
             q = builder.fadd(q, _splat(builder, cv, _F64, n))
             inside = builder.and_(
                 builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
@@ -115,6 +130,33 @@ def _make(n):
             p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
             p = builder.select(inside, p, _f32c(n, 0.0))
             builder.store(p, _vec_ptr(context, builder, signature.args[0], wa, zero, vf), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def box_weights_rgb(typingctx, dst, off, plane, c0, c1, c2, dx, adx, nj, b2dy, cdy2, cutoff):
+        """:func:`box_weights` fused with three :func:`axpy` (``dst[off + k plane :] += ck w``)."""
+        sig = types.void(dst, off, plane, c0, c1, c2, dx, adx, nj, b2dy, cdy2, cutoff)
+
+        def codegen(context, builder, signature, args):
+            da, offv, plv, c0v, c1v, c2v, dxa, adxa, njv, bv, cv, cutv = args
+            d = builder.load(_vec_ptr(context, builder, signature.args[6], dxa, zero, vd), align=8)
+            ad = builder.load(_vec_ptr(context, builder, signature.args[7], adxa, zero, vd), align=8)
+            q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
+            q = builder.fadd(q, _splat(builder, cv, _F64, n))
+            inside = builder.and_(
+                builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
+                builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n)),
+            )
+            p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
+            p = builder.select(inside, p, _f32c(n, 0.0))
+            o = offv
+            for cch in (c0v, c1v, c2v):
+                pd = _vec_ptr(context, builder, signature.args[0], da, o, vf)
+                x = builder.fmul(_splat(builder, cch, _F32, n), p)
+                builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+                o = builder.add(o, plv)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -134,8 +176,8 @@ def _make(n):
 
         return sig, codegen
 
-    return span_weights, box_weights, axpy
+    return span_weights, box_columns, box_weights, box_weights_rgb, axpy
 
 
-span_weights16, box_weights16, axpy16 = _make(16)
-_, box_weights8, axpy8 = _make(8)
+span_weights16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(16)
+_, box_columns8, box_weights8, box_weights_rgb8, axpy8 = _make(8)

@@ -272,6 +272,8 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
         plane = (Y1 - Y0 + 1) * stride
         buf = np.zeros(nch * plane, np.float32)
         wv = np.empty(_LANES, np.float32)
+        dxs = np.empty(_LANES, np.float64)
+        adxs = np.empty(_LANES, np.float64)
         cg = np.empty(nch, np.float32)
         for k in range(start[t], start[t + 1]):
             g = ids[k]
@@ -281,25 +283,41 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
             i1 = min(Y1, boxes[g, 3])
             width = 2.0 * params[g, 5]  # the box spans at most floor(width) + 1 columns
             if width < 16.0:
-                mx = params[g, 0]
                 my = params[g, 1]
-                a = params[g, 2]
                 b2 = 2.0 * params[g, 3]
                 c = params[g, 4]
                 ja = max(X0, boxes[g, 0])
                 nj = min(X1, boxes[g, 1]) - ja + 1
                 off = (i0 - Y0) * stride + ja - X0
                 if width < 8.0:
+                    _simd.box_columns8(dxs, adxs, ja, params[g, 0], params[g, 2])
+                    if nch == 3:  # weights stay in registers
+                        for i in range(i0, i1 + 1):
+                            dy = i + 0.5 - my
+                            _simd.box_weights_rgb8(
+                                buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff
+                            )
+                            off += stride
+                        continue
                     for i in range(i0, i1 + 1):
                         dy = i + 0.5 - my
-                        _simd.box_weights8(wv, ja, nj, mx, a, b2 * dy, c * dy * dy, cutoff)
+                        _simd.box_weights8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
                         for ch in range(nch):
                             _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
                         off += stride
                 else:
+                    _simd.box_columns16(dxs, adxs, ja, params[g, 0], params[g, 2])
+                    if nch == 3:
+                        for i in range(i0, i1 + 1):
+                            dy = i + 0.5 - my
+                            _simd.box_weights_rgb16(
+                                buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff
+                            )
+                            off += stride
+                        continue
                     for i in range(i0, i1 + 1):
                         dy = i + 0.5 - my
-                        _simd.box_weights16(wv, ja, nj, mx, a, b2 * dy, c * dy * dy, cutoff)
+                        _simd.box_weights16(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
                         for ch in range(nch):
                             _simd.axpy16(buf, off + ch * plane, cg[ch], wv)
                         off += stride
@@ -315,11 +333,24 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
                     _simd.span_weights16(wv, float32(t0), q0, q1, q2, nf)
                     for ch in range(nch):
                         _simd.axpy16(buf, off + ch * plane + t0, cg[ch], wv)
+        # Copy out with slices and loop indices from 0, which LLVM can vectorise (no
+        # negative-index wraparound).
+        wt = X1 - X0 + 1
         for i in range(Y1 - Y0 + 1):
-            orow = out[Y0 - y0 + i]
-            for j in range(X1 - X0 + 1):
-                for ch in range(nch):
-                    orow[X0 - x0 + j, ch] = buf[ch * plane + i * stride + j]
+            orow = out[Y0 - y0 + i, X0 - x0 : X1 - x0 + 1]
+            src = buf[i * stride : i * stride + (nch - 1) * plane + wt]
+            if nch == 3:
+                s0 = src[0:wt]
+                s1 = src[plane : plane + wt]
+                s2 = src[2 * plane : 2 * plane + wt]
+                for j in range(wt):
+                    orow[j, 0] = s0[j]
+                    orow[j, 1] = s1[j]
+                    orow[j, 2] = s2[j]
+            else:
+                for j in range(wt):
+                    for ch in range(nch):
+                        orow[j, ch] = src[ch * plane + j]
     return out
 
 
