@@ -96,6 +96,17 @@ def test_parallel_binning_equals_serial(rng, tile):
             assert np.array_equal(b2, boxes) and np.array_equal(s2, start) and np.array_equal(i2, ids)
 
 
+def test_fused_projection_and_binning_equal_separate_calls(rng):
+    g = random_gaussians(rng, 900, 300, 200, 4, sigma=(0.3, 6))
+    for s, region in [(1.0, (0, 0, 300, 200)), (0.37, (5, 3, 90, 60)), (2.0, (100, 50, 333, 211))]:
+        args = (g.means, g.chol, g.colours, s, aa_variance(s), 9.0)
+        params, cols = kernels.project(*args)
+        p2, c2, boxes, start, ids = kernels.project_and_bin(*args, *region, 64, 32, 7)
+        assert np.array_equal(p2, params) and np.array_equal(c2, cols)
+        b3, s3, i3 = kernels.bin_gaussians(params, *region, 64, 32, 3)
+        assert np.array_equal(boxes, b3) and np.array_equal(start, s3) and np.array_equal(ids, i3)
+
+
 def test_small_and_large_paths_match_reference(rng):
     """Boxes just under/over 8 and 16 columns switch kernel paths; all must match the reference."""
     n = 300

@@ -180,44 +180,50 @@ def _tile_of(v, d, shift):
     return v >> shift if shift >= 0 else v // d
 
 
-@njit(cache=True, parallel=True)
-def bin_gaussians(params, x0, y0, w, h, tw, th, nchunks):
-    """``(boxes, start, ids)`` of :func:`gaussian_boxes` + :func:`bin_tiles` in two parallel passes.
-
-    The Gaussians are cut into ``nchunks`` contiguous chunks; pass 1 computes each chunk's boxes
-    and per-tile counts, a prefix sum over (tile, chunk) gives every chunk its slots, and pass 2
-    fills them. The result is the same as the serial counting sort for any ``nchunks``: ids
-    ascend within each tile. Power-of-two tile sizes bin with shifts instead of divisions.
-    """
-    n = params.shape[0]
-    nchunks = max(1, min(nchunks, n))
-    xr1 = x0 + w - 1
-    yr1 = y0 + h - 1
+@njit(cache=True, inline="always")
+def _tile_grid(x0, y0, w, h, tw, th):
     tx0 = x0 // tw
     ty0 = y0 // th
-    ntx = xr1 // tw - tx0 + 1
-    nty = yr1 // th - ty0 + 1
-    ntiles = ntx * nty
+    ntx = (x0 + w - 1) // tw - tx0 + 1
+    nty = (y0 + h - 1) // th - ty0 + 1
+    return tx0, ty0, ntx, nty
+
+
+@njit(cache=True, inline="always")
+def _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, cnt):
+    """Store Gaussian ``g``'s clipped box and add 1 to ``cnt`` for every tile it touches
+    (``sx``, ``sy``: :func:`_log2_or_neg` of the tile size)."""
+    tx0, ty0, ntx, _ = _tile_grid(x0, y0, w, h, tw, th)
+    j0, j1 = _clip_range(params[g, 0] - 0.5, params[g, 5], x0, x0 + w - 1)
+    i0, i1 = _clip_range(params[g, 1] - 0.5, params[g, 6], y0, y0 + h - 1)
+    boxes[g, 0] = j0
+    boxes[g, 1] = j1
+    boxes[g, 2] = i0
+    boxes[g, 3] = i1
+    if j0 > j1 or i0 > i1:
+        return
+    a0 = _tile_of(j0, tw, sx) - tx0
+    a1 = _tile_of(j1, tw, sx) - tx0
+    b0 = _tile_of(i0, th, sy) - ty0
+    b1 = _tile_of(i1, th, sy) - ty0
+    if a0 == a1 and b0 == b1:  # the common case: no loops
+        cnt[b0 * ntx + a0] += 1
+        return
+    for ty in range(b0, b1 + 1):
+        for tx in range(a0, a1 + 1):
+            cnt[ty * ntx + tx] += 1
+
+
+@njit(cache=True, parallel=True)
+def _fill_tiles(boxes, slots, x0, y0, w, h, tw, th):
+    """Second half of the chunked counting sort: the prefix sum over (tile, chunk) turns the
+    per-chunk counts ``slots [chunks, tiles]`` into first slots, then every chunk (the same
+    contiguous ranges of Gaussians as when counting) writes its ids. Returns ``(start, ids)``."""
+    n = boxes.shape[0]
+    nchunks, ntiles = slots.shape
+    tx0, ty0, ntx, _ = _tile_grid(x0, y0, w, h, tw, th)
     sx = _log2_or_neg(tw)
     sy = _log2_or_neg(th)
-    boxes = np.empty((n, 4), np.int64)
-    slots = np.zeros((nchunks, ntiles), np.int64)
-    for ck in prange(nchunks):
-        cnt = slots[ck]
-        for g in range(ck * n // nchunks, (ck + 1) * n // nchunks):
-            j0, j1 = _clip_range(params[g, 0] - 0.5, params[g, 5], x0, xr1)
-            i0, i1 = _clip_range(params[g, 1] - 0.5, params[g, 6], y0, yr1)
-            boxes[g, 0] = j0
-            boxes[g, 1] = j1
-            boxes[g, 2] = i0
-            boxes[g, 3] = i1
-            if j0 > j1 or i0 > i1:
-                continue
-            a0 = _tile_of(j0, tw, sx) - tx0
-            a1 = _tile_of(j1, tw, sx) - tx0
-            for ty in range(_tile_of(i0, th, sy) - ty0, _tile_of(i1, th, sy) - ty0 + 1):
-                for tx in range(a0, a1 + 1):
-                    cnt[ty * ntx + tx] += 1
     start = np.empty(ntiles + 1, np.int64)
     total = 0
     for t in range(ntiles):
@@ -236,12 +242,68 @@ def bin_gaussians(params, x0, y0, w, h, tw, th, nchunks):
                 continue
             a0 = _tile_of(j0, tw, sx) - tx0
             a1 = _tile_of(j1, tw, sx) - tx0
-            for ty in range(_tile_of(i0, th, sy) - ty0, _tile_of(i1, th, sy) - ty0 + 1):
+            b0 = _tile_of(i0, th, sy) - ty0
+            b1 = _tile_of(i1, th, sy) - ty0
+            if a0 == a1 and b0 == b1:
+                t = b0 * ntx + a0
+                ids[cur[t]] = g
+                cur[t] += 1
+                continue
+            for ty in range(b0, b1 + 1):
                 for tx in range(a0, a1 + 1):
                     t = ty * ntx + tx
                     ids[cur[t]] = g
                     cur[t] += 1
+    return start, ids
+
+
+@njit(cache=True, parallel=True)
+def bin_gaussians(params, x0, y0, w, h, tw, th, nchunks):
+    """``(boxes, start, ids)`` of :func:`gaussian_boxes` + :func:`bin_tiles` in two parallel passes.
+
+    The Gaussians are cut into ``nchunks`` contiguous chunks; pass 1 computes each chunk's boxes
+    and per-tile counts, a prefix sum over (tile, chunk) gives every chunk its slots, and pass 2
+    fills them. The result is the same as the serial counting sort for any ``nchunks``: ids
+    ascend within each tile. Power-of-two tile sizes bin with shifts instead of divisions.
+    """
+    n = params.shape[0]
+    nchunks = max(1, min(nchunks, n))
+    _, _, ntx, nty = _tile_grid(x0, y0, w, h, tw, th)
+    sx = _log2_or_neg(tw)
+    sy = _log2_or_neg(th)
+    boxes = np.empty((n, 4), np.int64)
+    slots = np.zeros((nchunks, ntx * nty), np.int64)
+    for ck in prange(nchunks):
+        for g in range(ck * n // nchunks, (ck + 1) * n // nchunks):
+            _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, slots[ck])
+    start, ids = _fill_tiles(boxes, slots, x0, y0, w, h, tw, th)
     return boxes, start, ids
+
+
+@njit(cache=True, parallel=True)
+def project_and_bin(means, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, tw, th, nchunks):
+    """:func:`project` fused with :func:`bin_gaussians`: ``(params, cols, boxes, start, ids)``.
+
+    One pass projects each Gaussian and bins it while its parameters are in registers, instead of
+    writing ``params`` and reading it back; the results equal the separate calls.
+    """
+    n = means.shape[0]
+    nch = colours.shape[1]
+    nchunks = max(1, min(nchunks, n))
+    _, _, ntx, nty = _tile_grid(x0, y0, w, h, tw, th)
+    sx = _log2_or_neg(tw)
+    sy = _log2_or_neg(th)
+    params = np.empty((n, 9), np.float64)
+    cols = np.empty((n, nch), np.float32)
+    boxes = np.empty((n, 4), np.int64)
+    slots = np.zeros((nchunks, ntx * nty), np.int64)
+    s2 = scale * scale
+    for ck in prange(nchunks):
+        for g in range(ck * n // nchunks, (ck + 1) * n // nchunks):
+            _project_one(means, chol, colours, g, scale, s2, aa_var, cutoff, params, cols)
+            _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, slots[ck])
+    start, ids = _fill_tiles(boxes, slots, x0, y0, w, h, tw, th)
+    return params, cols, boxes, start, ids
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST)
@@ -488,12 +550,17 @@ def project(means, chol, colours, scale, aa_var, cutoff):
     s2 = scale * scale
     k = aa_var
     for g in prange(n):
-        l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
-        amp = math.sqrt(det0 / det) if k > 0.0 else 1.0
-        _fill_params(params[g], means[g, 0] * scale, means[g, 1] * scale, sxx, sxy, syy, det, cutoff)
-        for ch in range(nch):
-            cols[g, ch] = colours[g, ch] * amp
+        _project_one(means, chol, colours, g, scale, s2, k, cutoff, params, cols)
     return params, cols
+
+
+@njit(cache=True, inline="always")
+def _project_one(means, chol, colours, g, scale, s2, k, cutoff, params, cols):
+    l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
+    amp = math.sqrt(det0 / det) if k > 0.0 else 1.0
+    _fill_params(params[g], means[g, 0] * scale, means[g, 1] * scale, sxx, sxy, syy, det, cutoff)
+    for ch in range(colours.shape[1]):
+        cols[g, ch] = colours[g, ch] * amp
 
 
 @njit(cache=True, inline="always")
