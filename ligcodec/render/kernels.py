@@ -517,6 +517,24 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes):
     return g_means, g_conic, g_cols
 
 
+@njit(cache=True, parallel=True)
+def all_valid(means, chol, colours, log_limit):
+    """True if every parameter is finite and every log-Cholesky diagonal is within
+    ``+-log_limit``: the fast check of :meth:`Gaussians.validate` (which finds the culprit)."""
+    n = means.shape[0]
+    nch = colours.shape[1]
+    bad = 0.0
+    # Branch-free so that LLVM vectorises it: x * 0 is 0 for finite x and NaN otherwise, and a
+    # NaN in the sum (or a diagonal out of range) makes ``bad`` non-zero.
+    for g in prange(n):
+        z = (means[g, 0] + means[g, 1] + chol[g, 1]) * 0.0
+        for ch in range(nch):
+            z += colours[g, ch] * 0.0
+        inside = abs(chol[g, 0]) <= log_limit and abs(chol[g, 2]) <= log_limit  # False for NaN
+        bad += z + (0.0 if inside else 1.0)
+    return bad == 0
+
+
 @njit(cache=True, inline="always")
 def _projected_cov(c, s2, k):
     """Cholesky entries, S' = s^2 L L^T + k I, det(s^2 S) and det S' of log-Cholesky row ``c``.
