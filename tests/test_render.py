@@ -80,6 +80,43 @@ def test_region_touches_only_gaussians_that_reach_it(rng):
         assert 100 - d[i] <= mx <= 150 + d[i] and 200 - d[i] <= my <= 240 + d[i]
 
 
+@pytest.mark.parametrize("tile", [(256, 32), (64, 64), (48, 20), (1, 1)])
+def test_parallel_binning_equals_serial(rng, tile):
+    """bin_gaussians (chunked, parallel) gives the serial counting sort for any chunk count."""
+    g = random_gaussians(rng, 700, 300, 200, 1, sigma=(0.3, 6))
+    params, _ = kernels.project(g.means, g.chol, g.colours, 0.8, aa_variance(0.8), 9.0)
+    tw, th = tile
+    for x0, y0, w, h in [(0, 0, 240, 160), (37, 21, 100, 77), (239, 159, 1, 1)]:
+        boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
+        tx0, ty0 = x0 // tw, y0 // th
+        ntx, nty = (x0 + w - 1) // tw - tx0 + 1, (y0 + h - 1) // th - ty0 + 1
+        start, ids = kernels.bin_tiles(boxes, tx0, ty0, ntx, nty, tw, th)
+        for chunks in (1, 3, 16, 5000):
+            b2, s2, i2 = kernels.bin_gaussians(params, x0, y0, w, h, tw, th, chunks)
+            assert np.array_equal(b2, boxes) and np.array_equal(s2, start) and np.array_equal(i2, ids)
+
+
+def test_fused_projection_and_binning_equal_separate_calls(rng):
+    g = random_gaussians(rng, 900, 300, 200, 4, sigma=(0.3, 6))
+    for s, region in [(1.0, (0, 0, 300, 200)), (0.37, (5, 3, 90, 60)), (2.0, (100, 50, 333, 211))]:
+        args = (g.means, g.chol, g.colours, s, aa_variance(s), 9.0)
+        params, cols = kernels.project(*args)
+        p2, c2, boxes, start, ids = kernels.project_and_bin(*args, *region, 64, 32, 7)
+        assert np.array_equal(p2, params) and np.array_equal(c2, cols)
+        b3, s3, i3 = kernels.bin_gaussians(params, *region, 64, 32, 3)
+        assert np.array_equal(boxes, b3) and np.array_equal(start, s3) and np.array_equal(ids, i3)
+
+
+def test_small_and_large_paths_match_reference(rng):
+    """Boxes just under/over 8 and 16 columns switch kernel paths; all must match the reference."""
+    n = 300
+    means = rng.uniform(0, 80, (n, 2))
+    scales = rng.uniform(0.2, 3.2, (n, 2))  # 3-sigma box widths around 8 and 16 px at scale 1
+    g = Gaussians.from_scale_rotation(means, scales, rng.uniform(0, np.pi, n), rng.normal(size=(n, 3)))
+    for s in (1.0, 0.5, 0.25):
+        assert_close_to_reference(render(g, (80, 80), scale=s), render_reference(g, (80, 80), s))
+
+
 def test_output_size_is_ceil_of_scaled_size():
     assert output_size(1024, 768, 0.25) == (256, 192)
     assert output_size(1001, 3, 0.25) == (251, 1)

@@ -67,6 +67,10 @@ class Gaussians:
 
     def validate(self) -> "Gaussians":
         """Raise :class:`LigInputError` naming the first bad Gaussian; return self if all is well."""
+        from . import kernels  # one parallel pass; the numpy code below only runs to name a culprit
+
+        if kernels.all_valid(self.means, self.chol, self.colours, LOG_SCALE_LIMIT):
+            return self
         for name, arr in (("means", self.means), ("chol", self.chol), ("colours", self.colours)):
             bad = ~np.isfinite(arr)
             if bad.any():

@@ -16,7 +16,14 @@ Where the time goes, and why the code looks like this (bench/render.py measures 
   lanes with AVX2). Relative error of a weight <= ~5e-7.
 - LLVM's vector loop takes 16 pixels per iteration (8 lanes x 2) and leaves shorter spans to a
   scalar tail, yet most spans are 5-20 px: a 12-px span cost 23 ns, a 16-px one 15 ns. So spans
-  are padded to a multiple of :data:`_LANES` and the padding masked to weight 0 by index.
+  are padded to a multiple of :data:`_LANES` and the padding masked to weight 0 by index. The
+  forward pass goes further and writes its rows as explicit fixed-width vectors
+  (:mod:`._simd`): LLVM's per-row prologue (slice bounds, alias checks, width dispatch) had
+  become the main cost once rows are only a few pixels long, as at reduced scale.
+- Small Gaussians (3-sigma box <= 16 columns, e.g. all of them at scale 1/4) skip the per-row
+  span geometry in the forward pass: each row of the box is one vector masked by ``q <= cutoff``
+  with q in float64 per pixel, which is the contract's test itself and independent of where a
+  tile or region cuts the box.
 - The forward pass accumulates into a planar float32 tile buffer (cache resident, one unit-stride
   array per channel, :data:`_LANES` columns of slack) and copies it into the interleaved
   ``[h, w, C]`` output once per tile.
@@ -31,6 +38,8 @@ import math
 
 import numpy as np
 from numba import float32, njit, prange
+
+from . import _simd
 
 #: Tile (width, height) in output pixels for binning and the forward pass. Wide, short tiles split
 #: fewer rows of a Gaussian at tile edges; 256x32 was fastest or tied at 200k Gaussians on 2048^2
@@ -155,9 +164,159 @@ def bin_tiles(boxes, tx0, ty0, ntx, nty, tw, th):
     return start, ids
 
 
+@njit(cache=True, inline="always")
+def _log2_or_neg(d):
+    """log2(d) if d is a power of two, else -1 (then :func:`_tile_of` divides)."""
+    if d <= 0 or d & (d - 1) != 0:
+        return -1
+    k = 0
+    while (1 << k) < d:
+        k += 1
+    return k
+
+
+@njit(cache=True, inline="always")
+def _tile_of(v, d, shift):
+    return v >> shift if shift >= 0 else v // d
+
+
+@njit(cache=True, inline="always")
+def _tile_grid(x0, y0, w, h, tw, th):
+    tx0 = x0 // tw
+    ty0 = y0 // th
+    ntx = (x0 + w - 1) // tw - tx0 + 1
+    nty = (y0 + h - 1) // th - ty0 + 1
+    return tx0, ty0, ntx, nty
+
+
+@njit(cache=True, inline="always")
+def _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, cnt):
+    """Store Gaussian ``g``'s clipped box and add 1 to ``cnt`` for every tile it touches
+    (``sx``, ``sy``: :func:`_log2_or_neg` of the tile size)."""
+    tx0, ty0, ntx, _ = _tile_grid(x0, y0, w, h, tw, th)
+    j0, j1 = _clip_range(params[g, 0] - 0.5, params[g, 5], x0, x0 + w - 1)
+    i0, i1 = _clip_range(params[g, 1] - 0.5, params[g, 6], y0, y0 + h - 1)
+    boxes[g, 0] = j0
+    boxes[g, 1] = j1
+    boxes[g, 2] = i0
+    boxes[g, 3] = i1
+    if j0 > j1 or i0 > i1:
+        return
+    a0 = _tile_of(j0, tw, sx) - tx0
+    a1 = _tile_of(j1, tw, sx) - tx0
+    b0 = _tile_of(i0, th, sy) - ty0
+    b1 = _tile_of(i1, th, sy) - ty0
+    if a0 == a1 and b0 == b1:  # the common case: no loops
+        cnt[b0 * ntx + a0] += 1
+        return
+    for ty in range(b0, b1 + 1):
+        for tx in range(a0, a1 + 1):
+            cnt[ty * ntx + tx] += 1
+
+
+@njit(cache=True, parallel=True)
+def _fill_tiles(boxes, slots, x0, y0, w, h, tw, th):
+    """Second half of the chunked counting sort: the prefix sum over (tile, chunk) turns the
+    per-chunk counts ``slots [chunks, tiles]`` into first slots, then every chunk (the same
+    contiguous ranges of Gaussians as when counting) writes its ids. Returns ``(start, ids)``."""
+    n = boxes.shape[0]
+    nchunks, ntiles = slots.shape
+    tx0, ty0, ntx, _ = _tile_grid(x0, y0, w, h, tw, th)
+    sx = _log2_or_neg(tw)
+    sy = _log2_or_neg(th)
+    start = np.empty(ntiles + 1, np.int64)
+    total = 0
+    for t in range(ntiles):
+        start[t] = total
+        for ck in range(nchunks):
+            c = slots[ck, t]
+            slots[ck, t] = total
+            total += c
+    start[ntiles] = total
+    ids = np.empty(total, np.int32)
+    for ck in prange(nchunks):
+        cur = slots[ck]
+        for g in range(ck * n // nchunks, (ck + 1) * n // nchunks):
+            j0, j1, i0, i1 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
+            if j0 > j1 or i0 > i1:
+                continue
+            a0 = _tile_of(j0, tw, sx) - tx0
+            a1 = _tile_of(j1, tw, sx) - tx0
+            b0 = _tile_of(i0, th, sy) - ty0
+            b1 = _tile_of(i1, th, sy) - ty0
+            if a0 == a1 and b0 == b1:
+                t = b0 * ntx + a0
+                ids[cur[t]] = g
+                cur[t] += 1
+                continue
+            for ty in range(b0, b1 + 1):
+                for tx in range(a0, a1 + 1):
+                    t = ty * ntx + tx
+                    ids[cur[t]] = g
+                    cur[t] += 1
+    return start, ids
+
+
+@njit(cache=True, parallel=True)
+def bin_gaussians(params, x0, y0, w, h, tw, th, nchunks):
+    """``(boxes, start, ids)`` of :func:`gaussian_boxes` + :func:`bin_tiles` in two parallel passes.
+
+    The Gaussians are cut into ``nchunks`` contiguous chunks; pass 1 computes each chunk's boxes
+    and per-tile counts, a prefix sum over (tile, chunk) gives every chunk its slots, and pass 2
+    fills them. The result is the same as the serial counting sort for any ``nchunks``: ids
+    ascend within each tile. Power-of-two tile sizes bin with shifts instead of divisions.
+    """
+    n = params.shape[0]
+    nchunks = max(1, min(nchunks, n))
+    _, _, ntx, nty = _tile_grid(x0, y0, w, h, tw, th)
+    sx = _log2_or_neg(tw)
+    sy = _log2_or_neg(th)
+    boxes = np.empty((n, 4), np.int64)
+    slots = np.zeros((nchunks, ntx * nty), np.int64)
+    for ck in prange(nchunks):
+        for g in range(ck * n // nchunks, (ck + 1) * n // nchunks):
+            _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, slots[ck])
+    start, ids = _fill_tiles(boxes, slots, x0, y0, w, h, tw, th)
+    return boxes, start, ids
+
+
+@njit(cache=True, parallel=True)
+def project_and_bin(means, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, tw, th, nchunks):
+    """:func:`project` fused with :func:`bin_gaussians`: ``(params, cols, boxes, start, ids)``.
+
+    One pass projects each Gaussian and bins it while its parameters are in registers, instead of
+    writing ``params`` and reading it back; the results equal the separate calls.
+    """
+    n = means.shape[0]
+    nch = colours.shape[1]
+    nchunks = max(1, min(nchunks, n))
+    _, _, ntx, nty = _tile_grid(x0, y0, w, h, tw, th)
+    sx = _log2_or_neg(tw)
+    sy = _log2_or_neg(th)
+    params = np.empty((n, 9), np.float64)
+    cols = np.empty((n, nch), np.float32)
+    boxes = np.empty((n, 4), np.int64)
+    slots = np.zeros((nchunks, ntx * nty), np.int64)
+    s2 = scale * scale
+    for ck in prange(nchunks):
+        for g in range(ck * n // nchunks, (ck + 1) * n // nchunks):
+            _project_one(means, chol, colours, g, scale, s2, aa_var, cutoff, params, cols)
+            _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, slots[ck])
+    start, ids = _fill_tiles(boxes, slots, x0, y0, w, h, tw, th)
+    return params, cols, boxes, start, ids
+
+
 @njit(cache=True, parallel=True, fastmath=_FAST)
 def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
-    """Write the render of the region into ``out [h, w, C]`` (float32), tile by tile."""
+    """Write the render of the region into ``out [h, w, C]`` (float32), tile by tile.
+
+    Gaussians whose 3-sigma box is at most 8 (16) columns wide take the small path: each row of
+    the box (clipped to the tile) is one 8- (16-) lane vector whose pixels are masked by the
+    contract's own test ``q <= cutoff`` with q in float64 per pixel (:func:`._simd.box_weights`):
+    no per-row sqrt, span clipping or loop prologue. Wider ones walk the exact ellipse spans of
+    :func:`_row_span` in 16-lane chunks. Either way each pixel sums its Gaussians in ``ids``
+    order, so the result does not depend on the threads.
+    """
     nch = cols.shape[1]
     tx0 = x0 // tw
     ty0 = y0 // th
@@ -170,59 +329,90 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
         X1 = min(x0 + w, (tx0 + tx + 1) * tw) - 1
         Y0 = max(y0, (ty0 + ty) * th)
         Y1 = min(y0 + h, (ty0 + ty + 1) * th) - 1
-        buf = np.zeros((nch, Y1 - Y0 + 1, X1 - X0 + 1 + _LANES), np.float32)  # planar, with slack
-        wrow = np.empty(X1 - X0 + 1 + _LANES, np.float32)
+        # Planar [C, rows, cols + slack] flattened, so that a row of a channel is buf[off:].
+        stride = X1 - X0 + 1 + _LANES
+        plane = (Y1 - Y0 + 1) * stride
+        buf = np.zeros(nch * plane, np.float32)
+        wv = np.empty(_LANES, np.float32)
+        dxs = np.empty(_LANES, np.float64)
+        adxs = np.empty(_LANES, np.float64)
+        cg = np.empty(nch, np.float32)
         for k in range(start[t], start[t + 1]):
             g = ids[k]
+            for ch in range(nch):
+                cg[ch] = float32(cols[g, ch])
+            i0 = max(Y0, boxes[g, 2])
+            i1 = min(Y1, boxes[g, 3])
+            width = 2.0 * params[g, 5]  # the box spans at most floor(width) + 1 columns
+            if width < 16.0:
+                my = params[g, 1]
+                b2 = 2.0 * params[g, 3]
+                c = params[g, 4]
+                ja = max(X0, boxes[g, 0])
+                nj = min(X1, boxes[g, 1]) - ja + 1
+                off = (i0 - Y0) * stride + ja - X0
+                if width < 8.0:
+                    _simd.box_columns8(dxs, adxs, ja, params[g, 0], params[g, 2])
+                    if nch == 3:  # weights stay in registers
+                        for i in range(i0, i1 + 1):
+                            dy = i + 0.5 - my
+                            _simd.box_weights_rgb8(
+                                buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff
+                            )
+                            off += stride
+                        continue
+                    for i in range(i0, i1 + 1):
+                        dy = i + 0.5 - my
+                        _simd.box_weights8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+                        for ch in range(nch):
+                            _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+                        off += stride
+                else:
+                    _simd.box_columns16(dxs, adxs, ja, params[g, 0], params[g, 2])
+                    if nch == 3:
+                        for i in range(i0, i1 + 1):
+                            dy = i + 0.5 - my
+                            _simd.box_weights_rgb16(
+                                buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff
+                            )
+                            off += stride
+                        continue
+                    for i in range(i0, i1 + 1):
+                        dy = i + 0.5 - my
+                        _simd.box_weights16(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+                        for ch in range(nch):
+                            _simd.axpy16(buf, off + ch * plane, cg[ch], wv)
+                        off += stride
+                continue
             p = params[g]
-            for i in range(max(Y0, boxes[g, 2]), min(Y1, boxes[g, 3]) + 1):
+            for i in range(i0, i1 + 1):
                 j0, j1, q0, q1, q2, _ = _row_span(p, cutoff, i, X0, X1)
                 if j0 > j1:
                     continue
                 nf = float32(j1 - j0 + 1)
-                n = (j1 - j0 + _LANES) // _LANES * _LANES
-                ii = i - Y0
-                jo = j0 - X0
-                # Slices with non-negative loop indices keep the loops free of numba's
-                # negative-index wraparound, which would stop LLVM from vectorising them.
-                if nch == 3:
-                    c0 = float32(cols[g, 0])
-                    c1 = float32(cols[g, 1])
-                    c2 = float32(cols[g, 2])
-                    r0 = buf[0, ii, jo : jo + n]
-                    r1 = buf[1, ii, jo : jo + n]
-                    r2 = buf[2, ii, jo : jo + n]
-                    tf = float32(0.0)
-                    for tt in range(n):
-                        wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if tf < nf else float32(0.0)
-                        r0[tt] += c0 * wv
-                        r1[tt] += c1 * wv
-                        r2[tt] += c2 * wv
-                        tf += float32(1.0)
-                elif nch == 1:
-                    c0 = float32(cols[g, 0])
-                    r0 = buf[0, ii, jo : jo + n]
-                    tf = float32(0.0)
-                    for tt in range(n):
-                        wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if tf < nf else float32(0.0)
-                        r0[tt] += c0 * wv
-                        tf += float32(1.0)
-                else:
-                    wr = wrow[:n]
-                    tf = float32(0.0)
-                    for tt in range(n):
-                        wr[tt] = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if tf < nf else float32(0.0)
-                        tf += float32(1.0)
+                off = (i - Y0) * stride + j0 - X0
+                for t0 in range(0, j1 - j0 + 1, _LANES):
+                    _simd.span_weights16(wv, float32(t0), q0, q1, q2, nf)
                     for ch in range(nch):
-                        cv = float32(cols[g, ch])
-                        dst = buf[ch, ii, jo : jo + n]
-                        for tt in range(n):
-                            dst[tt] += cv * wr[tt]
+                        _simd.axpy16(buf, off + ch * plane + t0, cg[ch], wv)
+        # Copy out with slices and loop indices from 0, which LLVM can vectorise (no
+        # negative-index wraparound).
+        wt = X1 - X0 + 1
         for i in range(Y1 - Y0 + 1):
-            orow = out[Y0 - y0 + i]
-            for j in range(X1 - X0 + 1):
-                for ch in range(nch):
-                    orow[X0 - x0 + j, ch] = buf[ch, i, j]
+            orow = out[Y0 - y0 + i, X0 - x0 : X1 - x0 + 1]
+            src = buf[i * stride : i * stride + (nch - 1) * plane + wt]
+            if nch == 3:
+                s0 = src[0:wt]
+                s1 = src[plane : plane + wt]
+                s2 = src[2 * plane : 2 * plane + wt]
+                for j in range(wt):
+                    orow[j, 0] = s0[j]
+                    orow[j, 1] = s1[j]
+                    orow[j, 2] = s2[j]
+            else:
+                for j in range(wt):
+                    for ch in range(nch):
+                        orow[j, ch] = src[ch * plane + j]
     return out
 
 
@@ -327,6 +517,24 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes):
     return g_means, g_conic, g_cols
 
 
+@njit(cache=True, parallel=True)
+def all_valid(means, chol, colours, log_limit):
+    """True if every parameter is finite and every log-Cholesky diagonal is within
+    ``+-log_limit``: the fast check of :meth:`Gaussians.validate` (which finds the culprit)."""
+    n = means.shape[0]
+    nch = colours.shape[1]
+    bad = 0.0
+    # Branch-free so that LLVM vectorises it: x * 0 is 0 for finite x and NaN otherwise, and a
+    # NaN in the sum (or a diagonal out of range) makes ``bad`` non-zero.
+    for g in prange(n):
+        z = (means[g, 0] + means[g, 1] + chol[g, 1]) * 0.0
+        for ch in range(nch):
+            z += colours[g, ch] * 0.0
+        inside = abs(chol[g, 0]) <= log_limit and abs(chol[g, 2]) <= log_limit  # False for NaN
+        bad += z + (0.0 if inside else 1.0)
+    return bad == 0
+
+
 @njit(cache=True, inline="always")
 def _projected_cov(c, s2, k):
     """Cholesky entries, S' = s^2 L L^T + k I, det(s^2 S) and det S' of log-Cholesky row ``c``.
@@ -360,12 +568,17 @@ def project(means, chol, colours, scale, aa_var, cutoff):
     s2 = scale * scale
     k = aa_var
     for g in prange(n):
-        l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
-        amp = math.sqrt(det0 / det) if k > 0.0 else 1.0
-        _fill_params(params[g], means[g, 0] * scale, means[g, 1] * scale, sxx, sxy, syy, det, cutoff)
-        for ch in range(nch):
-            cols[g, ch] = colours[g, ch] * amp
+        _project_one(means, chol, colours, g, scale, s2, k, cutoff, params, cols)
     return params, cols
+
+
+@njit(cache=True, inline="always")
+def _project_one(means, chol, colours, g, scale, s2, k, cutoff, params, cols):
+    l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
+    amp = math.sqrt(det0 / det) if k > 0.0 else 1.0
+    _fill_params(params[g], means[g, 0] * scale, means[g, 1] * scale, sxx, sxy, syy, det, cutoff)
+    for ch in range(colours.shape[1]):
+        cols[g, ch] = colours[g, ch] * amp
 
 
 @njit(cache=True, inline="always")

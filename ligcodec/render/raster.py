@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import kernels
@@ -14,6 +15,11 @@ def project(g: Gaussians, scale: float):
     return kernels.project(g.means, g.chol, g.colours, scale, aa_variance(scale), CUTOFF_Q)
 
 
+def _chunks(n):
+    """Chunks of the parallel binning passes: a few per thread (the result does not depend on it)."""
+    return 4 * numba.get_num_threads() if n >= 16384 else 1
+
+
 def rasterize(params, cols, region, tile=kernels.TILE, out=None) -> np.ndarray:
     """Forward pass on projected Gaussians (see :mod:`.kernels`): ``[h, w, C]`` float32."""
     x0, y0, w, h = region
@@ -23,12 +29,8 @@ def rasterize(params, cols, region, tile=kernels.TILE, out=None) -> np.ndarray:
     if len(params) == 0:
         out[...] = 0
         return out
-    boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
     tw, th = tile
-    tx0, ty0 = x0 // tw, y0 // th
-    ntx = (x0 + w - 1) // tw - tx0 + 1
-    nty = (y0 + h - 1) // th - ty0 + 1
-    start, ids = kernels.bin_tiles(boxes, tx0, ty0, ntx, nty, tw, th)
+    boxes, start, ids = kernels.bin_gaussians(params, x0, y0, w, h, tw, th, _chunks(len(params)))
     kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out)
     return out
 
@@ -55,5 +57,15 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
     ow, oh = output_size(size[0], size[1], s)
     reg = check_region(region, ow, oh)
     g.validate()
-    params, cols = project(g, s)
-    return rasterize(params, cols, reg)
+    x0, y0, w, h = reg
+    out = np.empty((h, w, g.channels), np.float32)
+    if len(g) == 0:
+        out[...] = 0
+        return out
+    tw, th = kernels.TILE
+    # Projection fused with binning: the same params, boxes and tile lists as project() followed
+    # by rasterize(), in one pass fewer over the Gaussians.
+    params, cols, boxes, start, ids = kernels.project_and_bin(
+        g.means, g.chol, g.colours, s, aa_variance(s), CUTOFF_Q, x0, y0, w, h, tw, th, _chunks(len(g))
+    )
+    return kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out)

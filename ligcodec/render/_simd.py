@@ -1,0 +1,183 @@
+"""Explicit SIMD row operations for the forward kernel, written as numba intrinsics in LLVM IR.
+
+Why: the span loops in :mod:`.kernels` left vectorisation to LLVM, which wraps every row in a
+prologue (slice bounds, runtime alias checks between the channel rows, trip-count dispatch to a
+16-, 4- or 1-wide loop). At reduced scale most rows are 2-7 px long, so that prologue cost more
+than the arithmetic. These intrinsics are straight-line vector code of a fixed width with the
+padding masked off, so a row costs a handful of vector instructions.
+
+Every operation is a plain ``fmul``/``fadd``/``fsub`` without fast-math flags: LLVM neither
+reassociates nor contracts them into FMAs, so results are the same on every run and in every
+process (see ``_FAST`` in :mod:`.kernels`). The polynomial is the one of
+:func:`.kernels._exp_half_neg`, operation for operation.
+
+All pointers are element offsets into contiguous float32 arrays; the caller guarantees that
+``off + width`` stays inside the array (the tile buffer has :data:`.kernels._LANES` columns of
+slack).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+_F32 = ir.FloatType()
+_F64 = ir.DoubleType()
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+#: Coefficients of the exp(-q/2) polynomial (Horner order after the leading 1/720), as in
+#: kernels._exp_half_neg.
+_POLY = (1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0)
+
+
+def _vconst(ty, n, values):
+    return ir.Constant(ir.VectorType(ty, n), [ir.Constant(ty, v) for v in values])
+
+
+def _splat(builder, x, ty, n):
+    undef = ir.Constant(ir.VectorType(ty, n), ir.Undefined)
+    v = builder.insert_element(undef, x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(_I32, n), [0] * n))
+
+
+def _f32c(n, x):
+    return _vconst(_F32, n, [float(np.float32(x))] * n)
+
+
+def _exp_half_neg_vec(builder, q, n):
+    """exp(-q/2) of a float32 vector ``q`` in [0, ~9.5], exactly as ``_exp_half_neg``."""
+    u = builder.fmul(q, _f32c(n, -1.0 / 32.0))
+    p = _f32c(n, 1.0 / 720.0)
+    for c in _POLY:
+        p = builder.fadd(builder.fmul(p, u), _f32c(n, c))
+    for _ in range(4):
+        p = builder.fmul(p, p)
+    return p
+
+
+def _vec_ptr(context, builder, aryty, ary, off, vty):
+    data = context.make_array(aryty)(context, builder, ary).data
+    return builder.bitcast(builder.gep(data, [off]), vty.as_pointer())
+
+
+def _make(n):
+    vf = ir.VectorType(_F32, n)
+    vd = ir.VectorType(_F64, n)
+    vi = ir.VectorType(_I64, n)
+    iota_f = _vconst(_F32, n, [float(i) for i in range(n)])
+    iota_i = _vconst(_I64, n, list(range(n)))
+    zero = ir.Constant(_I64, 0)
+
+    @intrinsic
+    def span_weights(typingctx, w, t0, q0, q1, q2, nf):
+        """``w[:n] = exp(-q/2)``, ``q = q0 + t (q1 + t q2)`` (float32), ``t = t0 + lane``; 0 where
+        ``t >= nf``. The weights of one span chunk, as the scalar span loop computed them."""
+        sig = types.void(w, t0, q0, q1, q2, nf)
+
+        def codegen(context, builder, signature, args):
+            wa, t0v, q0v, q1v, q2v, nfv = args
+            t = builder.fadd(_splat(builder, t0v, _F32, n), iota_f)
+            q = builder.fmul(t, _splat(builder, q2v, _F32, n))
+            q = builder.fmul(t, builder.fadd(_splat(builder, q1v, _F32, n), q))
+            q = builder.fadd(_splat(builder, q0v, _F32, n), q)
+            p = _exp_half_neg_vec(builder, q, n)
+            inside = builder.fcmp_ordered("<", t, _splat(builder, nfv, _F32, n))
+            p = builder.select(inside, p, _f32c(n, 0.0))
+            builder.store(p, _vec_ptr(context, builder, signature.args[0], wa, zero, vf), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def box_columns(typingctx, dx, adx, j0, mx, a):
+        """Per-Gaussian set-up of :func:`box_weights`: ``dx[:n] = (j0 + lane + 0.5) - mx`` and
+        ``adx[:n] = a dx`` (float64), shared by all rows of the Gaussian's box."""
+        sig = types.void(dx, adx, j0, mx, a)
+
+        def codegen(context, builder, signature, args):
+            dxa, adxa, j0v, mxv, av = args
+            j = builder.add(_splat(builder, j0v, _I64, n), iota_i)
+            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
+            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
+            builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
+            ad = builder.fmul(_splat(builder, av, _F64, n), d)
+            builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def box_weights(typingctx, w, dx, adx, nj, b2dy, cdy2, cutoff):
+        """``w[:n]`` = weights of one row of a small Gaussian's box, columns as in
+        :func:`box_columns`: ``q = (a dx + b2dy) dx + cdy2`` in float64 (``b2dy = 2 b dy``,
+        ``cdy2 = c dy^2`` of the row), so q of a pixel does not depend on where a tile or region
+        cuts the box. The weight is 0 where ``q > cutoff`` (the contract's support) or
+        ``lane >= nj``."""
+        sig = types.void(w, dx, adx, nj, b2dy, cdy2, cutoff)
+
+        def codegen(context, builder, signature, args):
+            wa, dxa, adxa, njv, bv, cv, cutv = args
+            d = builder.load(_vec_ptr(context, builder, signature.args[1], dxa, zero, vd), align=8)
+            ad = builder.load(_vec_ptr(context, builder, signature.args[2], adxa, zero, vd), align=8)
+            q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
+            q = builder.fadd(q, _splat(builder, cv, _F64, n))
+            inside = builder.and_(
+                builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
+                builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n)),
+            )
+            p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
+            p = builder.select(inside, p, _f32c(n, 0.0))
+            builder.store(p, _vec_ptr(context, builder, signature.args[0], wa, zero, vf), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def box_weights_rgb(typingctx, dst, off, plane, c0, c1, c2, dx, adx, nj, b2dy, cdy2, cutoff):
+        """:func:`box_weights` fused with three :func:`axpy` (``dst[off + k plane :] += ck w``)."""
+        sig = types.void(dst, off, plane, c0, c1, c2, dx, adx, nj, b2dy, cdy2, cutoff)
+
+        def codegen(context, builder, signature, args):
+            da, offv, plv, c0v, c1v, c2v, dxa, adxa, njv, bv, cv, cutv = args
+            d = builder.load(_vec_ptr(context, builder, signature.args[6], dxa, zero, vd), align=8)
+            ad = builder.load(_vec_ptr(context, builder, signature.args[7], adxa, zero, vd), align=8)
+            q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
+            q = builder.fadd(q, _splat(builder, cv, _F64, n))
+            inside = builder.and_(
+                builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
+                builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n)),
+            )
+            p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
+            p = builder.select(inside, p, _f32c(n, 0.0))
+            o = offv
+            for cch in (c0v, c1v, c2v):
+                pd = _vec_ptr(context, builder, signature.args[0], da, o, vf)
+                x = builder.fmul(_splat(builder, cch, _F32, n), p)
+                builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+                o = builder.add(o, plv)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def axpy(typingctx, dst, off, c, w):
+        """``dst[off : off + n] += c * w[:n]`` (float32)."""
+        sig = types.void(dst, off, c, w)
+
+        def codegen(context, builder, signature, args):
+            da, offv, cv, wa = args
+            pw = _vec_ptr(context, builder, signature.args[3], wa, zero, vf)
+            pd = _vec_ptr(context, builder, signature.args[0], da, offv, vf)
+            x = builder.fmul(_splat(builder, cv, _F32, n), builder.load(pw, align=4))
+            builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return span_weights, box_columns, box_weights, box_weights_rgb, axpy
+
+
+span_weights16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(16)
+_, box_columns8, box_weights8, box_weights_rgb8, axpy8 = _make(8)
