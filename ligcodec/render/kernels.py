@@ -5,7 +5,8 @@ pixels as one row of ``params [N, 9]`` (see :data:`PARAM_FIELDS`: centre, conic 
 ``q = a dx^2 + 2 b dx dy + c dy^2``, and the ellipse geometry) and ``cols [N, C]``; the output pixel
 (i, j) has its centre at (j + 0.5, i + 0.5); terms with ``q > cutoff`` are skipped. A region ``(x0, y0, w, h)`` selects a window of the output; tiles lie on a
 grid anchored at the output's origin, so a region render sums the same Gaussians in the same order
-as the full render.
+as the full render, with per-pixel weights that do not depend on the window (:func:`_splat`): the
+two are equal bit for bit.
 
 Where the time goes, and why the code looks like this (bench/render.py measures it):
 - Each row of a Gaussian is cut to the exact span where the row meets the cut-off ellipse (one
@@ -306,17 +307,102 @@ def project_and_bin(means, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, t
     return params, cols, boxes, start, ids
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
-def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
-    """Write the render of the region into ``out [h, w, C]`` (float32), tile by tile.
+@njit(cache=True, inline="always")
+def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
+    """Like :func:`_row_span`, but ``q(ja + t) = q0 + t (q1 + t q2)`` is anchored at the column
+    ``ja = max(ceil(lo), anchor)``, which does not depend on the clip ``[lo_x, hi_x]`` (``anchor <=
+    lo_x``): ``(ta, j0, j1, q0, q1, q2)`` with ``ta = j0 - ja``. So a pixel's weight is computed by
+    the same float operations whatever window is rendered."""
+    mx = p[0]
+    dy = i + 0.5 - p[1]
+    r2 = p[6] * p[6] - dy * dy
+    if not (r2 >= 0.0):
+        return 0, 1, 0, float32(0.0), float32(0.0), float32(0.0)
+    hw = math.sqrt(r2 * p[8])
+    centre = mx + p[7] * dy - 0.5
+    lo = centre - hw
+    hi = centre + hw
+    j0 = int(math.ceil(lo)) if lo > lo_x else lo_x
+    j1 = int(math.floor(hi)) if hi < hi_x else hi_x
+    ja = int(math.ceil(lo)) if lo > anchor else anchor
+    dx = ja + 0.5 - mx
+    a = p[2]
+    b = p[3]
+    q0 = float32(a * dx * dx + 2.0 * b * dx * dy + p[4] * dy * dy)
+    q1 = float32(max(-_QMAX, min(_QMAX, 2.0 * (a * dx + b * dy))))
+    return j0 - ja, j0, j1, q0, q1, float32(min(a, _QMAX))
+
+
+@njit(cache=True, inline="always")
+def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs):
+    """Add one Gaussian (params ``p``, colours ``cg [C]``) to the planar buffer of the window
+    columns X0..X1, rows from Y0 (``buf[ch * plane + (i - Y0) * stride + j - X0]``), over its box
+    columns bj0..bj1 and rows i0..i1 (already clipped to the window).
 
     Gaussians whose 3-sigma box is at most 8 (16) columns wide take the small path: each row of
-    the box (clipped to the tile) is one 8- (16-) lane vector whose pixels are masked by the
-    contract's own test ``q <= cutoff`` with q in float64 per pixel (:func:`._simd.box_weights`):
-    no per-row sqrt, span clipping or loop prologue. Wider ones walk the exact ellipse spans of
-    :func:`_row_span` in 16-lane chunks. Either way each pixel sums its Gaussians in ``ids``
-    order, so the result does not depend on the threads.
+    the box is one 8- (16-) lane vector whose pixels are masked by the contract's own test
+    ``q <= cutoff`` with q in float64 per pixel (:func:`._simd.box_weights`): no per-row sqrt,
+    span clipping or loop prologue. Wider ones walk the exact ellipse spans in 16-lane chunks,
+    anchored by :func:`_anchored_span`. Either way a pixel's weight does not depend on the window.
     """
+    nch = cg.shape[0]
+    width = 2.0 * p[5]  # the box spans at most floor(width) + 1 columns
+    if width < 16.0:
+        my = p[1]
+        b2 = 2.0 * p[3]
+        c = p[4]
+        ja = max(X0, bj0)
+        nj = min(X1, bj1) - ja + 1
+        off = (i0 - Y0) * stride + ja - X0
+        if width < 8.0:
+            _simd.box_columns8(dxs, adxs, ja, p[0], p[2])
+            if nch == 3:  # weights stay in registers
+                for i in range(i0, i1 + 1):
+                    dy = i + 0.5 - my
+                    _simd.box_weights_rgb8(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy,
+                                           c * dy * dy, cutoff)
+                    off += stride
+                return
+            for i in range(i0, i1 + 1):
+                dy = i + 0.5 - my
+                _simd.box_weights8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+                for ch in range(nch):
+                    _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+                off += stride
+            return
+        _simd.box_columns16(dxs, adxs, ja, p[0], p[2])
+        if nch == 3:
+            for i in range(i0, i1 + 1):
+                dy = i + 0.5 - my
+                _simd.box_weights_rgb16(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy,
+                                        c * dy * dy, cutoff)
+                off += stride
+            return
+        for i in range(i0, i1 + 1):
+            dy = i + 0.5 - my
+            _simd.box_weights16(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+            for ch in range(nch):
+                _simd.axpy16(buf, off + ch * plane, cg[ch], wv)
+            off += stride
+        return
+    for i in range(i0, i1 + 1):
+        ta, j0, j1, q0, q1, q2 = _anchored_span(p, cutoff, i, X0, X1, anchor)
+        if j0 > j1:
+            continue
+        nf = float32(ta + j1 - j0 + 1)
+        off = (i - Y0) * stride + j0 - X0
+        for t0 in range(0, j1 - j0 + 1, _LANES):
+            _simd.span_weights16(wv, float32(ta + t0), q0, q1, q2, nf)
+            for ch in range(nch):
+                _simd.axpy16(buf, off + ch * plane + t0, cg[ch], wv)
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
+    """Write the render of the region into ``out [h, w, C]`` (float32), tile by tile
+    (:func:`_splat` per Gaussian). Each pixel sums its Gaussians in ``ids`` order with weights
+    that do not depend on the window, so the result does not depend on the threads, and a region
+    render equals the same window of the full render bit for bit."""
     nch = cols.shape[1]
     tx0 = x0 // tw
     ty0 = y0 // th
@@ -337,64 +423,15 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
         dxs = np.empty(_LANES, np.float64)
         adxs = np.empty(_LANES, np.float64)
         cg = np.empty(nch, np.float32)
+        anchor = (tx0 + tx) * tw  # the tile's unclipped first column: the same for every region
         for k in range(start[t], start[t + 1]):
             g = ids[k]
             for ch in range(nch):
                 cg[ch] = float32(cols[g, ch])
             i0 = max(Y0, boxes[g, 2])
             i1 = min(Y1, boxes[g, 3])
-            width = 2.0 * params[g, 5]  # the box spans at most floor(width) + 1 columns
-            if width < 16.0:
-                my = params[g, 1]
-                b2 = 2.0 * params[g, 3]
-                c = params[g, 4]
-                ja = max(X0, boxes[g, 0])
-                nj = min(X1, boxes[g, 1]) - ja + 1
-                off = (i0 - Y0) * stride + ja - X0
-                if width < 8.0:
-                    _simd.box_columns8(dxs, adxs, ja, params[g, 0], params[g, 2])
-                    if nch == 3:  # weights stay in registers
-                        for i in range(i0, i1 + 1):
-                            dy = i + 0.5 - my
-                            _simd.box_weights_rgb8(
-                                buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff
-                            )
-                            off += stride
-                        continue
-                    for i in range(i0, i1 + 1):
-                        dy = i + 0.5 - my
-                        _simd.box_weights8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
-                        for ch in range(nch):
-                            _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
-                        off += stride
-                else:
-                    _simd.box_columns16(dxs, adxs, ja, params[g, 0], params[g, 2])
-                    if nch == 3:
-                        for i in range(i0, i1 + 1):
-                            dy = i + 0.5 - my
-                            _simd.box_weights_rgb16(
-                                buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff
-                            )
-                            off += stride
-                        continue
-                    for i in range(i0, i1 + 1):
-                        dy = i + 0.5 - my
-                        _simd.box_weights16(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
-                        for ch in range(nch):
-                            _simd.axpy16(buf, off + ch * plane, cg[ch], wv)
-                        off += stride
-                continue
-            p = params[g]
-            for i in range(i0, i1 + 1):
-                j0, j1, q0, q1, q2, _ = _row_span(p, cutoff, i, X0, X1)
-                if j0 > j1:
-                    continue
-                nf = float32(j1 - j0 + 1)
-                off = (i - Y0) * stride + j0 - X0
-                for t0 in range(0, j1 - j0 + 1, _LANES):
-                    _simd.span_weights16(wv, float32(t0), q0, q1, q2, nf)
-                    for ch in range(nch):
-                        _simd.axpy16(buf, off + ch * plane + t0, cg[ch], wv)
+            _splat(buf, stride, plane, cg, params[g], boxes[g, 0], boxes[g, 1], i0, i1, X0, X1, Y0, anchor,
+                   cutoff, wv, dxs, adxs)
         # Copy out with slices and loop indices from 0, which LLVM can vectorise (no
         # negative-index wraparound).
         wt = X1 - X0 + 1

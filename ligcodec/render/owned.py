@@ -6,48 +6,21 @@ and a parallel launch per tile and level (24 of each for a Kodak image, most of 
 time); here the Gaussians of all tiles and levels are projected once and rendered by one
 parallel kernel whose work items are (tile, band of rows) pairs.
 
-Exactness: a region read equals the same window of a full read bit for bit. Each row span's
-quadratic ``q(t)`` is anchored at a column that depends only on the Gaussian and its tile (the
-span's own start, or the tile's first column), never on the region, and each pixel sums the
-same Gaussians in the same order, so the float operations per pixel are the same for any window.
+Exactness: a region read equals the same window of a full read bit for bit. Pixel weights come
+from :func:`.kernels._splat`, whose float operations per pixel do not depend on the window (span
+quadratics anchored at the tile's first column), and each pixel sums the same Gaussians in the
+same order.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import float32, njit, prange
 
-from .kernels import _LANES, _QMAX, _clip_range, _exp_half_neg
+from .kernels import _LANES, _clip_range, _splat
 
 #: Rows per work item: a planar RGB band buffer of 256 x 32 floats (~100 KB) stays in L2.
 BAND = 32
-
-
-@njit(cache=True, inline="always")
-def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
-    """Row ``i``'s span of Gaussian ``p`` clipped to [lo_x, hi_x]: ``(t0, j0, j1, q0, q1, q2)``
-    with ``q(ja + t) = q0 + t (q1 + t q2)`` for the anchor column ``ja = max(ceil(lo), anchor)``
-    and ``t0 = j0 - ja``. Empty when j0 > j1."""
-    mx = p[0]
-    dy = i + 0.5 - p[1]
-    r2 = p[6] * p[6] - dy * dy
-    if not (r2 >= 0.0):
-        return 0, 1, 0, float32(0.0), float32(0.0), float32(0.0)
-    hw = math.sqrt(r2 * p[8])
-    centre = mx + p[7] * dy - 0.5
-    lo = centre - hw
-    hi = centre + hw
-    j0 = int(math.ceil(lo)) if lo > lo_x else lo_x
-    j1 = int(math.floor(hi)) if hi < hi_x else hi_x
-    ja = int(math.ceil(lo)) if lo > anchor else anchor
-    dx = ja + 0.5 - mx
-    a = p[2]
-    b = p[3]
-    q0 = float32(a * dx * dx + 2.0 * b * dx * dy + p[4] * dy * dy)
-    q1 = float32(max(-_QMAX, min(_QMAX, 2.0 * (a * dx + b * dy))))
-    return j0 - ja, j0, j1, q0, q1, float32(min(a, _QMAX))
 
 
 @njit(cache=True, parallel=True)
@@ -69,52 +42,28 @@ def render_owned(params, cols, cutoff, seg, rects, anchors, x0, y0, out):
         Y1 = min(rects[t, 3], Y0 + BAND) - 1
         anchor = anchors[t]
         width = X1 - X0 + 1
-        buf = np.zeros((nch, Y1 - Y0 + 1, width + _LANES), np.float32)
-        wrow = np.empty(width + _LANES, np.float32)
+        stride = width + _LANES
+        plane = (Y1 - Y0 + 1) * stride
+        buf = np.zeros(nch * plane + _LANES, np.float32)
+        wv = np.empty(_LANES, np.float32)
+        dxs = np.empty(_LANES, np.float64)
+        adxs = np.empty(_LANES, np.float64)
+        cg = np.empty(nch, np.float32)
         for g in range(seg[t], seg[t + 1]):
             p = params[g]
             i0, i1 = _clip_range(p[1] - 0.5, p[6], Y0, Y1)
             if i0 > i1:
                 continue
-            c0, c1 = _clip_range(p[0] - 0.5, p[5], X0, X1)
-            if c0 > c1:
+            bj0, bj1 = _clip_range(p[0] - 0.5, p[5], X0, X1)
+            if bj0 > bj1:
                 continue
-            for i in range(i0, i1 + 1):
-                t0, j0, j1, q0, q1, q2 = _anchored_span(p, cutoff, i, X0, X1, anchor)
-                if j0 > j1:
-                    continue
-                n = (j1 - j0 + _LANES) // _LANES * _LANES
-                ii = i - Y0
-                jo = j0 - X0
-                nvalid = j1 - j0 + 1
-                # An integer induction variable (not tf += 1): LLVM vectorises it without
-                # fastmath, and without fastmath every lane rounds exactly as a scalar would.
-                if nch == 3:  # the common case, fused: one pass over the span
-                    c0 = float32(cols[g, 0])
-                    c1 = float32(cols[g, 1])
-                    c2 = float32(cols[g, 2])
-                    r0 = buf[0, ii, jo : jo + n]
-                    r1 = buf[1, ii, jo : jo + n]
-                    r2 = buf[2, ii, jo : jo + n]
-                    for tt in range(n):
-                        tf = float32(t0 + tt)
-                        wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if tt < nvalid else float32(0.0)
-                        r0[tt] += c0 * wv
-                        r1[tt] += c1 * wv
-                        r2[tt] += c2 * wv
-                    continue
-                wr = wrow[:n]
-                for tt in range(n):
-                    tf = float32(t0 + tt)
-                    wr[tt] = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if tt < nvalid else float32(0.0)
-                for ch in range(nch):
-                    cv = float32(cols[g, ch])
-                    dst = buf[ch, ii, jo : jo + n]
-                    for tt in range(n):
-                        dst[tt] += cv * wr[tt]
+            for ch in range(nch):
+                cg[ch] = float32(cols[g, ch])
+            _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs)
         for i in range(Y1 - Y0 + 1):
-            orow = out[Y0 - y0 + i]
-            for j in range(width):
-                for ch in range(nch):
-                    orow[X0 - x0 + j, ch] += buf[ch, i, j]
+            orow = out[Y0 - y0 + i, X0 - x0 : X0 - x0 + width]
+            for ch in range(nch):
+                src = buf[ch * plane + i * stride : ch * plane + i * stride + width]
+                for j in range(width):
+                    orow[j, ch] = src[j]
     return out

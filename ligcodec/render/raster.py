@@ -50,8 +50,8 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
     """Render ``g`` (an image of ``size = (W, H)`` full-res pixels) at ``scale``.
 
     ``region = (x, y, w, h)`` in output pixels selects a window; the result is ``[h, w, C]``
-    float32, unclamped. A region render equals the same window of the full render to float
-    rounding, and touches only the Gaussians that reach it.
+    float32, unclamped. A region render equals the same window of the full render bit for
+    bit, and touches only the Gaussians that reach it.
     """
     s = check_scale(scale)
     ow, oh = output_size(size[0], size[1], s)
