@@ -62,28 +62,30 @@ def test_streamed_tiff_encode_is_byte_identical_to_in_memory(tmp_path):
     assert not journal_path(tmp_path / "b.lig").exists()  # removed once the file is complete
 
 
-def test_interrupted_encode_resumes_from_journal(tmp_path):
-    """SCENARIO: an encode is interrupted after 2 of 6 tiles, and its journal loses its last
-    bytes (a torn write); the same encode is run again with resume.
-    EXPECTED RESULT: no .lig after the interruption; the rerun does only the missing tiles and
+@pytest.mark.parametrize("stop_at", [2, 8])
+def test_interrupted_encode_resumes_from_journal(tmp_path, stop_at):
+    """SCENARIO: an encode is interrupted after 2 of 6 fits (pass 1), or after all fits and 2 of
+    6 codings (pass 2), and its journal loses its last bytes (a torn write); the same encode is
+    run again with resume.
+    EXPECTED RESULT: no .lig after the interruption; the rerun does only the missing work and
     writes the same bytes as an uninterrupted encode."""
     a = _image()
     full = tmp_path / "full.lig"
     encode(a, full, config=_config(), workers=1, **FAST)
     out = tmp_path / "out.lig"
 
-    def stop_after_two(done, total):
-        if done == 2:
+    def stop(done, total):  # progress counts both passes: 6 fits, then 6 codings
+        if done == stop_at:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        encode(a, out, config=_config(), workers=1, progress=stop_after_two, **FAST)
+        encode(a, out, config=_config(), workers=1, progress=stop, **FAST)
     assert not out.exists() and journal_path(out).exists()
     j = journal_path(out)
     j.write_bytes(j.read_bytes() + b"\x07" * 11)  # a torn third record
     seen = []
     encode(a, out, config=_config(), workers=1, resume=True, progress=lambda d, t: seen.append(d), **FAST)
-    assert seen == [2, 3, 4, 5, 6]  # resumed at 2, then 3..6
+    assert seen == list(range(stop_at, 13))  # resumed where it stopped, then the rest
     assert out.read_bytes() == full.read_bytes()
     assert not j.exists()
 

@@ -9,14 +9,16 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import msgpack
 import numpy as np
 
-from ..container import Header, write_lig
+from ..container import MAX_HEADER_SIZE, Header, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
 from ..fit.tiles import (FitConfig, _fit_tile, as_float, downsample, render_parts, resolve_budget,
                          single_threaded, split_by_energy, tile_areas, tile_energies)
 from ..model import tile_grid
+from ..render import Gaussians
 from ..runner import run_unordered
 from ..source import Window, open_source
 from .journal import Journal
@@ -52,14 +54,23 @@ class EncodeResult:
     passes: int = 1  # encodes it took (psnr= searches the budget)
 
 
-def encode_tile_task(window, n, cfg: FitConfig, seed, steps: QuantSteps, transform: str,
-                     quant_lsq: int = DEFAULT_QUANT_LSQ):
-    """Fit, quantise and code one tile: ``([(chunk bytes, count) per level], squared error, bit
-    stats)``. ``window.load()`` gives the tile's pixels wherever this runs (the worker reads its
-    own tile from a file source)."""
+def fit_tile_task(window, n, cfg: FitConfig, seed):
+    """Pass 1: fit one tile. ``([(packed Gaussians, count) per level], squared error)``;
+    ``window.load()`` gives the tile's pixels wherever this runs (a worker reads its own tile)."""
     with single_threaded():
         target = as_float(window.load())
         parts = _fit_tile(target, n, cfg, seed)
+        recon = render_parts(parts, target.shape)
+        return [(pack_gaussians(g), len(g)) for g in parts], float(((np.clip(recon, 0, 1) - target) ** 2).sum())
+
+
+def code_tile_task(window, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
+                   quant_lsq: int = DEFAULT_QUANT_LSQ):
+    """Pass 2: quantise and code one fitted tile (``packed`` as :func:`fit_tile_task` returned
+    it): ``([(chunk bytes, count) per level], squared error, bit stats per level)``."""
+    with single_threaded():
+        target = as_float(window.load())
+        parts = [unpack_gaussians(b, n, target.shape[2]) for b, n in packed]
         chunks, deq, stats = [], [], []
         if cfg.levels == 2:
             small = downsample(target, cfg.downsample)
@@ -76,6 +87,19 @@ def encode_tile_task(window, n, cfg: FitConfig, seed, steps: QuantSteps, transfo
             stats.append(st)
         recon = render_parts(deq, target.shape)
         return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), stats
+
+
+def pack_gaussians(g: Gaussians) -> bytes:
+    """Float Gaussians as bytes (means float64, log-Cholesky float64, colours float32): exact."""
+    return (np.ascontiguousarray(g.means, "<f8").tobytes() + np.ascontiguousarray(g.chol, "<f8").tobytes()
+            + np.ascontiguousarray(g.colours, "<f4").tobytes())
+
+
+def unpack_gaussians(data: bytes, n: int, channels: int) -> Gaussians:
+    means = np.frombuffer(data, "<f8", 2 * n, 0).reshape(n, 2).astype(np.float64)
+    chol = np.frombuffer(data, "<f8", 3 * n, 16 * n).reshape(n, 3).astype(np.float64)
+    colours = np.frombuffer(data, "<f4", channels * n, 40 * n).reshape(n, channels).astype(np.float32)
+    return Gaussians(means, chol, colours)
 
 
 def encode(image, path, *, gaussians: int | None = None, bpp: float | None = None, density: float | None = None,
@@ -135,36 +159,52 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
         gaussians = max(1, int(bpp * w * h / BITS_PER_GAUSSIAN))
     gaussians = resolve_budget(w, h, gaussians, density, default_density=DEFAULT_DENSITY)
     transform = "ycocg" if nch >= 3 else "none"
-    steps = (quant or QuantSteps()).for_image(cfg.levels, nch)
-    header = Header(w, h, nch, depth, cfg.tile, cfg.levels, transform, steps.pos_step, list(steps.chol_step),
-                    [list(map(float, r)) for r in steps.colour_step],
-                    # Not `workers`: where tiles run never changes the bytes, so it is not recorded.
-                    encoder={"gaussians": gaussians, "seed": seed, "effort": effort, "quant_lsq_iters": quant_lsq,
-                             "fit": _plain({k: v for k, v in asdict(cfg).items() if k != "workers"})},
-                    metadata=metadata or {})
-    header.validate(LigInputError, "encode settings")
+    fit_settings = _plain({k: v for k, v in asdict(cfg).items() if k != "workers"})
+    # Everything that changes the bytes except the quantiser steps, which follow from the fits.
+    # Not `workers` or `scheduler`: where tiles run never changes the bytes.
+    encoder_info = {"gaussians": gaussians, "seed": seed, "effort": effort, "quant_lsq_iters": quant_lsq,
+                    "fit": fit_settings}
+    settings = msgpack.packb([w, h, nch, depth, transform, encoder_info, metadata or {},
+                              None if quant is None else asdict(quant)], use_bin_type=True)
+    # Check the settings now (the real header, with the steps the fits choose, comes after them).
+    _header(w, h, nch, depth, cfg, transform, choose_steps(quant, None, cfg.levels, nch), encoder_info, metadata)
     path = Path(path)
-    key = hashlib.blake2b(header.pack() + src.identity(), digest_size=16).hexdigest()
+    key = hashlib.blake2b(settings + src.identity(), digest_size=16).hexdigest()
     journal = Journal.open(journal_path(path), key, resume)
     tiles = list(tile_grid(w, h, cfg.tile))
+    windows = [Window(src, x0, y0, x1, y1) for _, x0, y0, x1, y1 in tiles]
     budgets = journal.budgets or split_by_energy(tile_energies(src, cfg.tile), tile_areas(w, h, cfg.tile),
                                                  gaussians, cfg.content_weight)
     journal.start(budgets)
+    fits, codes = journal.records["fit"], journal.tiles
+    total = 2 * len(tiles)  # progress counts both passes (the fit is most of the time)
+    done = len(fits) + len(codes)
     try:
-        todo = ((t, (Window(src, x0, y0, x1, y1), n, cfg, cfg.seed * 1_000_003 + t, steps, transform,
-                     quant_lsq))
-                for (t, x0, y0, x1, y1), n in zip(tiles, budgets) if t not in journal.tiles)
-        done = len(journal.tiles)
-        if progress:  # first call: how many tiles a resumed encode already has (0 if none)
-            progress(done, len(tiles))
-        for t, (t_chunks, err, t_stats) in run_unordered(encode_tile_task, todo, workers, scheduler):
-            journal.add(t, t_chunks, err, t_stats)
+        if progress:  # first call: how much a resumed encode already has (0 if none)
+            progress(done, total)
+        # Pass 1: fit every tile.
+        todo = ((t, (windows[t], budgets[t], cfg, cfg.seed * 1_000_003 + t)) for t in range(len(tiles))
+                if t not in fits and t not in codes)
+        for t, (parts, err) in run_unordered(fit_tile_task, todo, workers, scheduler):
+            journal.add("fit", t, parts, err)
             done += 1
             if progress:
-                progress(done, len(tiles))
+                progress(done, total)
+        # Quantiser steps for the whole image (stored in the header), then pass 2: code every tile.
+        fit_rmse = math.sqrt(sum(r.err for r in fits.values()) / (w * h * nch)) if len(fits) == len(tiles) else None
+        steps = choose_steps(quant, fit_rmse, cfg.levels, nch)
+        todo = ((t, (windows[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], cfg, steps, transform,
+                     quant_lsq))
+                for t in range(len(tiles)) if t not in codes)
+        for t, (t_chunks, err, t_stats) in run_unordered(code_tile_task, todo, workers, scheduler):
+            journal.add("code", t, t_chunks, err, t_stats)
+            done += 1
+            if progress:
+                progress(done, total)
+        header = _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata)
         # Bits per Gaussian per attribute (each stream coded alone; the real file codes them
         # jointly and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
-        recs = [journal.tiles[t] for t in range(len(tiles))]
+        recs = [codes[t] for t in range(len(tiles))]
         chunks = [[r.chunks[li] for r in recs] for li in range(cfg.levels)]
         counts = [sum(c[1] for c in lvl) for lvl in chunks]
         bits = [{} for _ in range(cfg.levels)]
@@ -184,7 +224,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
             if tmp.exists():
                 tmp.unlink()
     except BaseException:
-        if not journal.tiles:  # nothing worth resuming: leave nothing behind
+        if not fits and not codes:  # nothing worth resuming: leave nothing behind
             journal.remove()
         raise
     finally:
@@ -194,6 +234,21 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     mse = sq / (w * h * nch)
     return EncodeResult(str(path), size, size * 8 / (w * h), sum(counts),
                         10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0)
+
+
+def _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata) -> Header:
+    header = Header(w, h, nch, depth, cfg.tile, cfg.levels, transform, steps.pos_step, list(steps.chol_step),
+                    [list(map(float, r)) for r in steps.colour_step], encoder=dict(encoder_info),
+                    metadata=metadata or {})
+    header.validate(LigInputError, "encode settings")
+    if len(header.pack()) > MAX_HEADER_SIZE // 2:
+        raise LigInputError(f"the header would take {len(header.pack())} bytes; shorten the metadata")
+    return header
+
+
+def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, channels: int) -> QuantSteps:
+    """The quantiser steps: ``quant`` if given, else the defaults."""
+    return (quant or QuantSteps()).for_image(levels, channels)
 
 
 def journal_path(path) -> Path:

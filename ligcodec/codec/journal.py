@@ -2,8 +2,9 @@
 
 ``OUT.lig.partial`` is written while ``OUT.lig`` is encoded and removed when the file is complete.
 It starts with a record naming what is being encoded (a key over the input's identity and every
-setting that changes the bytes) and the per-tile budgets; then one record per finished tile, in
-the order tiles finish. Each record is ``u32 length, u32 CRC-32`` (little-endian) of a msgpack
+setting that changes the bytes) and the per-tile budgets; then one record per finished piece of
+work, in the order it finishes: a tile's fitted float Gaussians (pass 1), a tile's coded chunks
+(pass 2, once every tile is fitted and the quantiser steps are known). Each record is ``u32 length, u32 CRC-32`` (little-endian) of a msgpack
 map, followed by that tile's chunk payloads. A crash can only truncate the last record; reading
 stops at the first incomplete or damaged one, and the tiles before it are kept.
 
@@ -45,21 +46,31 @@ class ChunkRef:
 @dataclass
 class TileRecord:
     tile: int
-    chunks: list  # [(ChunkRef, count)] per level
+    chunks: list  # [(ChunkRef, count)] per part (per level)
     err: float
-    stats: list  # per level {attribute: bits}
+    stats: list  # per level {attribute: bits} (code records)
+
+
+#: Record kinds: a tile's fitted float Gaussians (pass 1) and its coded chunks (pass 2).
+KINDS = ("fit", "code")
 
 
 class Journal:
-    """Append-only record of finished tiles for one encode (``key``)."""
+    """Append-only record of finished work for one encode (``key``): per kind, per tile."""
 
     def __init__(self, path, key: str, budgets: list[int] | None = None):
         self.path = str(path)
         self.key = key
         self.budgets = budgets
-        self.tiles: dict[int, TileRecord] = {}
+        self.records: dict[str, dict[int, TileRecord]] = {k: {} for k in KINDS}
         self._f = None
+        self._reader = None
         self._good = 0
+
+    @property
+    def tiles(self) -> dict[int, TileRecord]:
+        """The coded tiles."""
+        return self.records["code"]
 
     @classmethod
     def open(cls, path, key: str, resume: bool) -> "Journal":
@@ -68,7 +79,7 @@ class Journal:
         if resume and os.path.exists(path):
             j._scan()
         if j.budgets is None:  # fresh (or another encode's): start over
-            j.tiles = {}
+            j.records = {k: {} for k in KINDS}
         return j
 
     def _scan(self):
@@ -88,10 +99,10 @@ class Journal:
                         at += int(length)
                     f.seek(payload_at)
                     data = f.read(at - payload_at)
-                    if len(data) != at - payload_at or crc32(data) != meta["crc"]:
+                    if len(data) != at - payload_at or crc32(data) != meta["crc"] or meta["kind"] not in KINDS:
                         break
-                    self.tiles[int(meta["tile"])] = TileRecord(int(meta["tile"]), refs, float(meta["err"]),
-                                                               meta["stats"])
+                    t = int(meta["tile"])
+                    self.records[meta["kind"]][t] = TileRecord(t, refs, float(meta["err"]), meta.get("stats"))
                 except (KeyError, TypeError, ValueError):
                     break
                 good = f.tell()
@@ -105,20 +116,30 @@ class Journal:
             self._f.seek(self._good)
             return
         self.budgets = list(budgets)
-        self.tiles = {}
+        self.records = {k: {} for k in KINDS}
         self._f = open(self.path, "wb")
         self._write({"magic": MAGIC, "key": self.key, "budgets": self.budgets}, b"")
 
-    def add(self, tile: int, chunks, err: float, stats) -> None:
-        payload = b"".join(p for p, _ in chunks)
-        meta = {"tile": tile, "chunks": [(len(p), crc32(p), n) for p, n in chunks], "err": err,
+    def add(self, kind: str, tile: int, parts, err: float, stats=None) -> None:
+        """Record ``parts = [(payload bytes, count)]`` of ``tile`` (flushed before returning)."""
+        payload = b"".join(p for p, _ in parts)
+        meta = {"kind": kind, "tile": tile, "chunks": [(len(p), crc32(p), n) for p, n in parts], "err": err,
                 "stats": stats, "crc": crc32(payload)}
         at = self._write(meta, payload)
         refs = []
-        for p, n in chunks:
+        for p, n in parts:
             refs.append((ChunkRef(self.path, at, len(p), crc32(p)), n))
             at += len(p)
-        self.tiles[tile] = TileRecord(tile, refs, err, stats)
+        self.records[kind][tile] = TileRecord(tile, refs, err, stats)
+
+    def read(self, ref: ChunkRef) -> bytes:
+        """The bytes of a recorded part (checked against its CRC)."""
+        if self._reader is None:
+            self._reader = open(self.path, "rb")
+        data = ref.read(self._reader)
+        if len(data) != ref.length or crc32(data) != ref.crc:
+            raise OSError(f"{self.path}: record at byte {ref.offset} is damaged")
+        return data
 
     def _write(self, meta, payload) -> int:
         m = msgpack.packb(meta, use_bin_type=True)
@@ -129,9 +150,10 @@ class Journal:
         return at
 
     def close(self):
-        if self._f:
-            self._f.close()
-            self._f = None
+        for f in (self._f, self._reader):
+            if f:
+                f.close()
+        self._f = self._reader = None
 
     def remove(self):
         self.close()
