@@ -108,6 +108,19 @@ def _make(n):
 
         return sig, codegen
 
+    def box_row(context, builder, types_dx, dxa, adxa, njv, bv, cv, cutv):
+        """IR of one box row's weights (shared by :func:`box_weights` and :func:`box_weights_rgb`)."""
+        d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
+        ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
+        q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
+        q = builder.fadd(q, _splat(builder, cv, _F64, n))
+        inside = builder.and_(
+            builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
+            builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n)),
+        )
+        p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
+        return builder.select(inside, p, _f32c(n, 0.0))
+
     @intrinsic
     def box_weights(typingctx, w, dx, adx, nj, b2dy, cdy2, cutoff):
         """``w[:n]`` = weights of one row of a small Gaussian's box, columns as in
@@ -119,16 +132,7 @@ def _make(n):
 
         def codegen(context, builder, signature, args):
             wa, dxa, adxa, njv, bv, cv, cutv = args
-            d = builder.load(_vec_ptr(context, builder, signature.args[1], dxa, zero, vd), align=8)
-            ad = builder.load(_vec_ptr(context, builder, signature.args[2], adxa, zero, vd), align=8)
-            q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
-            q = builder.fadd(q, _splat(builder, cv, _F64, n))
-            inside = builder.and_(
-                builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
-                builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n)),
-            )
-            p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
-            p = builder.select(inside, p, _f32c(n, 0.0))
+            p = box_row(context, builder, signature.args[1:3], dxa, adxa, njv, bv, cv, cutv)
             builder.store(p, _vec_ptr(context, builder, signature.args[0], wa, zero, vf), align=4)
             return context.get_dummy_value()
 
@@ -141,16 +145,7 @@ def _make(n):
 
         def codegen(context, builder, signature, args):
             da, offv, plv, c0v, c1v, c2v, dxa, adxa, njv, bv, cv, cutv = args
-            d = builder.load(_vec_ptr(context, builder, signature.args[6], dxa, zero, vd), align=8)
-            ad = builder.load(_vec_ptr(context, builder, signature.args[7], adxa, zero, vd), align=8)
-            q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
-            q = builder.fadd(q, _splat(builder, cv, _F64, n))
-            inside = builder.and_(
-                builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
-                builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n)),
-            )
-            p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
-            p = builder.select(inside, p, _f32c(n, 0.0))
+            p = box_row(context, builder, signature.args[6:8], dxa, adxa, njv, bv, cv, cutv)
             o = offv
             for cch in (c0v, c1v, c2v):
                 pd = _vec_ptr(context, builder, signature.args[0], da, o, vf)
