@@ -18,7 +18,7 @@ import msgpack
 from .errors import LigFormatError, LigInputError
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2
 VERSION_MINOR = 0
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
@@ -63,8 +63,11 @@ class Prefix:
                 f"format version {major}.{minor} at byte 8 was written by a newer ligcodec; this one reads "
                 f"{VERSION_MAJOR}.x — upgrade ligcodec"
             )
-        if major < 1:
-            raise LigFormatError(f"invalid format version {major}.{minor} at byte 8")
+        if major < VERSION_MAJOR:
+            raise LigFormatError(
+                f"format version {major}.{minor} at byte 8 is an earlier, pre-release layout that this ligcodec "
+                f"no longer reads; re-encode the image" if major >= 1 else f"invalid format version {major}.{minor} at byte 8"
+            )
         if not 1 <= hsize <= MAX_HEADER_SIZE:
             raise LigFormatError(f"header length {hsize} at byte 12 is outside 1..{MAX_HEADER_SIZE}")
         if PREFIX_SIZE + hsize + _INDEX_HEAD.size > file_size:

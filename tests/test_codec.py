@@ -1,5 +1,6 @@
 """The .lig codec: round trips, determinism, byte-level reading, and corrupt files."""
 
+import math
 import re
 import struct
 from pathlib import Path
@@ -133,6 +134,73 @@ def test_spec_constants_match_code():
     for name in ("VERSION_MAJOR", "VERSION_MINOR", "PREFIX_SIZE", "INDEX_ENTRY_SIZE", "MAX_HEADER_SIZE",
                  "MAX_GAUSSIANS_PER_CHUNK"):
         assert int(consts[name]) == getattr(container, name), name
+    from ligcodec.codec import tile
+
+    for name in ("MAX_SYMBOL", "TABLE_MAX"):
+        assert int(consts[name]) == getattr(tile, name), name
+
+
+def _spec_geometric(lo, hi, loc, k):
+    """The geometric table's weights written from spec section 4 alone, in plain Python floats."""
+    c = 1 / math.sqrt(math.sqrt(math.sqrt(2.0)))
+    cj = [1.0]
+    for _ in range(7):
+        cj.append(cj[-1] * c)
+    r = 1 - cj[k % 8] * 2.0 ** -(k // 8)
+    p = [1.0]
+    for _ in range(max(loc - lo, hi - loc)):
+        p.append(p[-1] * r)
+    p = [0.0 if v < 2.0**-64 else v for v in p]
+    return [p[abs(lo + i - loc)] for i in range(hi - lo + 1)]
+
+
+@pytest.mark.parametrize("lo,hi,loc,k", [(-3, 5, 0, 0), (-3, 5, 0, 1), (0, 40, 3, 17), (-500, 2000, 7, 60),
+                                         (-10, 10, -10, 255), (-7000, 100, 0, 9)])
+def test_geometric_table_follows_spec(lo, hi, loc, k):
+    """The entropy model's weights equal, bit for bit, a plain-Python reading of the spec (so any
+    reader that follows it builds the same fixed-point table; a one-ulp difference would make
+    the ANS decoder read garbage)."""
+    from ligcodec.codec.tile import geometric_probabilities
+
+    ours = geometric_probabilities(lo, hi, loc, k)
+    assert ours.tobytes() == np.array(_spec_geometric(lo, hi, loc, k), np.float64).tobytes()
+
+
+@pytest.mark.parametrize("n,channels", [(1, 3), (7, 1), (300, 3), (50, 4)])
+def test_chunk_round_trip(n, channels):
+    """Stream tables of varints: negative, constant, wide and single-valued streams survive, and
+    so does a stream wider than TABLE_MAX (coded uniformly) reaching +-MAX_SYMBOL."""
+    from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk, encode_chunk
+
+    rng = np.random.default_rng(n)
+    qx = rng.integers(-40, 2100, n)
+    qy = np.sort(rng.integers(-20, 2100, n))
+    qc = np.stack([rng.integers(-60, 90, n), np.zeros(n, np.int64) + 5, rng.laplace(0, 300, n).astype(np.int64)], 1)
+    qk = rng.laplace(0, 20, (n, channels)).astype(np.int64)
+    qk[:, 0] += 1 << 20
+    if n > 1:
+        qk[0, -1], qk[-1, -1] = -MAX_SYMBOL, MAX_SYMBOL
+    order = np.lexsort((qx, qy))
+    qx, qy, qc, qk = qx[order], qy[order], qc[order], qk[order]
+    data = encode_chunk(qx, qy, qc, qk)
+    out = decode_chunk(data, n, channels, "t")
+    for a, b in zip(out, (qx, qy, qc, qk)):
+        assert np.array_equal(a, b)
+
+
+def test_chunk_table_rejections():
+    from ligcodec.codec.tile import decode_chunk, encode_chunk
+
+    qk = np.arange(30).reshape(10, 3)
+    data = encode_chunk(np.arange(10), np.arange(10), qk, qk)
+    with pytest.raises(LigFormatError, match="too short"):
+        decode_chunk(data[:5], 10, 3, "t")
+    with pytest.raises(LigFormatError, match="whole 32-bit words"):
+        decode_chunk(data + b"\0", 10, 3, "t")
+    with pytest.raises(LigFormatError, match="varint"):
+        decode_chunk(b"\xff" * 8 + data, 10, 3, "t")
+    with pytest.raises(LigFormatError, match="range"):
+        decode_chunk(b"\x80\x80\x80\x7f" + data[1:], 10, 3, "t")
 
 
 # --------------------------------------------------------------------------- corrupt files
@@ -162,15 +230,25 @@ def test_wrong_magic(tmp_path, lig_file):
 
 
 def test_future_version(tmp_path, lig_file):
-    """SCENARIO: major version 2. EXPECTED RESULT: LigFormatError asking to upgrade, naming byte 8."""
+    """SCENARIO: the next major version. EXPECTED RESULT: LigFormatError asking to upgrade, naming byte 8."""
     data = bytearray(lig_file[0].read_bytes())
-    data[8] = 2
+    data[8] = container.VERSION_MAJOR + 1
     with pytest.raises(LigFormatError, match="byte 8.*newer"):
         _decode_all(_corrupt(tmp_path, data))
 
 
+@pytest.mark.parametrize("major", [0, 1])
+def test_past_version(tmp_path, lig_file, major):
+    """SCENARIO: major version 0 (never valid) or 1 (the pre-release chunk layout, before the
+    compact stream tables and table models). EXPECTED RESULT: LigFormatError naming byte 8."""
+    data = bytearray(lig_file[0].read_bytes())
+    data[8] = major
+    with pytest.raises(LigFormatError, match="byte 8"):
+        _decode_all(_corrupt(tmp_path, data))
+
+
 def test_future_minor_version_is_read(tmp_path, lig_file):
-    """SCENARIO: minor version 7 of the same major. EXPECTED RESULT: decoded like 1.0."""
+    """SCENARIO: minor version 7 of the same major. EXPECTED RESULT: decoded like minor 0."""
     data = bytearray(lig_file[0].read_bytes())
     data[9] = 7
     assert np.array_equal(_decode_all(_corrupt(tmp_path, data)), _decode_all(lig_file[0]))

@@ -23,11 +23,23 @@ from ..runner import run_unordered
 from ..source import Window, open_source
 from .journal import Journal
 from .ratecontrol import DEFAULT_DENSITY
-from .quantise import QuantSteps, quantise_level
+from .quantise import QuantSteps, adaptive_steps, quantise_level
 from .tile import encode_chunk
 
-#: Bits per Gaussian the budget estimate for ``bpp=`` starts from (measured; see BENCHMARKS.md).
-BITS_PER_GAUSSIAN = 45.0
+#: Bits per Gaussian the budget estimate for ``bpp=`` starts from (the mean on the Kodak quick set
+#: with adaptive steps; :func:`gaussians_for_bpp` refines it per image).
+BITS_PER_GAUSSIAN = 49.0
+#: :func:`gaussians_for_bpp`'s model of the coded bits per Gaussian (RGB, chunk tables excluded):
+#: ``a + b log2(proxy) + c log2(pixels per Gaussian)``, with ``proxy`` the RMS error of a box blur of
+#: radius ``sqrt(pixels per Gaussian) / 2``, a stand-in for the fit's error, which sets the adaptive
+#: quantiser steps. Least squares on the quick set (4 images x 4 budgets, 0.2-1.3 bpp): rms error
+#: 1.3 bits (3 %) where a constant is off by 4.8 bits (up to 17 %).
+BPG_MODEL = (6.79, -9.34, 1.31)
+#: Bytes a file spends besides the Gaussians' symbols: prefix, index head, header (typical), and
+#: per chunk its index entry (24), stream table (~36 for RGB) and ANS flush (~4).
+FIXED_BYTES, CHUNK_BYTES = 28 + 160, 24 + 40
+#: :func:`gaussians_for_bpp` looks at a subsample of the image of about this many pixels.
+PROXY_PIXELS = 1_000_000
 #: ``effort`` 1..9 -> optimiser steps per level per tile (like WebP's method / JPEG XL's effort).
 #: Measured on 4 Kodak images, 10k Gaussians: 600 steps 30.41 dB in 12 s, 1500 steps 31.08 dB
 #: in 35 s per image. The default 6 keeps a Kodak image at 1 bpp well under a minute.
@@ -115,7 +127,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
 
     Budget, one of: ``quality`` 1..100 (default 50; 12.5 points double the Gaussians),
     ``gaussians`` (count), ``density`` (per pixel), ``bpp`` (target bits per pixel, turned into a
-    count with :data:`BITS_PER_GAUSSIAN`) or ``psnr`` (dB: up to 4 encodes searching the budget,
+    count by :func:`gaussians_for_bpp`) or ``psnr`` (dB: up to 4 encodes searching the budget,
     see :mod:`ligcodec.codec.ratecontrol`). ``effort`` 1..9 trades encode time for
     quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it).
 
@@ -156,10 +168,12 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     if bpp is not None:
         if not (bpp > 0 and math.isfinite(bpp)):
             raise LigInputError(f"bpp must be > 0, got {bpp!r}")
-        gaussians = max(1, int(bpp * w * h / BITS_PER_GAUSSIAN))
+        gaussians = gaussians_for_bpp(src, bpp, cfg)
     gaussians = resolve_budget(w, h, gaussians, density, default_density=DEFAULT_DENSITY)
     transform = "ycocg" if nch >= 3 else "none"
-    fit_settings = _plain({k: v for k, v in asdict(cfg).items() if k != "workers"})
+    # Only the fit settings that differ from the defaults (every byte counts at low rates: the
+    # full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp).
+    fit_settings = _changed(asdict(cfg), asdict(FitConfig()))
     # Everything that changes the bytes except the quantiser steps, which follow from the fits.
     # Not `workers` or `scheduler`: where tiles run never changes the bytes.
     encoder_info = {"gaussians": gaussians, "seed": seed, "effort": effort, "quant_lsq_iters": quant_lsq,
@@ -213,7 +227,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
                 for k, v in st.items():
                     bits[li][k] = bits[li].get(k, 0) + v
         header.encoder["bits_per_gaussian"] = [
-            {k: round(v / max(n, 1), 2) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
+            {k: round(v / max(n, 1), 1) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
         ]
         tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
         try:
@@ -247,8 +261,42 @@ def _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata) -> 
 
 
 def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, channels: int) -> QuantSteps:
-    """The quantiser steps: ``quant`` if given, else the defaults."""
-    return (quant or QuantSteps()).for_image(levels, channels)
+    """The quantiser steps: ``quant`` if given, else the defaults scaled to the fit's RMS error
+    (:func:`~ligcodec.codec.quantise.adaptive_steps`; the defaults while it is not known)."""
+    steps = quant or (QuantSteps() if fit_rmse is None else adaptive_steps(QuantSteps(), fit_rmse))
+    return steps.for_image(levels, channels)
+
+
+def gaussians_for_bpp(src, bpp: float, cfg: FitConfig) -> int:
+    """The Gaussian count whose file should come out at ``bpp`` (see :data:`BPG_MODEL`)."""
+    from ..fit.init import box_blur
+
+    w, h, nch = src.width, src.height, src.channels
+    npx = w * h
+    chunks = cfg.levels * math.ceil(w / cfg.tile) * math.ceil(h / cfg.tile)
+    bits = bpp * npx - 8 * (FIXED_BYTES + CHUNK_BYTES * chunks)
+    if bits <= 0:
+        return 1
+    step = max(1, int(math.sqrt(npx / PROXY_PIXELS)))
+    sub = subsample(src, step)
+    g = bits / BITS_PER_GAUSSIAN
+    for _ in range(3):
+        ppg = npx / g
+        r = max(1, int(round(math.sqrt(ppg) / 2 / step)))
+        blur = np.stack([box_blur(sub[:, :, c], r) for c in range(nch)], -1)
+        proxy = max(float(np.sqrt(np.mean((blur - sub) ** 2, dtype=np.float64))), 1e-4)
+        a, b, c = BPG_MODEL
+        bpg = a + b * math.log2(proxy) + c * math.log2(ppg) - 5.0 * (3 - min(nch, 3))  # ~5 bits a colour channel
+        g = bits / float(np.clip(bpg, 25.0, 90.0))
+    return max(1, int(g))
+
+
+def subsample(src, step: int, band: int = 1024) -> np.ndarray:
+    """``src[::step, ::step]`` as float32, read a band of rows at a time (bounded memory)."""
+    band = max(step, band // step * step)
+    rows = [as_float(src.read(0, y0, src.width, min(src.height, y0 + band))[::step, ::step])
+            for y0 in range(0, src.height, band)]
+    return np.concatenate(rows, 0)
 
 
 def journal_path(path) -> Path:
@@ -257,8 +305,20 @@ def journal_path(path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-def _plain(d):
-    return {k: (_plain(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+def _changed(d: dict, default: dict) -> dict:
+    """The entries of ``d`` that differ from ``default`` (recursively), msgpack-friendly;
+    never ``workers`` (where tiles run does not change the bytes)."""
+    out = {}
+    for k, v in d.items():
+        if k == "workers":
+            continue
+        if isinstance(v, dict):
+            sub = _changed(v, default.get(k, {}))
+            if sub:
+                out[k] = sub
+        elif v != default.get(k):
+            out[k] = list(v) if isinstance(v, tuple) else v
+    return out
 
 
 __all__ = ["EncodeResult", "FitSettings", "encode"]

@@ -2,43 +2,98 @@
 
 from __future__ import annotations
 
-import struct
+import math
 
 import numpy as np
 from constriction import stream
 
 from ..errors import LigFormatError
-from ..render import Gaussians
 
-_COUNT = struct.Struct("<I")
-_STREAM = struct.Struct("<iiff")
-#: Symbols beyond this magnitude are not representable (the quantised Laplace's range is int32,
-#: and a tile never needs more).
-MAX_SYMBOL = 1 << 24
+#: Symbols lie in ``[-MAX_SYMBOL, MAX_SYMBOL]``: a stream then has at most 2^24 - 1 distinct
+#: values, what a 24-bit-precision model can code (and a tile never needs more).
+MAX_SYMBOL = (1 << 23) - 1
+#: Streams with more symbols than this (``hi - lo + 1``) are coded uniformly: the table model
+#: costs O(symbols) to build, and a reader must not be made to build a giant one.
+TABLE_MAX = 1 << 16
+#: Probabilities below this are set to 0 before quantisation (every symbol still gets the
+#: smallest fixed-point probability); it keeps subnormal numbers, whose handling some CPU modes
+#: change, out of the table, so that encoder and decoder build it bit for bit alike.
+TABLE_FLOOR = 2.0 ** -64
+_VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
 
 
-def quantise(g: Gaussians, origin, pos_step, chol_step, colour_step) -> tuple[np.ndarray, ...]:
-    """Integer symbols (qx, qy, q_chol [N, 3], q_col [N, C]) of ``g`` (colours already transformed).
-
-    Positions are quantised relative to the tile origin; Gaussians are sorted by (qy, qx).
-    """
-    rel = (g.means - np.asarray(origin, np.float64)) / pos_step - 0.5
-    q = np.clip(np.round(rel), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
-    qc = np.clip(np.round(g.chol / np.asarray(chol_step)), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
-    qk = np.clip(np.round(g.colours / np.asarray(colour_step)), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
-    order = np.lexsort((q[:, 0], q[:, 1]))
-    return q[order, 0], q[order, 1], qc[order], qk[order]
+def dequantise_chol(qc, chol_step) -> np.ndarray:
+    """``(log l11, l21, log l22)`` of the indices: ``q0 s0``, ``q1 s1 exp(q2 s2)``, ``q2 s2``."""
+    cs = np.asarray(chol_step, np.float64)
+    out = qc * cs
+    out[:, 1] *= np.exp(out[:, 2])
+    return out
 
 
 def dequantise(qx, qy, qc, qk, origin, pos_step, chol_step, colour_step):
     means = np.stack([origin[0] + (qx + 0.5) * pos_step, origin[1] + (qy + 0.5) * pos_step], 1)
-    return means, qc * np.asarray(chol_step, np.float64), qk * np.asarray(colour_step, np.float64)
+    return means, dequantise_chol(qc, chol_step), qk * np.asarray(colour_step, np.float64)
 
 
-def _laplace_params(s: np.ndarray) -> tuple[float, float]:
-    loc = float(np.median(s))
-    scale = float(np.mean(np.abs(s - loc)))
-    return loc, max(scale, 0.05)
+def _ratios() -> np.ndarray:
+    """``r_k = 1 - 2^(-k/8)`` for the scale byte ``k`` = 0..255, with only exactly-rounded IEEE
+    operations (sqrt, multiply, power-of-two scaling, subtract) so that every platform gets the
+    same bits: ``2^(-1/8) = 1 / sqrt(sqrt(sqrt(2)))`` and its powers by repeated multiplication."""
+    c = 1.0 / math.sqrt(math.sqrt(math.sqrt(2.0)))
+    cpow = [1.0]
+    for _ in range(7):
+        cpow.append(cpow[-1] * c)
+    return np.array([1.0 - math.ldexp(cpow[k & 7], -(k >> 3)) for k in range(256)], np.float64)
+
+
+RATIOS = _ratios()
+
+
+def geometric_probabilities(lo: int, hi: int, loc: int, k: int) -> np.ndarray:
+    """Unnormalised probabilities of the symbols ``lo..hi``: ``r_k^|s - loc|`` (a discrete
+    Laplace), the powers by repeated multiplication, those below :data:`TABLE_FLOOR` set to 0."""
+    r = RATIOS[k]
+    span = max(loc - lo, hi - loc) + 1
+    powers = np.empty(span, np.float64)
+    powers[0] = 1.0
+    if span > 1:
+        powers[1:] = r
+        powers = np.cumprod(powers)  # sequential: ((1 * r) * r) * ..., bit-reproducible
+    powers[powers < TABLE_FLOOR] = 0.0
+    return powers[np.abs(np.arange(lo - loc, hi - loc + 1))]
+
+
+def _laplace_params(s: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """Integer location (median) and scale byte of a stream: the byte whose table codes ``s`` in
+    the fewest bits, searched near the moment estimate (mean absolute deviation ``m`` of a
+    discrete Laplace with ratio ``r``: ``m = 2r / (1 - r^2)``)."""
+    loc = int(np.round(np.median(s)))
+    m = max(float(np.mean(np.abs(s - loc))), 1e-3)
+    r = (math.sqrt(1 + m * m) - 1) / m
+    k0 = int(np.clip(np.round(-8 * math.log2(max(1 - r, 1e-12))), 0, 255))
+    counts = np.bincount(s - lo, minlength=hi - lo + 1)
+    used = counts > 0
+    best = None
+    for k in range(max(0, k0 - 3), min(255, k0 + 3) + 1):
+        p = geometric_probabilities(lo, hi, loc, k)
+        p = np.maximum(p / p.sum(), 2.0 ** -24)
+        bits = -float((counts[used] * np.log2(p[used])).sum())
+        if best is None or bits < best[0]:
+            best = (bits, k)
+    return loc, best[1]
+
+
+def _uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _zigzag(v: int) -> int:
+    return 2 * v if v >= 0 else -2 * v - 1
 
 
 #: Attribute of each stream, for the bits-per-attribute report.
@@ -49,47 +104,78 @@ def stream_attribute(i: int) -> str:
 def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
     """Entropy-code the symbol streams of one tile (see spec section 4).
 
-    ``stats``, if given, accumulates the bits each attribute costs (each stream coded alone).
+    ``stats``, if given, accumulates the bits each attribute costs (each stream coded alone) and
+    the stream table's ("side").
     """
     n = len(qx)
     if n == 0:
         return b""
     dqy = np.diff(qy, prepend=0)
     streams = [qx, dqy] + [qc[:, k] for k in range(3)] + [qk[:, c] for c in range(qk.shape[1])]
-    head = [_COUNT.pack(len(streams))]
+    head = bytearray()
     models = []
     for i, s in enumerate(streams):
         lo, hi = int(s.min()), int(s.max())
-        loc, scale = (0.0, 1.0) if i == 0 else _laplace_params(s)
-        loc, scale = float(np.float32(loc)), float(np.float32(scale))  # what the decoder will see
-        head.append(_STREAM.pack(lo, hi, loc, scale))
-        models.append(_model(i, lo, hi, loc, scale))
+        if i == 0:
+            head += _uvarint(_zigzag(lo)) + _uvarint(hi - lo)
+            models.append(_model(i, lo, hi, 0, 0))
+        else:
+            loc, k = _laplace_params(s, lo, hi)
+            head += _uvarint(_zigzag(loc)) + _uvarint(loc - lo) + _uvarint(hi - loc) + bytes([k])
+            models.append(_model(i, lo, hi, loc, k))
     coder = stream.stack.AnsCoder()
     for i, (s, (m, lo)) in reversed(list(enumerate(zip(streams, models)))):
         if m is not None:  # a constant stream (lo == hi) codes no symbols
-            coder.encode_reverse(_symbols(s, lo, m), m[0])
+            coder.encode_reverse(_symbols(s, lo, m), m)
             if stats is not None:
                 alone = stream.stack.AnsCoder()
-                alone.encode_reverse(_symbols(s, lo, m), m[0])
+                alone.encode_reverse(_symbols(s, lo, m), m)
                 key = stream_attribute(i)
                 stats[key] = stats.get(key, 0) + alone.num_bits()
-        if stats is not None:
-            stats["side"] = stats.get("side", 0) + 8 * _STREAM.size
-    words = coder.get_compressed().astype("<u4")
-    return b"".join(head) + _COUNT.pack(len(words)) + words.tobytes()
+    if stats is not None:
+        stats["side"] = stats.get("side", 0) + 8 * len(head)
+    return bytes(head) + coder.get_compressed().astype("<u4").tobytes()
 
 
-def _model(i, lo, hi, loc, scale):
+def _model(i, lo, hi, loc, k):
+    """``(constriction model or None for a constant stream, lo)``; models take symbols
+    ``0..hi-lo``."""
     if lo == hi:
         return None, lo
-    if i == 0:
-        return (stream.model.Uniform(hi - lo + 1), True), lo
-    return (stream.model.QuantizedLaplace(lo, hi, loc, scale), False), lo
+    if i == 0 or hi - lo + 1 > TABLE_MAX:
+        return stream.model.Uniform(hi - lo + 1), lo
+    return stream.model.Categorical(geometric_probabilities(lo, hi, loc, k), perfect=False), lo
 
 
 def _symbols(s, lo, m):
-    # Uniform models take symbols 0..size-1; quantised Laplace takes the integers themselves.
-    return (s - lo if m[1] else s).astype(np.int32)
+    return (s - lo).astype(np.int32)
+
+
+class _Reader:
+    def __init__(self, data: bytes, where: str):
+        self.data, self.pos, self.where = data, 0, where
+
+    def uvarint(self) -> int:
+        v = 0
+        for shift in range(0, 7 * _VARINT_MAX_BYTES, 7):
+            if self.pos >= len(self.data):
+                raise LigFormatError(f"{self.where}: chunk of {len(self.data)} bytes is too short for its stream table")
+            b = self.data[self.pos]
+            self.pos += 1
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return v
+        raise LigFormatError(f"{self.where}: varint longer than {_VARINT_MAX_BYTES} bytes at chunk byte {self.pos}")
+
+    def zigzag(self) -> int:
+        v = self.uvarint()
+        return v >> 1 if not v & 1 else -((v + 1) >> 1)
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise LigFormatError(f"{self.where}: chunk of {len(self.data)} bytes is too short for its stream table")
+        self.pos += 1
+        return self.data[self.pos - 1]
 
 
 def decode_chunk(data: bytes, n: int, channels: int, where: str):
@@ -98,27 +184,23 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str):
         if data:
             raise LigFormatError(f"{where}: {len(data)} bytes for 0 Gaussians")
         return (np.zeros(0, np.int64),) * 2 + (np.zeros((0, 3), np.int64), np.zeros((0, channels), np.int64))
-    try:
-        (ns,) = _COUNT.unpack_from(data, 0)
-        if ns != 5 + channels:
-            raise LigFormatError(f"{where}: {ns} streams, expected {5 + channels}")
-        pos = _COUNT.size
-        models = []
-        for i in range(ns):
-            lo, hi, loc, scale = _STREAM.unpack_from(data, pos)
-            pos += _STREAM.size
-            if lo > hi or min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL or not (
-                np.isfinite(loc) and np.isfinite(scale) and scale > 0
-            ):
-                raise LigFormatError(f"{where}: stream {i} has an invalid model (range [{lo}, {hi}], scale {scale})")
-            models.append(_model(i, lo, hi, float(loc), float(scale)))
-        (nw,) = _COUNT.unpack_from(data, pos)
-        pos += _COUNT.size
-        if pos + 4 * nw != len(data):
-            raise LigFormatError(f"{where}: {nw} compressed words do not fit the chunk's {len(data)} bytes")
-        words = np.frombuffer(data, "<u4", nw, pos).astype(np.uint32)
-    except struct.error:
-        raise LigFormatError(f"{where}: chunk of {len(data)} bytes is too short for its stream table") from None
+    r = _Reader(data, where)
+    models = []
+    for i in range(5 + channels):
+        if i == 0:
+            lo = r.zigzag()
+            hi = lo + r.uvarint()
+            loc = k = 0
+        else:
+            loc = r.zigzag()
+            lo, hi = loc - r.uvarint(), loc + r.uvarint()
+            k = r.byte()
+        if min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL:
+            raise LigFormatError(f"{where}: stream {i} has an invalid range [{lo}, {hi}]")
+        models.append(_model(i, lo, hi, loc, k))
+    if (len(data) - r.pos) % 4:
+        raise LigFormatError(f"{where}: {len(data) - r.pos} bytes after the stream table are not whole 32-bit words")
+    words = np.frombuffer(data, "<u4", (len(data) - r.pos) // 4, r.pos).astype(np.uint32)
     out = []
     try:
         coder = stream.stack.AnsCoder(words)
@@ -126,8 +208,7 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str):
             if m is None:
                 out.append(np.full(n, lo, np.int64))
                 continue
-            s = np.asarray(coder.decode(m[0], n), np.int64)
-            out.append(s + lo if m[1] else s)
+            out.append(np.asarray(coder.decode(m, n), np.int64) + lo)
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as e:  # constriction's Rust panics are BaseExceptions (pyo3)
