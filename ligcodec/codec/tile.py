@@ -8,6 +8,7 @@ import numpy as np
 from constriction import stream
 
 from ..errors import LigFormatError
+from . import ans
 
 #: Symbols lie in ``[-MAX_SYMBOL, MAX_SYMBOL]``: a stream then has at most 2^24 - 1 distinct
 #: values, what a 24-bit-precision model can code (and a tile never needs more).
@@ -120,7 +121,8 @@ def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
             head += _uvarint(_zigzag(lo)) + _uvarint(hi - lo)
             models.append(_model(i, lo, hi, 0, 0))
         else:
-            loc, k = _laplace_params(s, lo, hi)
+            # A stream too wide for a table is coded uniformly: its k is never used.
+            loc, k = _laplace_params(s, lo, hi) if hi - lo < TABLE_MAX else (int(np.round(np.median(s))), 0)
             head += _uvarint(_zigzag(loc)) + _uvarint(loc - lo) + _uvarint(hi - loc) + bytes([k])
             models.append(_model(i, lo, hi, loc, k))
     coder = stream.stack.AnsCoder()
@@ -145,6 +147,13 @@ def _model(i, lo, hi, loc, k):
     if i == 0 or hi - lo + 1 > TABLE_MAX:
         return stream.model.Uniform(hi - lo + 1), lo
     return stream.model.Categorical(geometric_probabilities(lo, hi, loc, k), perfect=False), lo
+
+
+def _kind(i, lo, hi) -> int:
+    """The decoder's model kind; the same choice as :func:`_model`."""
+    if lo == hi:
+        return ans.CONST
+    return ans.UNIFORM if i == 0 or hi - lo + 1 > TABLE_MAX else ans.TABLE
 
 
 def _symbols(s, lo, m):
@@ -185,7 +194,7 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str):
             raise LigFormatError(f"{where}: {len(data)} bytes for 0 Gaussians")
         return (np.zeros(0, np.int64),) * 2 + (np.zeros((0, 3), np.int64), np.zeros((0, channels), np.int64))
     r = _Reader(data, where)
-    models = []
+    params = []  # per stream: (kind, lo, hi, loc, k), see ans.decode_streams
     for i in range(5 + channels):
         if i == 0:
             lo = r.zigzag()
@@ -197,22 +206,14 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str):
             k = r.byte()
         if min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL:
             raise LigFormatError(f"{where}: stream {i} has an invalid range [{lo}, {hi}]")
-        models.append(_model(i, lo, hi, loc, k))
+        params.append((_kind(i, lo, hi), lo, hi, loc, k))
     if (len(data) - r.pos) % 4:
         raise LigFormatError(f"{where}: {len(data) - r.pos} bytes after the stream table are not whole 32-bit words")
     words = np.frombuffer(data, "<u4", (len(data) - r.pos) // 4, r.pos).astype(np.uint32)
-    out = []
-    try:
-        coder = stream.stack.AnsCoder(words)
-        for m, lo in models:
-            if m is None:
-                out.append(np.full(n, lo, np.int64))
-                continue
-            out.append(np.asarray(coder.decode(m, n), np.int64) + lo)
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except BaseException as e:  # constriction's Rust panics are BaseExceptions (pyo3)
-        raise LigFormatError(f"{where}: entropy decoding failed: {e}") from None
+    out = np.empty((len(params), n), np.int64)
+    p = np.array(params, np.int64).reshape(-1, 5)
+    if ans.decode_streams(words, p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], n, out):
+        raise LigFormatError(f"{where}: entropy decoding failed: the ANS words end in a zero word")
     qx, dqy = out[0], out[1]
     qy = np.cumsum(dqy)
     return qx, qy, np.stack(out[2:5], 1), np.stack(out[5:], 1)
