@@ -16,6 +16,10 @@ PRECISION = 24
 _MASK = (1 << PRECISION) - 1
 #: Stream kinds of :func:`decode_streams`.
 CONST, UNIFORM, TABLE = 0, 1, 2
+#: Weights below this are set to 0 before quantisation (every symbol still gets the smallest
+#: fixed-point probability); it keeps subnormal numbers, whose handling some CPU modes change,
+#: out of the table, so that encoder and decoder build it bit for bit alike.
+TABLE_FLOOR = 2.0**-64
 
 
 @numba.njit(cache=True, nogil=True)
@@ -29,24 +33,28 @@ def _ratio(k):
 
 
 @numba.njit(cache=True, nogil=True)
+def geometric_weights(lo, hi, loc, k, weights):
+    """The geometric table's weights ``r_k^|lo + i - loc|`` into ``weights[: hi - lo + 1]``
+    (spec section 4): the powers by sequential products, those below :data:`TABLE_FLOOR` set to
+    0. The encoder's and the decoder's tables both come from here."""
+    n = hi - lo + 1
+    r = _ratio(k)
+    p = 1.0
+    for j in range(max(loc - lo, hi - loc) + 1):  # p = r^j; symbols loc + j and loc - j
+        v = p if p >= TABLE_FLOOR else 0.0
+        if loc - lo + j < n:
+            weights[loc - lo + j] = v
+        if j > 0 and loc - lo - j >= 0:
+            weights[loc - lo - j] = v
+        p = p * r
+
+
+@numba.njit(cache=True, nogil=True)
 def geometric_cdf(lo, hi, loc, k, weights, cdf):
     """The fixed-point table of ``G(lo, hi, loc, k)`` into ``cdf[: n + 1]`` (``weights`` is
     scratch of at least ``n`` float64): ``cdf_i = floor(P_i (2^24 - n) / S) + i``."""
     n = hi - lo + 1
-    r = _ratio(k)
-    span = max(loc - lo, hi - loc) + 1
-    # powers r^j into the tail of `weights` is not possible (n may be < span); build in place:
-    # weight of symbol i is r^|lo + i - loc|, computed by the same sequential products.
-    p = 1.0
-    for j in range(span):
-        v = p if p >= 2.0**-64 else 0.0
-        i = loc - lo + j
-        if i < n:
-            weights[i] = v
-        i = loc - lo - j
-        if j > 0 and i >= 0:
-            weights[i] = v
-        p = p * r
+    geometric_weights(lo, hi, loc, k, weights)
     total = 0.0
     for i in range(n):
         total += weights[i]

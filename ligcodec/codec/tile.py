@@ -16,10 +16,6 @@ MAX_SYMBOL = (1 << 23) - 1
 #: Streams with more symbols than this (``hi - lo + 1``) are coded uniformly: the table model
 #: costs O(symbols) to build, and a reader must not be made to build a giant one.
 TABLE_MAX = 1 << 16
-#: Probabilities below this are set to 0 before quantisation (every symbol still gets the
-#: smallest fixed-point probability); it keeps subnormal numbers, whose handling some CPU modes
-#: change, out of the table, so that encoder and decoder build it bit for bit alike.
-TABLE_FLOOR = 2.0 ** -64
 _VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
 
 
@@ -36,32 +32,12 @@ def dequantise(qx, qy, qc, qk, origin, pos_step, chol_step, colour_step):
     return means, dequantise_chol(qc, chol_step), qk * np.asarray(colour_step, np.float64)
 
 
-def _ratios() -> np.ndarray:
-    """``r_k = 1 - 2^(-k/8)`` for the scale byte ``k`` = 0..255, with only exactly-rounded IEEE
-    operations (sqrt, multiply, power-of-two scaling, subtract) so that every platform gets the
-    same bits: ``2^(-1/8) = 1 / sqrt(sqrt(sqrt(2)))`` and its powers by repeated multiplication."""
-    c = 1.0 / math.sqrt(math.sqrt(math.sqrt(2.0)))
-    cpow = [1.0]
-    for _ in range(7):
-        cpow.append(cpow[-1] * c)
-    return np.array([1.0 - math.ldexp(cpow[k & 7], -(k >> 3)) for k in range(256)], np.float64)
-
-
-RATIOS = _ratios()
-
-
 def geometric_probabilities(lo: int, hi: int, loc: int, k: int) -> np.ndarray:
-    """Unnormalised probabilities of the symbols ``lo..hi``: ``r_k^|s - loc|`` (a discrete
-    Laplace), the powers by repeated multiplication, those below :data:`TABLE_FLOOR` set to 0."""
-    r = RATIOS[k]
-    span = max(loc - lo, hi - loc) + 1
-    powers = np.empty(span, np.float64)
-    powers[0] = 1.0
-    if span > 1:
-        powers[1:] = r
-        powers = np.cumprod(powers)  # sequential: ((1 * r) * r) * ..., bit-reproducible
-    powers[powers < TABLE_FLOOR] = 0.0
-    return powers[np.abs(np.arange(lo - loc, hi - loc + 1))]
+    """Unnormalised probabilities of the symbols ``lo..hi`` under the geometric table
+    (a discrete Laplace, :func:`ligcodec.codec.ans.geometric_weights`)."""
+    out = np.empty(hi - lo + 1, np.float64)
+    ans.geometric_weights(lo, hi, loc, k, out)
+    return out
 
 
 def _laplace_params(s: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
@@ -128,10 +104,11 @@ def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
     coder = stream.stack.AnsCoder()
     for i, (s, (m, lo)) in reversed(list(enumerate(zip(streams, models)))):
         if m is not None:  # a constant stream (lo == hi) codes no symbols
-            coder.encode_reverse(_symbols(s, lo, m), m)
+            symbols = (s - lo).astype(np.int32)  # models take 0..hi-lo
+            coder.encode_reverse(symbols, m)
             if stats is not None:
                 alone = stream.stack.AnsCoder()
-                alone.encode_reverse(_symbols(s, lo, m), m)
+                alone.encode_reverse(symbols, m)
                 key = stream_attribute(i)
                 stats[key] = stats.get(key, 0) + alone.num_bits()
     if stats is not None:
@@ -139,25 +116,22 @@ def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
     return bytes(head) + coder.get_compressed().astype("<u4").tobytes()
 
 
-def _model(i, lo, hi, loc, k):
-    """``(constriction model or None for a constant stream, lo)``; models take symbols
-    ``0..hi-lo``."""
-    if lo == hi:
-        return None, lo
-    if i == 0 or hi - lo + 1 > TABLE_MAX:
-        return stream.model.Uniform(hi - lo + 1), lo
-    return stream.model.Categorical(geometric_probabilities(lo, hi, loc, k), perfect=False), lo
-
-
 def _kind(i, lo, hi) -> int:
-    """The decoder's model kind; the same choice as :func:`_model`."""
+    """Model kind of stream ``i`` (spec section 4): constant, uniform (``qx`` and streams wider
+    than :data:`TABLE_MAX`) or the geometric table."""
     if lo == hi:
         return ans.CONST
     return ans.UNIFORM if i == 0 or hi - lo + 1 > TABLE_MAX else ans.TABLE
 
 
-def _symbols(s, lo, m):
-    return (s - lo).astype(np.int32)
+def _model(i, lo, hi, loc, k):
+    """``(constriction model, or None for a constant stream, lo)`` for the encoder."""
+    kind = _kind(i, lo, hi)
+    if kind == ans.CONST:
+        return None, lo
+    if kind == ans.UNIFORM:
+        return stream.model.Uniform(hi - lo + 1), lo
+    return stream.model.Categorical(geometric_probabilities(lo, hi, loc, k), perfect=False), lo
 
 
 class _Reader:
