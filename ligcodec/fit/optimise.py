@@ -107,7 +107,7 @@ def _grads_torch(means, chol, cols, target, scale):
     out = render_torch(*ts, size, scale=scale, region=(0, 0, w, h), backend="torch")
     loss = ((out - torch.as_tensor(target, device=dev)) ** 2).mean()
     loss.backward()
-    return float(loss), out.detach().cpu().numpy(), tuple(t.grad.cpu().numpy().astype(np.float64) for t in ts)
+    return float(loss.detach()), out.detach().cpu().numpy(), tuple(t.grad.cpu().numpy().astype(np.float64) for t in ts)
 
 
 def _lsq(g: Gaussians, target, scale, iters):
