@@ -12,10 +12,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .codec import colour
-from .codec.tile import decode_chunk, dequantise
+from .codec.batch import OK, decode_chunks
+from .codec.tile import decode_chunk
 from .container import LigReader
-from .errors import LigInputError
+from .errors import LigFormatError, LigInputError
 from .model import Model, tile_grid
 from .render import Gaussians
 from .render.contract import check_scale, output_size
@@ -32,6 +32,17 @@ class _LazyLevel:
         return self._image._reader.header.n_tiles
 
 
+class _LazyModel(Model):
+    """The model of a file: tiles are decoded when a render first needs them, all at once."""
+
+    def __init__(self, image: "LigImage", *args):
+        super().__init__(*args)
+        self._image = image
+
+    def gather(self, tiles, levels):
+        return self._image._gather(tiles, levels)
+
+
 class LigImage:
     """A ``.lig`` image. ``shape`` is (H, W, C) like numpy; ``dimensions`` is (W, H) like OpenSlide."""
 
@@ -43,7 +54,8 @@ class LigImage:
         self._cache: OrderedDict = OrderedDict()
         self._cache_size = cache_tiles
         self._origins = {t: (x0, y0) for t, x0, y0, _, _ in tile_grid(h.width, h.height, h.tile)}
-        self.model = Model(h.width, h.height, h.channels, h.tile, [_LazyLevel(self, i) for i in range(h.levels)])
+        self.model = _LazyModel(self, h.width, h.height, h.channels, h.tile,
+                                [_LazyLevel(self, i) for i in range(h.levels)])
 
     # -------------------------------------------------------------- conventions users know
     @property
@@ -160,17 +172,73 @@ class LigImage:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            h = self.header
-            data = self._reader.chunk(level, tile)
-            n = self._reader.entry(level, tile).count
-            qx, qy, qc, qk = decode_chunk(data, n, h.channels, f"tile {tile}, level {level}")
-            means, chol, coded = dequantise(qx, qy, qc, qk, self._origins[tile], h.pos_step, h.chol_step,
-                                            h.colour_step[level])
-            g = Gaussians(means, chol, colour.inverse(coded, h.colour_transform))
+            means, chol, cols, _ = self._decode_many([key])
+            g = Gaussians(means, chol, cols)
             self._cache[key] = g
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             return g
+
+    def _gather(self, tiles, levels):
+        """:meth:`Model.gather` for the file: cached tiles from the cache, the rest decoded in one
+        parallel batch (:func:`ligcodec.codec.batch.decode_chunks`)."""
+        keys = [(lvl, t) for t in tiles for lvl in levels]
+        with self._lock:
+            have = {}
+            for k in keys:
+                if k in self._cache:
+                    self._cache.move_to_end(k)
+                    have[k] = self._cache[k]
+            missing = [k for k in keys if k not in have]
+            batch = self._decode_many(missing) if missing else None
+            new = {}
+            if batch is not None:
+                means, chol, cols, first = batch
+                for i, k in enumerate(missing):
+                    new[k] = (first[i], first[i + 1])
+                # Keep copies of the last tiles decoded (views would pin the whole batch).
+                for i, k in list(enumerate(missing))[-self._cache_size:]:
+                    a, b = first[i], first[i + 1]
+                    self._cache[k] = Gaussians(means[a:b].copy(), chol[a:b].copy(), cols[a:b].copy())
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        seg = np.zeros(len(tiles) + 1, np.int64)
+        counts = [((new[k][1] - new[k][0]) if k in new else len(have[k])) for k in keys]
+        nl = len(levels)
+        seg[1:] = np.cumsum([sum(counts[i * nl : (i + 1) * nl]) for i in range(len(tiles))])
+        if not have:
+            return means, chol, cols, seg  # the batch is already in key order
+        parts = [have[k] if k in have else Gaussians(*(a[new[k][0]:new[k][1]] for a in (means, chol, cols)))
+                 for k in keys]
+        return (np.concatenate([g.means for g in parts]), np.concatenate([g.chol for g in parts]),
+                np.concatenate([g.colours for g in parts]), seg)
+
+    def _decode_many(self, keys):
+        """Read and decode the chunks ``keys = [(level, tile)]``: flat ``(means, chol, colours,
+        first [K + 1])``, chunk ``i`` in rows ``first[i]:first[i + 1]``."""
+        h, r = self.header, self._reader
+        chunks = [r.chunk(lvl, t) for lvl, t in keys]
+        counts = np.array([r.entry(lvl, t).count for lvl, t in keys], np.int64)
+        lens = np.array([len(c) for c in chunks], np.int64)
+        ends = np.cumsum(lens)
+        first = np.zeros(len(keys) + 1, np.int64)
+        first[1:] = np.cumsum(counts)
+        n = int(first[-1])
+        means = np.empty((n, 2), np.float64)
+        chol = np.empty((n, 3), np.float64)
+        cols = np.empty((n, h.channels), np.float32)
+        status = np.zeros(len(keys), np.int8)
+        decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, counts, first,
+                      np.array([self._origins[t] for _, t in keys], np.int64).reshape(-1, 2),
+                      float(h.pos_step), np.asarray(h.chol_step, np.float64),
+                      np.array([h.colour_step[lvl] for lvl, _ in keys], np.float64).reshape(len(keys), h.channels),
+                      h.colour_transform == "ycocg", means, chol, cols, status)
+        for i in np.flatnonzero(status != OK):
+            lvl, t = keys[i]
+            where = f"tile {t}, level {lvl}"
+            decode_chunk(chunks[i], int(counts[i]), h.channels, where)  # raises, naming what is wrong
+            raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} cannot be decoded")
+        return means, chol, cols, first
 
     @property
     def bytes_read(self) -> int:

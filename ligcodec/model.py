@@ -84,7 +84,7 @@ class Model:
         x0, y0, w, h = check_region(region, ow, oh)
         levels = self.default_levels(s) if levels is None else list(levels)
         out = np.zeros((h, w, self.channels), np.float32)
-        rects, anchors, parts = [], [], []
+        rects, anchors, tiles = [], [], []
         for t, X0, Y0, X1, Y1 in self._tiles_near((x0, y0, w, h), s):
             cx0, cx1 = tile_output_span(X0, X1, s)
             cy0, cy1 = tile_output_span(Y0, Y1, s)
@@ -92,25 +92,35 @@ class Model:
             ry0, ry1 = max(cy0, y0), min(cy1, y0 + h)
             if rx0 >= rx1 or ry0 >= ry1:
                 continue
-            gs = [g for g in (self.levels[lvl][t] for lvl in levels) if len(g)]
             rects.append((rx0, ry0, rx1, ry1))
             anchors.append(cx0)
-            parts.append(gs)
+            tiles.append(t)
         if not rects:
             return out
         # All tiles and levels in one projection and one kernel call (see render/owned.py).
-        seg = np.zeros(len(parts) + 1, np.int64)
-        seg[1:] = np.cumsum([sum(len(g) for g in gs) for gs in parts])
-        flat = [g for gs in parts for g in gs]
-        if not flat:
+        means, chol, colours, seg = self.gather(tiles, levels)
+        if seg[-1] == 0:
             return out
-        means = np.concatenate([g.means for g in flat])
-        chol = np.concatenate([g.chol for g in flat])
-        colours = np.concatenate([g.colours for g in flat]).astype(np.float32)
         params, cols = kernels.project(means, chol, colours, s, aa_variance(s), CUTOFF_Q)
         render_owned(params, cols, CUTOFF_Q, seg, np.array(rects, np.int64), np.array(anchors, np.int64),
                      x0, y0, out)
         return out
+
+    def gather(self, tiles, levels):
+        """The Gaussians of ``tiles``, each tile's ``levels`` in order, as flat arrays:
+        ``(means [N, 2] float64, chol [N, 3] float64, colours [N, C] float32, seg [T + 1])`` with
+        tile ``tiles[i]``'s rows ``seg[i]:seg[i + 1]``. A lazy model overrides this to decode
+        what it lacks in one batch."""
+        parts = [[self.levels[lvl][t] for lvl in levels] for t in tiles]
+        seg = np.zeros(len(parts) + 1, np.int64)
+        seg[1:] = np.cumsum([sum(len(g) for g in gs) for gs in parts])
+        flat = [g for gs in parts for g in gs if len(g)]
+        if not flat:
+            return np.zeros((0, 2)), np.zeros((0, 3)), np.zeros((0, self.channels), np.float32), seg
+        means = np.concatenate([g.means for g in flat]).astype(np.float64, copy=False)
+        chol = np.concatenate([g.chol for g in flat]).astype(np.float64, copy=False)
+        colours = np.concatenate([g.colours for g in flat]).astype(np.float32, copy=False)
+        return means, chol, colours, seg
 
     def _tiles_near(self, region, s):
         """The tiles that may own pixels of ``region`` (a superset; callers clip exactly), without

@@ -9,6 +9,7 @@ from constriction import stream
 
 from ..errors import LigFormatError
 from . import ans
+from .dequant import dequantise_chol_rows
 
 #: Symbols lie in ``[-MAX_SYMBOL, MAX_SYMBOL]``: a stream then has at most 2^24 - 1 distinct
 #: values, what a 24-bit-precision model can code (and a tile never needs more).
@@ -22,8 +23,9 @@ _VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
 def dequantise_chol(qc, chol_step) -> np.ndarray:
     """``(log l11, l21, log l22)`` of the indices: ``q0 s0``, ``q1 s1 exp(q2 s2)``, ``q2 s2``."""
     cs = np.asarray(chol_step, np.float64)
-    out = qc * cs
-    out[:, 1] *= np.exp(out[:, 2])
+    qc = np.asarray(qc)
+    out = np.empty(qc.shape, np.float64)
+    dequantise_chol_rows(np.ascontiguousarray(qc, np.int64), cs[0], cs[1], cs[2], out)
     return out
 
 
