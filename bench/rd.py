@@ -90,18 +90,21 @@ def decode_pil(data):
     return out, time.perf_counter() - t
 
 
-def run(paths, targets, workers):
+def run(paths, targets, workers, effort=None, codecs=None, **encode_kw):
     import ligcodec
     from PIL import Image
 
-    rows = {(t, c): [] for t in targets for c in ["ligcodec", *CODECS]}
+    codecs = {k: v for k, v in CODECS.items() if codecs is None or k in codecs}
+    rows = {(t, c): [] for t in targets for c in ["ligcodec", *codecs]}
     tmp = Path(tempfile.mkdtemp())
     for path in paths:
         img = np.asarray(Image.open(path).convert("RGB"))
         npx = img.shape[0] * img.shape[1]
         for target in targets:
             out = tmp / f"{path.stem}.lig"
-            r = ligcodec.encode(img, out, bpp=target, workers=workers)
+            if effort is not None:
+                encode_kw["effort"] = effort
+            r = ligcodec.encode(img, out, bpp=target, workers=workers, **encode_kw)
             ligcodec.decode(out)  # warm: the first decode in a process loads numba's compiled kernels
             t = time.perf_counter()
             dec = ligcodec.decode(out)
@@ -111,7 +114,7 @@ def run(paths, targets, workers):
                                                    enc=r.seconds, dec=tdec))
             print(f"  {path.stem} @ {target} bpp: ligcodec {size * 8 / npx:.3f} bpp {rows[(target, 'ligcodec')][-1]['psnr']:.2f} dB",
                   end="", flush=True)
-            for name, (enc, lo, hi, up) in CODECS.items():
+            for name, (enc, lo, hi, up) in codecs.items():
                 t = time.perf_counter()
                 data = best_under(img, size, enc, lo, hi, up)
                 tenc = time.perf_counter() - t
@@ -132,6 +135,8 @@ def main(argv=None):
     ap.add_argument("--bpp", type=float, nargs="+")
     ap.add_argument("--images", nargs="+", help="Kodak names, e.g. kodim23")
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--effort", type=int, help="ligcodec --effort (default: the encoder's)")
+    ap.add_argument("--codecs", nargs="+", choices=sorted(CODECS), help="compare with these only (default: all)")
     ap.add_argument("--plot", type=Path, help="write a matplotlib PNG here")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -143,7 +148,7 @@ def main(argv=None):
     if not paths:
         print(f"no Kodak images under {DATA}")
         return 0
-    rows = run(paths, targets, args.workers)
+    rows = run(paths, targets, args.workers, args.effort, args.codecs)
     table = []
     for (t, codec), rs in rows.items():
         if not rs:
@@ -162,7 +167,7 @@ def main(argv=None):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
-        for codec in ["ligcodec", *CODECS]:
+        for codec in ["ligcodec", *(args.codecs or CODECS)]:
             pts = [(np.mean([r["bpp"] for r in rows[(t, codec)]]), np.mean([r["psnr"] for r in rows[(t, codec)]]),
                     np.mean([r["msssim"] for r in rows[(t, codec)]])) for t in targets if rows[(t, codec)]]
             if pts:

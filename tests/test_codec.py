@@ -412,3 +412,21 @@ def test_ans_decoder_matches_constriction(seed, n, spread):
     out = decode_chunk(encode_chunk(qx, qy, qc, qk), n, 3, "t")
     for a, b in zip(out, (qx, qy, qc, qk)):
         assert np.array_equal(a, b)
+
+
+def test_colour_rounds_absorb_rounding_error(rng):
+    """SCENARIO: a tile whose target is exactly a render of its Gaussians, colours quantised with
+    a coarse step, all at once (1 round) or a group at a time with the rest re-solved (4 rounds).
+    EXPECTED RESULT: the rounds leave a smaller image error than rounding everything at once."""
+    from ligcodec.codec.quantise import QuantSteps, _render_local, quantise_level
+    from tests.conftest import random_gaussians
+
+    g = random_gaussians(rng, 120, 48, 48, 3, sigma=(1.0, 4.0), margin=0)
+    g = type(g)(g.means, g.chol, np.abs(g.colours) * 0.3)
+    target = _render_local(g, (48, 48, 3), 1.0)
+    steps = QuantSteps(colour_step=[[1 / 16] * 3])
+    err = {}
+    for rounds in (1, 4):
+        q = quantise_level(g, target, 1.0, steps, 0, "ycocg", lsq_iters=40, colour_rounds=rounds)
+        err[rounds] = float(np.mean((_render_local(q.gaussians, target.shape, 1.0) - target) ** 2))
+    assert err[4] < 0.8 * err[1], err

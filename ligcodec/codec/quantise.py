@@ -63,8 +63,53 @@ class QuantisedLevel:
     gaussians: Gaussians  # dequantised, tile-local
 
 
+#: Colour quantisation rounds (:func:`_quantise_colours`): the colours are quantised a group at
+#: a time and the rest re-solved to make up for the error.
+COLOUR_ROUNDS = 4
+
+
+def _render_local(g: Gaussians, shape, scale):
+    from ..render.contract import CUTOFF_Q, aa_variance
+    from ..render.kernels import project
+    from ..render.raster import rasterize
+
+    h, w, _ = shape
+    params, cols = project(g.means, g.chol, g.colours, scale, aa_variance(scale), CUTOFF_Q)
+    return rasterize(params, cols, (0, 0, w, h))
+
+
+def _quantise_colours(geo: Gaussians, target, scale, step, transform, rounds, lsq_iters):
+    """Colour indices ``[N, C]`` of ``geo`` (colours already least-squares on its geometry).
+
+    Rounding every colour at once leaves each Gaussian's rounding error in the image. The render
+    is linear in the colours, so (as GPTQ does for weights) the largest Gaussians are rounded
+    first and the colours not yet rounded are re-solved against what remains, absorbing the
+    error; the smallest, last group is rounded as it is."""
+    n = len(geo)
+    if rounds <= 1 or not lsq_iters or n < 2 * rounds:
+        return np.round(colour.forward(geo.colours, transform) / step)
+    qk = np.zeros((n, geo.colours.shape[1]))
+    cols = geo.colours.copy()
+    groups = np.array_split(np.argsort(-(geo.chol[:, 0] + geo.chol[:, 2]), kind="stable"), rounds)
+    fixed = np.zeros(n, bool)
+    for i, grp in enumerate(groups):
+        qk[grp] = np.round(colour.forward(cols[grp], transform) / step)
+        if i == rounds - 1:
+            break
+        fixed[grp] = True
+        cols[grp] = colour.inverse(qk[grp] * step, transform)
+        done = geo.take(np.flatnonzero(fixed))
+        done = Gaussians(done.means, done.chol, cols[fixed])
+        free = np.flatnonzero(~fixed)
+        rest = geo.take(free)
+        rest = _lsq(Gaussians(rest.means, rest.chol, cols[free]), target - _render_local(done, target.shape, scale),
+                    scale, lsq_iters)
+        cols[free] = rest.colours
+    return qk
+
+
 def quantise_level(g: Gaussians, target, scale, steps: QuantSteps, level: int, transform: str,
-                   lsq_iters: int = 40) -> QuantisedLevel:
+                   lsq_iters: int = 40, colour_rounds: int | None = None) -> QuantisedLevel:
     """Quantise ``g`` (tile-local) for ``target`` at ``scale``: positions and covariances to the
     grid, then the colours that best fit the quantised geometry (least squares), then those."""
     ps, cs = steps.pos_step, np.asarray(steps.chol_step)
@@ -78,9 +123,10 @@ def quantise_level(g: Gaussians, target, scale, steps: QuantSteps, level: int, t
     geo = Gaussians((q + 0.5) * ps, dequantise_chol(qc, cs), g.colours)
     if lsq_iters and len(g):
         geo = _lsq(geo, target, scale, lsq_iters)
-    coded = colour.forward(geo.colours, transform)
     step = np.asarray(steps.colour_step[level])
-    qk = np.clip(np.round(coded / step), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
+    qk = np.clip(_quantise_colours(geo, target, scale, step, transform,
+                                   COLOUR_ROUNDS if colour_rounds is None else colour_rounds, lsq_iters),
+                 -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
     deq = Gaussians(geo.means, geo.chol, colour.inverse(qk * step, transform))
     order = np.lexsort((q[:, 0], q[:, 1]))
     return QuantisedLevel(q[order, 0], q[order, 1], qc[order], qk[order], deq.take(order))
