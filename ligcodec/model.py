@@ -82,7 +82,7 @@ class Model:
         s = check_scale(scale)
         ow, oh = output_size(self.width, self.height, s)
         x0, y0, w, h = check_region(region, ow, oh)
-        levels = self.default_levels(s) if levels is None else list(levels)
+        levels = self.default_levels(s) if levels is None else self._check_levels(levels)
         out = np.zeros((h, w, self.channels), np.float32)
         rects, anchors, tiles = [], [], []
         for t, X0, Y0, X1, Y1 in self._tiles_near((x0, y0, w, h), s):
@@ -105,6 +105,16 @@ class Model:
         render_owned(params, cols, CUTOFF_Q, seg, np.array(rects, np.int64), np.array(anchors, np.int64),
                      x0, y0, out)
         return out
+
+    def _check_levels(self, levels) -> list[int]:
+        try:
+            out = [int(v) for v in levels]
+        except (TypeError, ValueError):
+            out = None
+        if not out or len(set(out)) != len(out) or not all(0 <= v < len(self.levels) for v in out):
+            raise LigInputError(f"levels {levels!r}: give distinct levels from 0..{len(self.levels) - 1}, "
+                                "e.g. [0] for the coarse preview")
+        return sorted(out)
 
     def gather(self, tiles, levels):
         """The Gaussians of ``tiles``, each tile's ``levels`` in order, as flat arrays:

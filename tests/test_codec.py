@@ -117,6 +117,15 @@ def test_preview_reads_only_level0_bytes(lig_file):
         assert im.bytes_read > level0_end
 
 
+@pytest.mark.parametrize("levels", [[], [2], [-1], [0, 0], ["x"], 3])
+def test_bad_levels_are_rejected(lig_file, levels):
+    """SCENARIO: a read asking for no level, a level the file lacks, a repeated one or junk.
+    EXPECTED RESULT: a LigInputError saying which levels exist, no traceback from inside."""
+    path, _ = lig_file
+    with ligcodec.open(path) as im, pytest.raises(ligcodec.LigInputError, match="levels"):
+        im.read(levels=levels)
+
+
 def test_failed_encode_leaves_no_file(tmp_path):
     target = tmp_path / "out.lig"
     with pytest.raises(LigError):
