@@ -167,17 +167,8 @@ class LigImage:
 
     # ------------------------------------------------------------------------ internals
     def _tile(self, level: int, tile: int) -> Gaussians:
-        key = (level, tile)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            means, chol, cols, _ = self._decode_many([key])
-            g = Gaussians(means, chol, cols)
-            self._cache[key] = g
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-            return g
+        means, chol, cols, _ = self._gather([tile], [level])
+        return Gaussians(means, chol, cols)
 
     def _gather(self, tiles, levels):
         """:meth:`Model.gather` for the file: cached tiles from the cache, the rest decoded in one
