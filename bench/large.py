@@ -205,7 +205,7 @@ def main(argv=None):
                          "window==full": same})
         if mp <= args.j2k_max:
             ours, theirs, jbpp = quarter_vs_j2k(src, out, size * 8 / side**2)
-            rows[-1].update({"[::4,::4] s": f"{ours:.2f}", "J2K reduce=2 s": f"{theirs:.2f}",
+            rows[-1].update({"[::4,::4] s": f"{ours:.3f}", "J2K reduce=2 s": f"{theirs:.3f}",
                              "J2K bpp": f"{jbpp:.3f}"})
         print(rows[-1], file=sys.stderr, flush=True)
     print_table(rows, ["MP", "side", "effort", "workers", "encode s", "s/MP", "peak RSS MB", "bpp",
