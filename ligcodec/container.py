@@ -168,6 +168,12 @@ class IndexEntry:
     count: int
 
 
+def max_chunk_count(tile: int) -> int:
+    """Most Gaussians one chunk may hold (section 3): one per pixel of a full tile, and at most
+    ``MAX_GAUSSIANS_PER_CHUNK``. It bounds what decoding a chunk allocates by the pixels it covers."""
+    return min(MAX_GAUSSIANS_PER_CHUNK, tile * tile)
+
+
 @dataclass
 class Index:
     """Section 3: one entry per (level, tile), level-major."""
@@ -179,7 +185,8 @@ class Index:
         return _INDEX_HEAD.pack(len(self.entries), crc32(body)) + body
 
     @classmethod
-    def parse(cls, head: bytes, read, at: int, expected: int, file_size: int) -> "Index":
+    def parse(cls, head: bytes, read, at: int, expected: int, file_size: int,
+              max_count: int = MAX_GAUSSIANS_PER_CHUNK) -> "Index":
         k, crc = _INDEX_HEAD.unpack(head)
         if k != expected:
             raise LigFormatError(f"index at byte {at} has {k} entries; levels x tiles = {expected}")
@@ -195,8 +202,10 @@ class Index:
             if off + length > file_size:
                 raise LigFormatError(f"index entry {i} at byte {at + 8 + i * INDEX_ENTRY_SIZE}: chunk [{off}, {off + length}) "
                                      f"runs past the end of the file ({file_size} bytes); the file is truncated")
-            if count > MAX_GAUSSIANS_PER_CHUNK:
-                raise LigFormatError(f"index entry {i}: {count} Gaussians exceeds the limit {MAX_GAUSSIANS_PER_CHUNK}")
+            if count > max_count:
+                raise LigFormatError(f"index entry {i} at byte {at + 8 + i * INDEX_ENTRY_SIZE}: {count} Gaussians "
+                                     f"exceeds the limit {max_count} (one per pixel of a tile, at most "
+                                     f"{MAX_GAUSSIANS_PER_CHUNK})")
             entries.append(IndexEntry(off, length, c, count))
         return cls(entries)
 
@@ -222,7 +231,8 @@ class LigReader:
             self.header = Header.parse(raw)
             at = PREFIX_SIZE + self.prefix.header_size
             self.index = Index.parse(self._read(at, _INDEX_HEAD.size), self._read, at,
-                                     self.header.levels * self.header.n_tiles, self.file_size)
+                                     self.header.levels * self.header.n_tiles, self.file_size,
+                                     max_chunk_count(self.header.tile))
         except BaseException:
             self._f.close()
             raise
@@ -269,8 +279,9 @@ def write_lig(fileobj, header: Header, chunks) -> int:
     offset = PREFIX_SIZE + len(hbytes) + _INDEX_HEAD.size + INDEX_ENTRY_SIZE * len(flat)
     entries = []
     for payload, count in flat:
-        if count > MAX_GAUSSIANS_PER_CHUNK:
-            raise LigInputError(f"a chunk of {count} Gaussians exceeds {MAX_GAUSSIANS_PER_CHUNK}; use smaller tiles")
+        if count > max_chunk_count(header.tile):
+            raise LigInputError(f"a chunk of {count} Gaussians exceeds {max_chunk_count(header.tile)} (one per pixel "
+                                f"of a {header.tile}-px tile, at most {MAX_GAUSSIANS_PER_CHUNK}); use fewer Gaussians")
         crc = crc32(payload) if isinstance(payload, (bytes, bytearray, memoryview)) else payload.crc
         entries.append(IndexEntry(offset, len(payload), crc, count))
         offset += len(payload)

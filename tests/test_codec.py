@@ -380,6 +380,20 @@ def test_header_lying_about_sizes_allocates_nothing_huge(tmp_path, lig_file):
         _decode_all(_corrupt(tmp_path, forged, "b.lig"))
 
 
+def test_index_count_above_one_per_pixel_is_rejected(tmp_path, lig_file):
+    """SCENARIO: a crafted index (valid CRC) claims 2^24 Gaussians for one 32-px tile's chunk.
+    EXPECTED RESULT: LigFormatError at open, naming the entry, before anything is allocated for
+    it (a chunk holds at most one Gaussian per pixel of its tile)."""
+    data = bytearray(lig_file[0].read_bytes())
+    hsize = struct.unpack_from("<I", data, 12)[0]
+    at = 20 + hsize
+    k = struct.unpack_from("<I", data, at)[0]
+    struct.pack_into("<I", data, at + 8 + 16, 1 << 24)
+    struct.pack_into("<I", data, at + 4, container.crc32(bytes(data[at + 8 : at + 8 + k * container.INDEX_ENTRY_SIZE])))
+    with pytest.raises(LigFormatError, match=r"index entry 0 at byte \d+: 16777216 Gaussians exceeds the limit 1024"):
+        ligcodec.open(_corrupt(tmp_path, data))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
        st.integers(0, 10**6))
