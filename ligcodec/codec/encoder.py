@@ -134,7 +134,8 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     Where tiles run: ``workers`` local processes (0: one per core; 1: this process), or a Dask
     distributed cluster (``scheduler``: address or ``Client``; its workers must be able to read
     a file ``image`` at the same path). Neither changes the bytes: same input, options and seed
-    give identical files.
+    give identical files in one environment (library versions and CPU; across environments the
+    floating-point fit can differ slightly).
 
     Safety: finished tiles go to ``path + ".partial"`` as they complete; the file is assembled
     under a temporary name and renamed, so a failed encode leaves no partial ``.lig`` and never
