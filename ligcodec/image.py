@@ -193,10 +193,9 @@ class LigImage:
                     self._cache[k] = Gaussians(means[a:b].copy(), chol[a:b].copy(), cols[a:b].copy())
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
+        counts = np.array([(new[k][1] - new[k][0]) if k in new else len(have[k]) for k in keys], np.int64)
         seg = np.zeros(len(tiles) + 1, np.int64)
-        counts = [((new[k][1] - new[k][0]) if k in new else len(have[k])) for k in keys]
-        nl = len(levels)
-        seg[1:] = np.cumsum([sum(counts[i * nl : (i + 1) * nl]) for i in range(len(tiles))])
+        seg[1:] = np.cumsum(counts.reshape(len(tiles), len(levels)).sum(1))
         if not have:
             return means, chol, cols, seg  # the batch is already in key order
         parts = [have[k] if k in have else Gaussians(*(a[new[k][0]:new[k][1]] for a in (means, chol, cols)))

@@ -69,13 +69,9 @@ COLOUR_ROUNDS = 4
 
 
 def _render_local(g: Gaussians, shape, scale):
-    from ..render.contract import CUTOFF_Q, aa_variance
-    from ..render.kernels import project
-    from ..render.raster import rasterize
+    from ..render.raster import project, rasterize
 
-    h, w, _ = shape
-    params, cols = project(g.means, g.chol, g.colours, scale, aa_variance(scale), CUTOFF_Q)
-    return rasterize(params, cols, (0, 0, w, h))
+    return rasterize(*project(g, scale), (0, 0, shape[1], shape[0]))
 
 
 def _quantise_colours(geo: Gaussians, target, scale, step, transform, rounds, lsq_iters):
@@ -98,13 +94,10 @@ def _quantise_colours(geo: Gaussians, target, scale, step, transform, rounds, ls
             break
         fixed[grp] = True
         cols[grp] = colour.inverse(qk[grp] * step, transform)
-        done = geo.take(np.flatnonzero(fixed))
-        done = Gaussians(done.means, done.chol, cols[fixed])
-        free = np.flatnonzero(~fixed)
-        rest = geo.take(free)
-        rest = _lsq(Gaussians(rest.means, rest.chol, cols[free]), target - _render_local(done, target.shape, scale),
-                    scale, lsq_iters)
-        cols[free] = rest.colours
+        done = Gaussians(geo.means[fixed], geo.chol[fixed], cols[fixed])
+        free = ~fixed
+        rest = Gaussians(geo.means[free], geo.chol[free], cols[free])
+        cols[free] = _lsq(rest, target - _render_local(done, target.shape, scale), scale, lsq_iters).colours
     return qk
 
 
