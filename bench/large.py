@@ -4,6 +4,7 @@ whole image at 1/4 scale vs Pillow's JPEG 2000 ``reduce=2``.
     python bench/large.py                       # 4, 16, 64, 256 MP at --effort 1
     python bench/large.py --sizes 4 16 --effort 6
     python bench/large.py --giga                # adds the 1 GP (32768^2) image
+    python bench/large.py --sizes 4 --giga --resume  # hours: Ctrl-C stops, the same command goes on
     python bench/large.py --sizes 4 --workers-test   # 1 vs 2 workers on the 4 MP image
 
 Test images are mosaics of 512x512 crops of the real photos in ../shared/data (aerial, satellite,
@@ -96,8 +97,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(cmd) -> tuple[float, float]:
-    """(wall seconds, peak tree RSS in MB) of a command."""
+def run_measured(cmd, interruptible: bool = False) -> tuple[float, float, float, bool]:
+    """(wall seconds, peak tree RSS in MB, CPU seconds of it and its workers, interrupted) of a
+    command. Ctrl-C (SIGINT to the process group) stops the command; with ``interruptible`` its
+    figures so far are returned, otherwise the interrupt propagates."""
+    import resource
+
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
     peak = [0]
@@ -109,17 +115,42 @@ def run_measured(cmd) -> tuple[float, float]:
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    rc = proc.wait()
+    interrupted = False
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        if not interruptible:
+            raise
+        interrupted, rc = True, proc.wait()
     th.join()
-    if rc:
+    if rc and not interrupted:
         raise SystemExit(f"command failed ({rc}): {' '.join(map(str, cmd))}")
-    return time.perf_counter() - t0, peak[0] / 2**20
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    return time.perf_counter() - t0, peak[0] / 2**20, cpu, interrupted
 
 
-def encode(src: Path, out: Path, effort: int, workers: int, extra=()):
+def encode(src: Path, out: Path, effort: int, workers: int, resume: bool = False, extra=()):
+    """(wall s, peak RSS MB, CPU s, parts) of encoding ``src``. With ``resume`` an interrupted run
+    (Ctrl-C, a lost session) continues from the tiles in its journal, and the parts' times add up:
+    each part appends its figures to ``out + ".runs.json"``, removed when a fresh run starts."""
+    import json
+
+    log = Path(str(out) + ".runs.json")
+    going_on = resume and log.exists() and Path(str(out) + ".partial").exists()  # an unfinished run
+    parts = json.loads(log.read_text()) if going_on else []
     cmd = [sys.executable, "-m", "ligcodec.cli", "encode", str(src), str(out), "--effort", str(effort),
-           "--workers", str(workers), "--force", "--no-resume", "-q", *extra]
-    return run_measured(cmd)
+           "--workers", str(workers), "--force", "--resume" if resume else "--no-resume", "-q", *extra]
+    secs, rss, cpu, stopped = run_measured(cmd, interruptible=resume)
+    parts.append({"seconds": secs, "rss_mb": rss, "cpu_s": cpu, "date": time.strftime("%Y-%m-%d %H:%M"),
+                  "interrupted": stopped})
+    if resume:
+        log.write_text(json.dumps(parts, indent=1))
+    if stopped:
+        raise SystemExit(f"interrupted after {secs:.0f} s: run again with --resume to continue from "
+                         f"{out}.partial")
+    return (sum(p["seconds"] for p in parts), max(p["rss_mb"] for p in parts), sum(p["cpu_s"] for p in parts),
+            len(parts))
 
 
 def region_reads(lig: Path, side: int):
@@ -178,6 +209,9 @@ def main(argv=None):
     ap.add_argument("--effort", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--workers-test", action="store_true", help="also encode the smallest size with 1 worker")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted encode from its journal (Ctrl-C stops one cleanly); "
+                         "the parts' seconds add up in the table")
     ap.add_argument("--j2k-max", type=int, default=64, help="largest size (MP) for the JPEG 2000 comparison")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-large"))
     args = ap.parse_args(argv)
@@ -193,10 +227,11 @@ def main(argv=None):
         out = args.workdir / f"mosaic_{side}_e{args.effort}.lig"
         runs = [args.workers] + ([1] if args.workers_test and mp == min(sizes) and args.workers != 1 else [])
         for wk in runs:
-            secs, rss = encode(src, out, args.effort, wk)
+            secs, rss, cpu, parts = encode(src, out, args.effort, wk, args.resume)
             size = out.stat().st_size
             row = {"MP": f"{side * side / 1e6:.0f}", "side": side, "effort": args.effort, "workers": wk,
                    "encode s": f"{secs:.0f}", "s/MP": f"{secs / (side * side / 1e6):.2f}",
+                   "CPU s/MP": f"{cpu / (side * side / 1e6):.2f}", "parts": parts,
                    "peak RSS MB": f"{rss:.0f}", "bpp": f"{size * 8 / side**2:.3f}"}
             print(row, file=sys.stderr, flush=True)
             rows.append(row)
@@ -208,7 +243,7 @@ def main(argv=None):
             rows[-1].update({"[::4,::4] s": f"{ours:.3f}", "J2K reduce=2 s": f"{theirs:.3f}",
                              "J2K bpp": f"{jbpp:.3f}"})
         print(rows[-1], file=sys.stderr, flush=True)
-    print_table(rows, ["MP", "side", "effort", "workers", "encode s", "s/MP", "peak RSS MB", "bpp",
+    print_table(rows, ["MP", "side", "effort", "workers", "encode s", "s/MP", "CPU s/MP", "parts", "peak RSS MB", "bpp",
                        "1024^2 read cold ms", "warm ms", "window==full", "[::4,::4] s", "J2K reduce=2 s", "J2K bpp"])
 
 
