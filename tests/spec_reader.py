@@ -1,0 +1,419 @@
+"""A `.lig` reader written from spec/lig-format.md alone (no ligcodec imports).
+
+It exists to check that the specification is complete. Only the standard library,
+numpy, msgpack and constriction are used.
+
+    read_lig(path, backend="constriction", strict=False)
+        -> {"header": dict, "chunks": {(level, tile): {...}}}
+    render_full(decoded) -> np.ndarray [H, W, C] float64   (scale 1, before clamping)
+    to_samples(image, bit_depth) -> uint8/uint16 array     (clamp, scale, round)
+
+`backend="spec"` decodes with a pure-Python transcription of the spec's own fixed-point
+table and ANS pseudo-code instead of constriction (used to check that section 4's
+pseudo-code is enough on its own). `strict=True` also rejects a chunk whose ANS words are not
+used up exactly, a check the spec does not require and ligcodec does not make.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import struct
+import zlib
+
+import msgpack
+import numpy as np
+
+# Section 1 constants.
+MAGIC = bytes.fromhex("894C49470D0A1A0A")
+VERSION_MAJOR = 2
+VERSION_MINOR = 0
+PREFIX_SIZE = 20
+INDEX_ENTRY_SIZE = 24
+MAX_HEADER_SIZE = 16777216
+MAX_GAUSSIANS_PER_CHUNK = 16777216
+MAX_SYMBOL = 8388607
+TABLE_MAX = 65536
+PRECISION = 24
+
+
+# --------------------------------------------------------------------------- header
+
+
+def _check_header(h, size):
+    if not isinstance(h, dict):
+        raise ValueError("header (offset 20): not a msgpack map")
+
+    def need(key):
+        if key not in h:
+            raise ValueError(f"header (offset 20): missing required key {key!r}")
+        return h[key]
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for k in ("width", "height"):
+        v = need(k)
+        if not is_int(v) or not 1 <= v <= 2**24:
+            raise ValueError(f"header: {k}={v!r} out of range 1..2^24")
+    c = need("channels")
+    if not is_int(c) or not 1 <= c <= 4:
+        raise ValueError(f"header: channels={c!r} out of range 1..4")
+    bd = need("bit_depth")
+    if bd not in (8, 16) or not is_int(bd):
+        raise ValueError(f"header: bit_depth={bd!r} not 8 or 16")
+    t = need("tile")
+    if not is_int(t) or t < 16:
+        raise ValueError(f"header: tile={t!r} < 16")
+    L = need("levels")
+    if not is_int(L) or not 1 <= L <= 8:
+        raise ValueError(f"header: levels={L!r} out of range 1..8")
+    ct = need("colour_transform")
+    if ct not in ("ycocg", "none"):
+        raise ValueError(f"header: colour_transform={ct!r} unknown")
+    if ct == "ycocg" and c < 3:
+        raise ValueError(f"header: colour_transform 'ycocg' with {c} channel(s)")
+    ps = need("pos_step")
+    if not is_num(ps) or ps <= 0:
+        raise ValueError(f"header: pos_step={ps!r} not > 0")
+    cs = need("chol_step")
+    if not isinstance(cs, (list, tuple)) or len(cs) != 3 or not all(is_num(v) and v > 0 for v in cs):
+        raise ValueError(f"header: chol_step={cs!r} not 3 floats > 0")
+    cols = need("colour_step")
+    if (
+        not isinstance(cols, (list, tuple))
+        or len(cols) != L
+        or not all(
+            isinstance(row, (list, tuple)) and len(row) == c and all(is_num(v) and v > 0 for v in row)
+            for row in cols
+        )
+    ):
+        raise ValueError(f"header: colour_step is not [[float > 0 x {c}] x {L}]")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _laplace_weights(lo, hi, loc, k):
+    """Section 4, the geometric table G(lo, hi, loc, k): float64 weights w_0..w_(n-1)."""
+    c = 1.0 / math.sqrt(math.sqrt(math.sqrt(2.0)))
+    cj = [1.0]
+    for _ in range(7):
+        cj.append(cj[-1] * c)
+    t = math.ldexp(cj[k % 8], -(k // 8))
+    r = 1.0 - t
+    m = max(loc - lo, hi - loc)
+    p = [1.0] * (m + 1)
+    for j in range(1, m + 1):
+        p[j] = p[j - 1] * r
+    tiny = 2.0**-64
+    p = [0.0 if v < tiny else v for v in p]
+    return [p[abs(lo + i - loc)] for i in range(hi - lo + 1)]
+
+
+def _categorical_cdf(w):
+    """Section 4: constriction's Categorical(w, perfect=False) at 24-bit precision."""
+    n = len(w)
+    S = 0.0
+    for v in w:
+        S += v
+    scale = (2**PRECISION - n) / S
+    cdf = []
+    P = 0.0
+    for i in range(n):
+        cdf.append(math.floor(P * scale) + i)
+        P += w[i]
+    cdf.append(2**PRECISION)
+    return cdf
+
+
+class _SpecAns:
+    """Section 4: the ANS decoder as written in the spec (32-bit words, 64-bit state)."""
+
+    def __init__(self, words):
+        self.words = list(words)
+        if not self.words:
+            self.state = 0
+        else:
+            self.state = self.words.pop()
+            if self.state == 0:
+                raise ValueError("last ANS word is 0")
+            while self.words and self.state < 2**32:
+                self.state = (self.state << 32) | self.words.pop()
+
+    def _decode_one(self, find, cdf_at):
+        q = self.state & (2**PRECISION - 1)
+        i = find(q)
+        lo, hi = cdf_at(i), cdf_at(i + 1)
+        self.state = (self.state >> PRECISION) * (hi - lo) + (q - lo)
+        if self.state < 2**32 and self.words:
+            self.state = (self.state << 32) | self.words.pop()
+        return i
+
+    def decode_categorical(self, cdf, n):
+        m = len(cdf) - 1
+        find = lambda q: bisect.bisect_right(cdf, q, 0, m) - 1  # noqa: E731
+        return [self._decode_one(find, cdf.__getitem__) for _ in range(n)]
+
+    def decode_uniform(self, m, n):
+        u = 2**PRECISION // m
+        find = lambda q: min(q // u, m - 1)  # noqa: E731
+        cdf_at = lambda i: 2**PRECISION if i >= m else i * u  # noqa: E731
+        return [self._decode_one(find, cdf_at) for _ in range(n)]
+
+    def is_empty(self):
+        return self.state == 0 and not self.words
+
+
+class _ConstrictionAns:
+    def __init__(self, words):
+        import constriction  # the coder named by the spec (stream is an attribute, not a module)
+
+        self.constriction = constriction
+        self.coder = constriction.stream.stack.AnsCoder(np.asarray(words, dtype=np.uint32))
+
+    def decode_categorical_weights(self, w, n):
+        model = self.constriction.stream.model.Categorical(np.asarray(w, dtype=np.float64), perfect=False)
+        return [int(v) for v in self.coder.decode(model, n)]
+
+    def decode_uniform(self, m, n):
+        return [int(v) for v in self.coder.decode(self.constriction.stream.model.Uniform(m), n)]
+
+    def is_empty(self):
+        return self.coder.is_empty()
+
+
+# --------------------------------------------------------------------------- chunk
+
+
+def _varint(buf, pos, end, where):
+    v = 0
+    for i in range(4):
+        if pos >= end:
+            raise ValueError(f"{where}: stream table runs past the chunk end (byte {pos})")
+        b = buf[pos]
+        pos += 1
+        v |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            return v, pos
+    raise ValueError(f"{where}: varint longer than 4 bytes (byte {pos - 4})")
+
+
+def _unzz(u):
+    return u >> 1 if u % 2 == 0 else -(u >> 1) - 1
+
+
+def _decode_chunk(buf, off, length, n, C, where, backend, strict):
+    end = off + length
+    pos = off
+    S = 5 + C
+    entries = []
+    for s in range(S):
+        if s == 0:
+            u, pos = _varint(buf, pos, end, where)
+            lo = _unzz(u)
+            d, pos = _varint(buf, pos, end, where)
+            hi = lo + d
+            entries.append(("uniform", lo, hi, None, None))
+        else:
+            u, pos = _varint(buf, pos, end, where)
+            loc = _unzz(u)
+            a, pos = _varint(buf, pos, end, where)
+            b, pos = _varint(buf, pos, end, where)
+            if pos >= end:
+                raise ValueError(f"{where}: stream table runs past the chunk end (byte {pos})")
+            k = buf[pos]
+            pos += 1
+            entries.append(("geometric", loc - a, loc + b, loc, k))
+        _, lo, hi, _, _ = entries[-1]
+        if lo < -MAX_SYMBOL or hi > MAX_SYMBOL:
+            raise ValueError(f"{where}: stream {s + 1} symbol range [{lo}, {hi}] outside +-MAX_SYMBOL")
+    rest = end - pos
+    if rest % 4:
+        raise ValueError(f"{where}: {rest} bytes of ANS data is not a whole number of 32-bit words (byte {pos})")
+    words = struct.unpack_from(f"<{rest // 4}I", buf, pos)
+    try:
+        coder = _ConstrictionAns(words) if backend == "constriction" else _SpecAns(words)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{where}: ANS data does not decode ({e})") from None
+    streams = []
+    try:
+        for kind, lo, hi, loc, k in entries:
+            if lo == hi:
+                streams.append(np.full(n, lo, dtype=np.int64))
+                continue
+            m = hi - lo + 1
+            if kind == "uniform" or m > TABLE_MAX:
+                sym = coder.decode_uniform(m, n)
+            else:
+                w = _laplace_weights(lo, hi, loc, k)
+                if backend == "constriction":
+                    sym = coder.decode_categorical_weights(w, n)
+                else:
+                    sym = coder.decode_categorical(_categorical_cdf(w), n)
+            streams.append(np.asarray(sym, dtype=np.int64) + lo)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{where}: ANS data does not decode ({e})") from None
+    if strict and not coder.is_empty():
+        # Not required by section 7 (ligcodec itself accepts left-over words); opt-in.
+        raise ValueError(f"{where}: ANS data left over after {n} Gaussians")
+    return streams
+
+
+# --------------------------------------------------------------------------- file
+
+
+def read_lig(path, backend="constriction", strict=False):
+    with open(path, "rb") as f:
+        buf = f.read()
+    size = len(buf)
+    if size < 28:
+        raise ValueError(f"file is {size} bytes, shorter than 28")
+    if buf[:8] != MAGIC:
+        raise ValueError("offset 0: wrong magic, not a .lig file")
+    major, minor, flags, H, hcrc = struct.unpack_from("<BBHII", buf, 8)
+    if major > VERSION_MAJOR:
+        raise ValueError(f"offset 8: major version {major}: written by a newer ligcodec")
+    if major != VERSION_MAJOR:
+        raise ValueError(f"offset 8: major version {major} is not supported (need {VERSION_MAJOR})")
+    if not 1 <= H <= MAX_HEADER_SIZE:
+        raise ValueError(f"offset 12: header length {H} outside 1..{MAX_HEADER_SIZE}")
+    if PREFIX_SIZE + H + 8 > size:
+        raise ValueError(f"offset 12: header length {H} runs past the end of the file")
+    hbytes = buf[PREFIX_SIZE : PREFIX_SIZE + H]
+    if zlib.crc32(hbytes) != hcrc:
+        raise ValueError("offset 16: header CRC mismatch")
+    try:
+        header = msgpack.unpackb(hbytes, raw=False, strict_map_key=False)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"offset 20: header is not msgpack ({e})") from None
+    _check_header(header, H)
+
+    W, Ht, C, T, L = (header[k] for k in ("width", "height", "channels", "tile", "levels"))
+    nx, ny = -(-W // T), -(-Ht // T)
+    ntiles = nx * ny
+    ipos = PREFIX_SIZE + H
+    K, icrc = struct.unpack_from("<II", buf, ipos)
+    if K != L * ntiles:
+        raise ValueError(f"offset {ipos}: K={K}, expected levels x tiles = {L * ntiles}")
+    tpos = ipos + 8
+    if tpos + INDEX_ENTRY_SIZE * K > size:
+        raise ValueError(f"offset {tpos}: index table runs past the end of the file")
+    table = buf[tpos : tpos + INDEX_ENTRY_SIZE * K]
+    if zlib.crc32(table) != icrc:
+        raise ValueError(f"offset {ipos + 4}: index CRC mismatch")
+    max_n = min(MAX_GAUSSIANS_PER_CHUNK, T * T)
+
+    pos_step = float(header["pos_step"])
+    cstep = [float(v) for v in header["chol_step"]]
+    ycocg = header["colour_transform"] == "ycocg"
+    chunks = {}
+    expect_off = tpos + INDEX_ENTRY_SIZE * K
+    for e in range(K):
+        level, tile = divmod(e, ntiles)
+        where = f"chunk level {level} tile {tile} (index entry {e}, offset {tpos + 24 * e})"
+        off, length, ccrc, n, _reserved = struct.unpack_from("<QIIII", table, 24 * e)
+        if off + length > size:
+            raise ValueError(f"{where}: chunk [{off}, {off + length}) extends past the end of the file")
+        if n > max_n:
+            raise ValueError(f"{where}: count {n} above {max_n}")
+        if off != expect_off:
+            # Spec: "Chunks lie in index order without gaps" (not listed in section 7).
+            raise ValueError(f"{where}: chunk offset {off}, expected {expect_off} (gap or overlap)")
+        expect_off = off + length
+        if zlib.crc32(buf[off : off + length]) != ccrc:
+            raise ValueError(f"{where}: chunk CRC mismatch")
+        if n == 0 and length == 0:
+            continue
+        if length == 0:
+            raise ValueError(f"{where}: {n} Gaussians in an empty chunk")
+        qx, dqy, q0, q1, q2, *cq = _decode_chunk(buf, off, length, n, C, where, backend, strict)
+        qy = np.cumsum(dqy)
+        if strict and n > 1 and np.any(dqy[1:] < 0):  # section 4 says >= 0; not in section 7
+            raise ValueError(f"{where}: y differences are negative")
+        tx, ty = tile % nx, tile // nx
+        X0, Y0 = tx * T, ty * T
+        means = np.stack([X0 + (qx + 0.5) * pos_step, Y0 + (qy + 0.5) * pos_step], axis=1).astype(np.float64)
+        log_l11 = q0 * cstep[0]
+        log_l22 = q2 * cstep[2]
+        l21 = q1 * cstep[1] * np.exp(log_l22)
+        chol = np.stack([log_l11, l21, log_l22], axis=1).astype(np.float64)
+        steps = header["colour_step"][level]
+        col = np.stack([cq[c] * float(steps[c]) for c in range(C)], axis=1).astype(np.float64)
+        if ycocg:
+            Y, Co, Cg = col[:, 0].copy(), col[:, 1].copy(), col[:, 2].copy()
+            col[:, 0] = Y + Co - Cg
+            col[:, 1] = Y + Cg
+            col[:, 2] = Y - Co - Cg
+        chunks[(level, tile)] = {
+            "means": means,  # [N, 2] (x, y) full-res pixels
+            "chol": chol,  # [N, 3] (log l11, l21, log l22): L = [[e^chol0, 0], [chol1, e^chol2]]
+            "colours": col,  # [N, C] amplitudes in channel space (after inverse YCoCg)
+            "q": {"qx": qx, "qy": qy, "q0": q0, "q1": q1, "q2": q2, "c": np.stack(cq, axis=1)},
+        }
+    if expect_off != size:
+        # Not stated in the spec either way; reported, not an error.
+        header = dict(header)
+        header["_trailing_bytes"] = size - expect_off
+    return {"header": header, "chunks": chunks}
+
+
+# --------------------------------------------------------------------------- render
+
+
+def render_full(decoded, batch=64):
+    """Section 6 at scale 1: float image [H, W, C], sum over levels, before clamping."""
+    h = decoded["header"]
+    W, H, C, T, L = (h[k] for k in ("width", "height", "channels", "tile", "levels"))
+    nx = -(-W // T)
+    img = np.zeros((H, W, C), dtype=np.float64)
+    for (level, tile), ch in decoded["chunks"].items():
+        n = len(ch["means"])
+        if n == 0:
+            continue
+        tx, ty = tile % nx, tile // nx
+        x0, x1 = tx * T, min((tx + 1) * T, W)
+        y0, y1 = ty * T, min((ty + 1) * T, H)
+        # Pixels whose centre lies in this tile (at scale 1: exactly the tile's pixels).
+        py, px = np.mgrid[y0:y1, x0:x1]
+        cx = (px + 0.5).ravel()
+        cy = (py + 0.5).ravel()
+        a = np.exp(ch["chol"][:, 0])
+        b = ch["chol"][:, 1]
+        d = np.exp(ch["chol"][:, 2])
+        # Sigma = L L^T = [[a^2, a b], [a b, b^2 + d^2]]; q = |L^-1 (p - mu)|^2.
+        acc = np.zeros((cx.size, C))
+        for s in range(0, n, batch):
+            sl = slice(s, s + batch)
+            dx = cx[:, None] - ch["means"][None, sl, 0]
+            dy = cy[:, None] - ch["means"][None, sl, 1]
+            z1 = dx / a[None, sl]
+            z2 = (dy - b[None, sl] * z1) / d[None, sl]
+            q = z1 * z1 + z2 * z2
+            g = np.where(q <= 9.0, np.exp(-0.5 * q), 0.0)
+            acc += g @ ch["colours"][sl]
+        img[y0:y1, x0:x1] += acc.reshape(y1 - y0, x1 - x0, C)
+    return img
+
+
+def to_samples(img, bit_depth):
+    """Clamp to [0, 1], scale to the bit depth and round (half to even, numpy's rint)."""
+    top = 2**bit_depth - 1
+    v = np.rint(np.clip(img, 0.0, 1.0) * top)
+    return v.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for p in sys.argv[1:]:
+        dec = read_lig(p)
+        hd = dec["header"]
+        print(p, {k: hd[k] for k in ("width", "height", "channels", "bit_depth", "tile", "levels", "colour_transform")})
+        for key in sorted(dec["chunks"]):
+            print("  level %d tile %d: %d Gaussians" % (key[0], key[1], len(dec["chunks"][key]["means"])))
