@@ -1,13 +1,13 @@
 """ligcodec: large images as levels of 2D Gaussians."""
 
-from .errors import LigError, LigFormatError, LigInputError, LigSizeError
+from .errors import LigError, LigFormatError, LigIndexError, LigInputError, LigSizeError
 from .image import LigImage, decode, open  # noqa: A004
 from .model import Model
 from .render import Gaussians
 
 __version__ = "0.1.0"
 
-__all__ = ["Gaussians", "LigError", "LigFormatError", "LigInputError", "LigImage", "LigSizeError", "Model",
+__all__ = ["Gaussians", "LigError", "LigFormatError", "LigIndexError", "LigInputError", "LigImage", "LigSizeError", "Model",
            "decode", "encode", "fit", "open"]
 
 

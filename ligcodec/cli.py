@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import LigError
+from .errors import LigError, LigInputError
 
 
 def _region(value):
@@ -90,6 +90,11 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     from .source import open_source
 
     _check_output(output, force, input)
+    from .io import IMAGE_SUFFIXES
+
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        raise LigInputError(f"OUTPUT {output} is named like an image, but encode writes a .lig file: "
+                               f"name it {output.with_suffix('.lig').name}")
     if sum(x is not None for x in (gaussians, quality, bpp, psnr, density)) > 1:
         raise click.UsageError("give at most one of --quality, --gaussians, --bpp, --psnr, --density")
     src = open_source(input)
@@ -99,39 +104,53 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     def report(done, total):
         if quiet:
             return
+        tiles = total // 2  # every tile is fitted (pass 1), then quantised and coded (pass 2)
+        where = f"fit {done}/{tiles} tiles" if done <= tiles else f"fitted; code {done - tiles}/{tiles} tiles"
         if first[0] is None or done == 0:  # an encode (or a --psnr pass) starts
             first[0], t0[0] = done, time.perf_counter()
             if done:
-                click.echo(f"resuming from {journal_path(output)}: {done}/{total} tiles already done", err=True)
+                click.echo(f"resuming from {journal_path(output)}: {where}", err=True)
             return
         el = time.perf_counter() - t0[0]
         new = done - first[0]
         eta = f", about {el / new * (total - done):.0f} s left" if new and done < total else ""
-        click.echo(f"\rencode: tile {done}/{total}, {el:.0f} s{eta}   ", nl=done == total, err=True)
+        click.echo(f"\rencode: {where}, {el:.0f} s{eta}   ", nl=done == total, err=True)
 
-    r = encode_image(src, output, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr, density=density,
-                     seed=seed, workers=workers,
-                     effort=effort, config=FitConfig(levels=levels), progress=report, scheduler=scheduler,
-                     resume=resume, **extra)
+    try:
+        r = encode_image(src, output, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr, density=density,
+                         seed=seed, workers=workers,
+                         effort=effort, config=FitConfig(levels=levels), progress=report, scheduler=scheduler,
+                         resume=resume, **extra)
+    except BaseException as e:
+        if _interrupted(e):
+            kept = journal_path(output)
+            raise _Interrupted("encode interrupted" + (f"; the finished tiles are kept in {kept}: run the same "
+                                                       "command again to go on from them" if kept.exists() else ""))
+        raise
     if not quiet:
         click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
                    f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s"
                    + (f" ({r.passes} passes)" if r.passes > 1 else ""), err=True)
+    if psnr is not None and r.psnr < psnr:  # said even with -q: the file is not what was asked for
+        click.echo(f"ligcodec: warning: the target PSNR {psnr:g} dB was not reached; the best found is "
+                   f"{r.psnr:.2f} dB at {r.bpp:.3f} bpp", err=True)
 
 
 @cli.command()
 @click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG or TIFF (tiled, written in bands: any size); default: INPUT's name with .png "
-                   "(.tif above 64 MP) next to it.")
+              help="PNG or TIFF (tiled, written in bands: any size; both keep 16 bits), or 8-bit "
+                   "WebP (lossless) or JPEG (quality 95, no alpha); default: INPUT's name with .png (.tif "
+                   "above 64 MP) next to it.")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Output size = scale x image size (e.g. 0.25).")
 @click.option("--region", help="x,y,w,h window in output pixels (at --scale).")
 @click.option("--preview", is_flag=True, help="Coarse level only: reads only level-0 bytes, lower quality.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def decode(input, output, scale, region, preview, force):
+@click.option("--quiet", "-q", is_flag=True, help="Do not say what was written.")
+def decode(input, output, scale, region, preview, force, quiet):
     """Decompress INPUT.lig to an image, at any scale and region."""
     from .image import LigImage
-    from .io import TIFF_SUFFIXES, write_tiff_tiled
+    from .io import TIFF_SUFFIXES, check_output_format, write_tiff_tiled
     from .render.contract import check_region, check_scale, output_size
 
     levels = [0] if preview else None
@@ -143,15 +162,18 @@ def decode(input, output, scale, region, preview, force):
             big = w * h > 64_000_000
             output = input.with_suffix(".tif" if big else ".png")
         _check_output(output, force, input)
+        check_output_format(output, img.header.channels, depth)
         if output.suffix.lower() in TIFF_SUFFIXES:
             # Tiled (Big)TIFF, rendered one band of tiles at a time: memory does not grow with size.
             write_tiff_tiled(output, w, h, img.header.channels, img.dtype,
                              lambda by, bh: img.read(scale, (x, y + by, w, bh), levels))
         else:
             check_region((x, y, w, h), ow, oh)  # in memory: within the render limit
-            _write_output(img.read(scale=scale, region=(x, y, w, h), levels=levels), output, input, force, depth)
+            _write_output(img.read(scale=scale, region=(x, y, w, h), levels=levels), output, input, force, depth,
+                          quiet)
             return
-    click.echo(f"wrote {output} ({w}x{h}, {img.header.channels} channel(s), {depth}-bit, tiled TIFF)", err=True)
+    if not quiet:
+        click.echo(f"wrote {output} ({w}x{h}, {img.header.channels} channel(s), {depth}-bit, tiled TIFF)", err=True)
 
 
 @cli.command()
@@ -191,14 +213,19 @@ def render(model, output, scale, region, force):
 
 
 @cli.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--verbose", "-v", is_flag=True, help="Bytes per level and bits per Gaussian (.lig).")
-def info(model, verbose):
-    """Describe a .lig file (or a .npz model): size, channels, tiles, Gaussians per level."""
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--verbose", "-v", is_flag=True, help="Quantiser steps, encoder settings and bits per Gaussian "
+              "per attribute (.lig).")
+@click.option("--check", is_flag=True, help="Also read and decode every chunk: CRCs and entropy-coded data "
+              "(exit code 2 and the first problem found, with its tile and level, if any).")
+def info(file, verbose, check):
+    """Describe FILE, a .lig file (or a .npz model from `fit`): size, channels, tiles, Gaussians per
+    level. The levels are the codec's Gaussian levels (0 coarse, 1 detail), not pyramid levels."""
     from .model import Model
 
-    if model.suffix.lower() != ".npz":
-        return _info_lig(model, verbose)
+    if file.suffix.lower() != ".npz":
+        return _info_lig(file, verbose, check)
+    model = file
     m = Model.load(model)
     click.echo(f"{model}: {m.width}x{m.height}, {m.channels} channel(s), {m.n_tiles} tile(s) of {m.tile} px")
     for i, n in enumerate(m.level_counts()):
@@ -207,7 +234,7 @@ def info(model, verbose):
         click.echo(f"  fit PSNR {m.info['psnr']:.2f} dB in {m.info.get('seconds', 0):.1f} s")
 
 
-def _info_lig(path: Path, verbose: bool):
+def _info_lig(path: Path, verbose: bool, check: bool = False):
     from .container import LigReader
 
     with LigReader(path) as r:
@@ -216,23 +243,34 @@ def _info_lig(path: Path, verbose: bool):
         click.echo(f"{path}: {h.width}x{h.height}, {h.channels} channel(s), {h.bit_depth}-bit, "
                    f"format {r.prefix.major}.{r.prefix.minor}, {r.file_size} bytes = "
                    f"{r.file_size * 8 / (h.width * h.height):.3f} bpp")
-        click.echo(f"  {nx}x{ny} tiles of {h.tile} px, {h.levels} level(s), colour {h.colour_transform}")
+        click.echo(f"  {nx}x{ny} tiles of {h.tile} px, {h.levels} Gaussian level(s), colour {h.colour_transform}")
         for lvl in range(h.levels):
             es = r.index.entries[lvl * h.n_tiles : (lvl + 1) * h.n_tiles]
             n = sum(e.count for e in es)
             b = sum(e.length for e in es)
             click.echo(f"  level {lvl}: {n} Gaussians, {b} bytes" + (f", {b * 8 / n:.1f} bits/Gaussian" if n else ""))
         if verbose:
-            click.echo(f"  steps: position {h.pos_step:g} px, chol {h.chol_step}, colour {h.colour_step}")
+            def g3(v):
+                return f"[{', '.join(map(g3, v))}]" if isinstance(v, (list, tuple)) else f"{v:.4g}"
+
+            click.echo(f"  steps: position {g3(h.pos_step)} px, chol {g3(h.chol_step)}, colour {g3(h.colour_step)}")
             for lvl, b in enumerate(h.encoder.get("bits_per_gaussian", [])):
                 parts = ", ".join(f"{k} {v:.1f}" for k, v in b.items())
                 click.echo(f"  level {lvl} bits per Gaussian: {parts}")
             for k, v in sorted(h.encoder.items()):
                 if k not in ("fit", "bits_per_gaussian"):
                     click.echo(f"  encoder {k}: {v}")
+    if check:
+        from .image import LigImage
+
+        with LigImage(path) as img:  # batch decodes: every chunk read, CRC-checked and decoded
+            for lvl in range(h.levels):
+                for t in range(0, h.n_tiles, 256):  # bounded memory on gigapixel files
+                    img._gather(list(range(t, min(t + 256, h.n_tiles))), [lvl])
+        click.echo("  check: every chunk reads and decodes")
 
 
-def _write_output(out, output, source: Path, force: bool, depth: int):
+def _write_output(out, output, source: Path, force: bool, depth: int, quiet: bool = False):
     """Write a decoded/rendered array; default name: the source's with .png (.tif above 64 MP),
     never overwriting without --force."""
     from .io import write_image
@@ -242,29 +280,59 @@ def _write_output(out, output, source: Path, force: bool, depth: int):
         output = source.with_suffix(".tif" if big else ".png")
     _check_output(output, force, source)
     write_image(output, out, depth)
-    click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]}, {out.shape[2]} channel(s), {depth}-bit)", err=True)
+    if not quiet:
+        click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]}, {out.shape[2]} channel(s), {depth}-bit)", err=True)
 
 
 def _check_output(output: Path, force: bool, input: Path):
+    """Refuse now, before any work, what would fail or do harm at the end."""
+    from .io import check_output_dir
+
     if output.exists() and output.resolve() == Path(input).resolve():
-        raise click.UsageError(f"refusing to overwrite the input {input}")
+        raise LigInputError(f"refusing to overwrite the input {input}")
     if output.exists() and not force:
-        raise click.UsageError(f"{output} exists; pass --force to overwrite it")
+        raise LigInputError(f"{output} exists; pass --force to overwrite it")
+    check_output_dir(output)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during a command, with what the user can do about it."""
+
+
+def _interrupted(e: BaseException) -> bool:
+    """True for Ctrl-C, also when numba wrapped the KeyboardInterrupt raised inside a kernel call
+    into a SystemError ("returned a result with an exception set")."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def main(argv=None) -> int:
-    """Entry point; returns the exit code. LigError becomes a one-line message, exit code 2."""
+    """Entry point; returns the exit code. LigError becomes a one-line message, exit code 2;
+    Ctrl-C a one-line message, exit code 130."""
     try:
         cli.main(args=argv, prog_name="ligcodec", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 1
+    except _Interrupted as e:
+        click.echo(f"ligcodec: {e}", err=True)
+        return 130
+    except click.exceptions.Abort:  # click turns a KeyboardInterrupt it sees into Abort
+        click.echo("ligcodec: interrupted", err=True)
+        return 130
     except click.ClickException as e:
         e.show()
         return e.exit_code
     except LigError as e:
         click.echo(f"ligcodec: error: {e}", err=True)
         return 2
+    except BaseException as e:
+        if not _interrupted(e):
+            raise
+        click.echo("ligcodec: interrupted", err=True)
+        return 130
     return 0
 
 

@@ -36,6 +36,18 @@ def crc32(data) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
+#: Signatures of image files people pass to the decoder by mistake.
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+                (b"II+\x00", "BigTIFF"), (b"MM\x00+", "BigTIFF"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+                (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"))
+
+
+def _image_kind(data: bytes):
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _IMAGE_MAGIC if data.startswith(magic)), None)
+
+
 @dataclass
 class Prefix:
     """Section 1: magic, version, flags, header length and CRC (20 bytes)."""
@@ -54,7 +66,9 @@ class Prefix:
         if file_size == 0:
             raise LigFormatError("the file is empty (0 bytes); it is not a .lig file")
         if len(data) < 8 or data[:8] != MAGIC:
-            raise LigFormatError(f"bad magic at byte 0: {data[:8].hex()} (expected {MAGIC.hex()}); not a .lig file")
+            kind = _image_kind(data)
+            hint = f"it is a {kind} image (to compress it: ligcodec encode)" if kind else "not a .lig file"
+            raise LigFormatError(f"bad magic at byte 0: {data[:8].hex()} (expected {MAGIC.hex()}); {hint}")
         if len(data) < PREFIX_SIZE:
             raise LigFormatError(f"truncated file: {file_size} bytes, the fixed prefix alone needs {PREFIX_SIZE}")
         _, major, minor, flags, hsize, hcrc = _PREFIX.unpack_from(data)
@@ -254,6 +268,10 @@ class LigReader:
         if crc32(data) != e.crc:
             raise LigFormatError(f"chunk of tile {tile}, level {level} at byte {e.offset} is corrupt (CRC mismatch)")
         return data
+
+    @property
+    def closed(self) -> bool:
+        return self._f.closed
 
     def close(self):
         self._f.close()

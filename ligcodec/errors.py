@@ -14,6 +14,10 @@ class LigInputError(LigError):
     """An argument is invalid: NaN parameters, a region outside the image, a bad scale, ..."""
 
 
+class LigIndexError(LigInputError, IndexError):
+    """An index or slice of an image is out of range (an ``IndexError`` too, as numpy raises)."""
+
+
 class LigSizeError(LigInputError):
     """A size is zero, negative or so large that honouring it would exhaust memory."""
 

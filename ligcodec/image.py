@@ -15,7 +15,7 @@ import numpy as np
 from .codec.batch import OK, decode_chunks
 from .codec.tile import decode_chunk
 from .container import LigReader
-from .errors import LigFormatError, LigInputError
+from .errors import LigFormatError, LigIndexError, LigInputError
 from .model import Model, tile_grid
 from .render import Gaussians
 from .render.contract import check_scale, output_size
@@ -120,12 +120,20 @@ class LigImage:
     def __getitem__(self, key):
         """numpy-style reads: ``img[y0:y1, x0:x1]`` decodes only that window; a step,
         ``img[::4, ::4]``, renders at scale 1/4 (anti-aliased, like a box-averaged image), not
-        decoded-then-subsampled. Both spatial steps must be equal; integers pick one row/column;
-        a third index selects channels."""
+        decoded-then-subsampled. Both spatial steps must be equal, and a start must be a multiple
+        of the step (output pixel i covers the full-resolution rows ``[i * step, (i + 1) * step)``);
+        integers pick one row/column; a third index selects channels; ``...`` works as in numpy.
+        Indices out of range raise :class:`LigIndexError` (an ``IndexError``)."""
         if not isinstance(key, tuple):
             key = (key,)
-        if len(key) > 3 or any(k is Ellipsis for k in key):
-            raise LigInputError(f"index {key!r}: use at most [rows, columns, channels] without ...")
+        if sum(k is Ellipsis for k in key) > 1:
+            raise LigIndexError(f"index {key!r}: an index can only have a single ellipsis ('...')")
+        if any(k is Ellipsis for k in key):
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            key = key[:i] + (slice(None),) * (3 - len(key) + 1) + key[i + 1 :]
+        if len(key) > 3:
+            raise LigIndexError(f"index {key!r}: too many indices; the image has 3 dimensions (rows, columns, "
+                                "channels)")
         key = key + (slice(None),) * (3 - len(key))
         h, w = self.header.height, self.header.width
         spans, squeeze = [], []
@@ -133,7 +141,7 @@ class LigImage:
             if isinstance(k, (int, np.integer)):
                 i = int(k) + (size if k < 0 else 0)
                 if not 0 <= i < size:
-                    raise LigInputError(f"{name} index {k} out of range for size {size}")
+                    raise LigIndexError(f"{name} index {k} out of range for size {size}")
                 k = slice(i, i + 1)
                 squeeze.append(True)
             else:
@@ -146,7 +154,17 @@ class LigImage:
             spans.append((start, stop, step))
         (y0, y1, sy), (x0, x1, sx) = spans
         if sy != sx:
-            raise LigInputError(f"row step {sy} and column step {sx} differ; use one step for both")
+            raise LigInputError(f"row step {sy} and column step {sx} differ; use one step for both, e.g. "
+                                f"img[::{max(sy, sx)}, ::{max(sy, sx)}]")
+        for start, step, name in ((y0, sy, "row"), (x0, sx, "column")):
+            if start % step and start < (y1 if name == "row" else x1):
+                raise LigInputError(f"{name} start {start} is not a multiple of the step {step}: a strided read "
+                                    f"renders at scale 1/{step}, whose pixels cover blocks of {step} starting at "
+                                    f"multiples of {step}; use a start that is one, or read(scale, region)")
+        try:
+            channels = np.arange(self.header.channels)[key[2]]
+        except IndexError as e:
+            raise LigIndexError(f"channel index {key[2]!r}: {e}") from None
         n_rows, n_cols = len(range(y0, y1, sy)), len(range(x0, x1, sx))
         out = np.zeros((n_rows, n_cols, self.header.channels), self.dtype)
         if n_rows and n_cols:
@@ -154,12 +172,23 @@ class LigImage:
             r0, c0 = y0 // sy, x0 // sx
             rows, cols = min(n_rows, oh - r0), min(n_cols, ow - c0)
             out[:rows, :cols] = self.read(1 / sy, (c0, r0, cols, rows))
-        out = out[:, :, key[2]]
+        out = out[:, :, channels]
         if squeeze[1]:
             out = out[:, 0]
         if squeeze[0]:
             out = out[0]
         return out
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    @property
+    def size(self) -> int:
+        return self.header.height * self.header.width * self.header.channels
+
+    def __len__(self) -> int:
+        return self.header.height
 
     def __array__(self, dtype=None, copy=None):
         a = self.read()
@@ -173,6 +202,8 @@ class LigImage:
     def _gather(self, tiles, levels):
         """:meth:`Model.gather` for the file: cached tiles from the cache, the rest decoded in one
         parallel batch (:func:`ligcodec.codec.batch.decode_chunks`)."""
+        if self._reader.closed:
+            raise LigInputError(f"{self.path} is closed: read inside its `with` block, or open it again")
         keys = [(lvl, t) for t in tiles for lvl in levels]
         with self._lock:
             have = {}
@@ -245,7 +276,8 @@ class LigImage:
 
     def __repr__(self):
         h = self.header
-        return f"<LigImage {self.path} {h.width}x{h.height}x{h.channels} {h.bit_depth}-bit, {h.levels} level(s)>"
+        return (f"<LigImage {self.path} {h.width}x{h.height}x{h.channels} {h.bit_depth}-bit, {h.levels} Gaussian "
+                f"level(s), {self.level_count} pyramid level(s)>")
 
 
 def open(path, **kwargs) -> LigImage:  # noqa: A001 - the conventional name

@@ -10,6 +10,19 @@ import numpy as np
 from .errors import LigFormatError, LigInputError, LigSizeError
 
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
+#: Decoded-image outputs by suffix (TIFF aside). WebP is written lossless; JPEG (8-bit, no alpha)
+#: at quality 95, for a quick look only: it is lossy.
+PIL_OUTPUTS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
+#: Suffixes of image files, which `ligcodec encode` refuses as the name of its .lig output.
+IMAGE_SUFFIXES = TIFF_SUFFIXES | set(PIL_OUTPUTS) | {".gif", ".bmp", ".jp2", ".j2k", ".jxl", ".avif", ".heic"}
+
+
+def check_output_dir(path) -> None:
+    """Raise a clear error now if ``path``'s directory does not exist (instead of a
+    FileNotFoundError naming a temporary file, after the work is done)."""
+    parent = Path(path).absolute().parent
+    if not parent.is_dir():
+        raise LigInputError(f"{path}: the directory {parent} does not exist (create it first)")
 #: Largest PNG/JPEG/WebP decoded whole (3 channels: 768 MB); above it, Pillow's own
 #: decompression-bomb guard would stop at ~179 MP with a warning-turned-error.
 MAX_DECODED_PIXELS = 1 << 28
@@ -73,16 +86,35 @@ def _png_bit_depth(path) -> int | None:
     return head[24] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
+def check_output_format(path, channels: int, bit_depth: int):
+    """The Pillow format name for writing an image of ``channels`` and ``bit_depth`` to ``path``
+    (None for TIFF), or a clear error if that suffix cannot hold it."""
+    suffix = Path(path).suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return None
+    fmt = PIL_OUTPUTS.get(suffix)
+    if fmt is None:
+        raise LigInputError(f"{path}: unknown output format (use .png or .tif; .webp and .jpg also work for 8-bit)")
+    if fmt in ("WEBP", "JPEG") and bit_depth == 16:
+        raise LigInputError(f"{path}: {fmt} holds 8-bit samples only; write 16-bit images as .png or .tif")
+    if fmt == "JPEG" and channels in (2, 4):
+        raise LigInputError(f"{path}: JPEG has no alpha channel; write images with alpha as .png, .webp or .tif")
+    return fmt
+
+
 def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
-    """Write ``[H, W, C]`` float (0..1) or integer samples as PNG or TIFF, atomically."""
+    """Write ``[H, W, C]`` float (0..1) or integer samples as PNG, TIFF, WebP (lossless) or JPEG
+    (quality 95, 8-bit without alpha), atomically."""
     path = Path(path)
     a = np.asarray(array)
     if a.dtype.kind == "f":
         peak = 65535 if bit_depth == 16 else 255
         a = np.round(np.clip(a, 0, 1) * peak).astype(np.uint16 if bit_depth == 16 else np.uint8)
+    fmt = check_output_format(path, a.shape[2], 16 if a.dtype == np.uint16 else 8)
+    check_output_dir(path)
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
+        if fmt is None:
             import tifffile
 
             tifffile.imwrite(tmp, a[:, :, 0] if a.shape[2] == 1 else a, **_tiff_layout(a.shape[2]),
@@ -90,18 +122,17 @@ def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
         else:
             from PIL import Image
 
-            fmt = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
-            if fmt is None:
-                raise LigInputError(f"{path}: unknown output format (use .png or .tif)")
             if a.dtype == np.uint16 and a.shape[2] > 1:
-                if fmt != "PNG":
-                    raise LigInputError(f"{path}: 16-bit colour needs PNG or TIFF output")
                 import imagecodecs  # Pillow cannot write 16-bit colour PNGs
 
                 tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(a)))
             else:
                 im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
-                im.save(tmp, format=fmt)
+                if fmt == "WEBP":  # WebP stores RGB(A): grey becomes RGB, grey+alpha RGBA
+                    im = im.convert("RGBA" if a.shape[2] in (2, 4) else "RGB")
+                    im.save(tmp, format=fmt, lossless=True, exact=True)
+                else:
+                    im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -131,6 +162,7 @@ def write_tiff_tiled(path, width: int, height: int, channels: int, dtype, read_b
     path = Path(path)
     dtype = np.dtype(dtype)
     t = TIFF_TILE
+    check_output_dir(path)
 
     def tiles():
         for y in range(0, height, t):

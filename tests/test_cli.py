@@ -65,3 +65,92 @@ def test_encode_decode_info(tmp_path, capsys):
     (tmp_path / "bad.lig").write_bytes(b"\x89LIG\r\n\x1a\n" + b"\x00" * 40)
     assert main(["decode", str(tmp_path / "bad.lig"), "-o", str(tmp_path / "x.png")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_outputs_a_user_can_get_wrong(tmp_path, capsys):
+    """SCENARIO: the mistakes a user makes with output names: a missing directory, an image name
+    for the .lig, a format that cannot hold the image, a PNG given to the decoder.
+    EXPECTED RESULT: a one-line message saying what to do, exit code 2, before any fitting, and
+    no file (or temporary file) left behind."""
+    src = _png(tmp_path / "in.png", 40, 70)
+    lig = tmp_path / "in.lig"
+    enc = ["-n", "60", "--steps", "5", "--workers", "1", "-q"]
+    assert main(["encode", str(src), str(tmp_path / "nodir" / "x.lig"), *enc]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["encode", str(src), str(tmp_path / "x.jpg"), *enc]) == 2
+    assert "x.lig" in capsys.readouterr().err and not (tmp_path / "x.jpg").exists()
+    assert main(["encode", str(src), str(lig), *enc]) == 0
+    assert main(["decode", str(lig), "-o", str(tmp_path / "nodir" / "x.png")]) == 2
+    assert main(["decode", str(src), "-o", str(tmp_path / "y.png")]) == 2
+    assert "it is a PNG image" in capsys.readouterr().err
+    # 8-bit RGB: WebP (lossless, the decoded pixels exactly) and JPEG work.
+    assert main(["decode", str(lig), "-o", str(tmp_path / "x.webp"), "-q"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "x.webp").convert("RGB")),
+                          np.asarray(Image.open(_decode_png(lig, tmp_path))))
+    assert main(["decode", str(lig), "-o", str(tmp_path / "x.jpg"), "-q"]) == 0
+    assert Image.open(tmp_path / "x.jpg").size == (70, 40)
+    # 16-bit to WebP and alpha to JPEG are refused, not silently mangled.
+    g16 = tmp_path / "g16.png"
+    Image.fromarray((smooth_image(20, 30)[:, :, 0] * 65535).astype(np.uint16)).save(g16)
+    assert main(["encode", str(g16), str(tmp_path / "g16.lig"), *enc]) == 0
+    assert main(["decode", str(tmp_path / "g16.lig"), "-o", str(tmp_path / "g.webp")]) == 2
+    assert "8-bit" in capsys.readouterr().err
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray((smooth_image(20, 30, 4) * 255).astype(np.uint8)).save(rgba)
+    assert main(["encode", str(rgba), str(tmp_path / "rgba.lig"), *enc]) == 0
+    assert main(["decode", str(tmp_path / "rgba.lig"), "-o", str(tmp_path / "a.jpg")]) == 2
+    assert "alpha" in capsys.readouterr().err
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"in.png", "in.lig", "x.webp", "x.jpg", "ref.png", "g16.png",
+                                                        "g16.lig", "rgba.png", "rgba.lig"}
+    assert not leftovers
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _decode_png(lig, tmp_path):
+    out = tmp_path / "ref.png"
+    assert main(["decode", str(lig), "-o", str(out), "-q", "--force"]) == 0
+    return out
+
+
+def test_info_check_finds_a_damaged_chunk(tmp_path, capsys):
+    """SCENARIO: `info --check` on a good file, then on one with a byte of a chunk flipped.
+    EXPECTED RESULT: 0 and a confirmation, then exit code 2 naming the tile and level (plain `info`
+    only reads the header and index, so it still succeeds)."""
+    src = _png(tmp_path / "in.png", 40, 70)
+    lig = tmp_path / "in.lig"
+    assert main(["encode", str(src), str(lig), "-n", "60", "--steps", "5", "--workers", "1", "-q"]) == 0
+    assert main(["info", str(lig), "--check"]) == 0
+    assert "every chunk reads and decodes" in capsys.readouterr().out
+    data = bytearray(lig.read_bytes())
+    data[-3] ^= 0x10  # inside the last chunk (level 1)
+    lig.write_bytes(bytes(data))
+    assert main(["info", str(lig)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(lig), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "level 1" in err and "Traceback" not in err
+
+
+def test_unreachable_psnr_target_warns(tmp_path, capsys):
+    src = _png(tmp_path / "in.png", 24, 24)
+    out = tmp_path / "p.lig"
+    assert main(["encode", str(src), str(out), "--psnr", "99", "--steps", "5", "--workers", "1", "-q"]) == 0
+    assert "not reached" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    """SCENARIO: Ctrl-C arrives inside a numba kernel, which re-raises it as a SystemError whose
+    cause is the KeyboardInterrupt. EXPECTED RESULT: a one-line message, exit code 130."""
+    import ligcodec.codec.encoder as encoder
+
+    def interrupted(*a, **k):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise SystemError("CPUDispatcher(<function backward>) returned a result with an exception set") from e
+
+    monkeypatch.setattr(encoder, "encode", interrupted)
+    src = _png(tmp_path / "in.png", 24, 24)
+    assert main(["encode", str(src), str(tmp_path / "x.lig"), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err

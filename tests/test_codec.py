@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ligcodec
-from ligcodec import LigError, LigFormatError
+from ligcodec import LigError, LigFormatError, LigIndexError, LigInputError
 from ligcodec import container
 from ligcodec.fit.optimise import psnr
 from tests.test_fit import smooth_image
@@ -88,9 +88,18 @@ def test_numpy_style_indexing(lig_file):
         assert quarter.shape == full[::4, ::4].shape == (10, 18, 3)
         assert np.array_equal(quarter, im.read(scale=0.25))  # rendered at 1/4, not subsampled
         assert np.array_equal(im[8:24:2, 10:30:2], im.read(scale=0.5, region=(5, 4, 10, 8)))
-        for bad in [(slice(None, None, 2), slice(None, None, 4)), (slice(None, None, -1),), (50,), (..., 0), ([1, 2],)]:
+        assert np.array_equal(im[..., 1], full[..., 1]) and np.array_equal(im[2:9, ..., 1:], full[2:9, :, 1:])
+        assert (len(im), im.ndim, im.size) == (40, 3, full.size)
+        for bad in [(slice(None, None, 2), slice(None, None, 4)), (slice(None, None, -1),), ([1, 2],),
+                    (slice(1, None, 2), slice(None, None, 2))]:  # a start off the step's grid
             with pytest.raises(LigError):
                 im[bad]
+        # Out of range: an IndexError, as numpy raises, that is also a LigError.
+        for bad in [(50,), (slice(None), slice(None), 3), (0, ..., ...), (0, 0, 0, 0)]:
+            with pytest.raises(LigIndexError):
+                im[bad]
+    with pytest.raises(LigInputError, match="closed"):
+        im.read()
 
 
 def test_concurrent_reads_from_threads(lig_file):

@@ -6,7 +6,7 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import msgpack
@@ -15,6 +15,7 @@ import numpy as np
 from ..container import MAX_HEADER_SIZE, Header, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
+from ..io import check_output_dir
 from ..fit.tiles import (FitConfig, _fit_tile, as_float, downsample, render_parts, resolve_budget,
                          single_threaded, split_by_energy, tile_areas, tile_energies)
 from ..model import tile_grid
@@ -142,6 +143,11 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     touches an existing file until it succeeds. With ``resume=True`` an interrupted encode of the
     same input and settings continues from the tiles in that journal.
     """
+    unknown = sorted(set(level_settings) - {f.name for f in fields(FitSettings)})
+    if unknown:
+        raise TypeError(f"encode() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; besides "
+                        f"its own, it takes the fit settings {', '.join(f.name for f in fields(FitSettings))}")
+    check_output_dir(path)  # now, not after the fit
     if psnr is not None:
         from .ratecontrol import encode_for_psnr
 
