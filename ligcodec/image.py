@@ -22,14 +22,22 @@ from .render.contract import check_scale, output_size
 
 
 class _LazyLevel:
+    """``model.levels[level]``: a sequence of the tiles' Gaussians, decoded on access."""
+
     def __init__(self, image: "LigImage", level: int):
         self._image, self._level = image, level
 
     def __getitem__(self, tile: int) -> Gaussians:
-        return self._image._tile(self._level, tile)
+        n = len(self)
+        if not -n <= tile < n:
+            raise LigIndexError(f"tile {tile} out of range: the image has {n} tiles")
+        return self._image._tile(self._level, tile % n)
 
     def __len__(self):
         return self._image._reader.header.n_tiles
+
+    def __iter__(self):
+        return (self[t] for t in range(len(self)))
 
 
 class _LazyModel(Model):
@@ -41,6 +49,12 @@ class _LazyModel(Model):
 
     def gather(self, tiles, levels):
         return self._image._gather(tiles, levels)
+
+    def level_counts(self) -> list[int]:
+        """From the index: no chunk is read."""
+        r = self._image._reader
+        n = r.header.n_tiles
+        return [sum(e.count for e in r.index.entries[lvl * n : (lvl + 1) * n]) for lvl in range(r.header.levels)]
 
 
 class LigImage:

@@ -462,3 +462,17 @@ def test_colour_rounds_absorb_rounding_error(rng):
         q = quantise_level(g, target, 1.0, steps, 0, "ycocg", lsq_iters=40, colour_rounds=rounds)
         err[rounds] = float(np.mean((_render_local(q.gaussians, target.shape, 1.0) - target) ** 2))
     assert err[4] < 0.8 * err[1], err
+
+
+def test_lazy_model_levels_are_sequences(lig_file):
+    """SCENARIO: the lazy model of an open file used like an in-memory Model: level counts, the
+    total, iterating a level's tiles. EXPECTED RESULT: counts from the index equal the decoded
+    tiles' lengths, and iteration stops at the last tile (it used to run past it into a KeyError)."""
+    path, _ = lig_file
+    with ligcodec.open(path) as im:
+        m = im.model
+        counts = m.level_counts()
+        assert counts == [sum(len(g) for g in lvl) for lvl in m.levels] and m.n_gaussians == sum(counts) > 0
+        assert len(list(m.levels[0])) == m.n_tiles
+        with pytest.raises(IndexError):
+            m.levels[0][m.n_tiles]
