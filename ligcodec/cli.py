@@ -87,14 +87,13 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
 
     from .codec.encoder import encode as encode_image, journal_path
     from .fit import FitConfig
+    from .io import IMAGE_SUFFIXES
     from .source import open_source
 
     _check_output(output, force, input)
-    from .io import IMAGE_SUFFIXES
-
     if output.suffix.lower() in IMAGE_SUFFIXES:
         raise LigInputError(f"OUTPUT {output} is named like an image, but encode writes a .lig file: "
-                               f"name it {output.with_suffix('.lig').name}")
+                            f"name it {output.with_suffix('.lig').name}")
     if sum(x is not None for x in (gaussians, quality, bpp, psnr, density)) > 1:
         raise click.UsageError("give at most one of --quality, --gaussians, --bpp, --psnr, --density")
     src = open_source(input)
@@ -124,8 +123,9 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     except BaseException as e:
         if _interrupted(e):
             kept = journal_path(output)
-            raise _Interrupted("encode interrupted" + (f"; the finished tiles are kept in {kept}: run the same "
-                                                       "command again to go on from them" if kept.exists() else ""))
+            again = "run the same command again" if resume else "run it again without --no-resume"
+            raise _Interrupted("encode interrupted" + (f"; the finished tiles are kept in {kept}: {again} to go "
+                                                       "on from them" if kept.exists() else ""))
         raise
     if not quiet:
         click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
