@@ -122,6 +122,8 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
                          resume=resume, **extra)
     except BaseException as e:
         if _interrupted(e):
+            if not quiet and first[0] is not None:
+                click.echo("", err=True)  # end the progress line
             kept = journal_path(output)
             again = "run the same command again" if resume else "run it again without --no-resume"
             raise _Interrupted("encode interrupted" + (f"; the finished tiles are kept in {kept}: {again} to go "
