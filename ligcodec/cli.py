@@ -109,6 +109,8 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
             first[0], t0[0] = done, time.perf_counter()
             if done:
                 click.echo(f"resuming from {journal_path(output)}: {where}", err=True)
+            else:  # a first line at once: the first tile can take a while
+                click.echo(f"\rencode: {where} ...", nl=False, err=True)
             return
         el = time.perf_counter() - t0[0]
         new = done - first[0]

@@ -86,7 +86,8 @@ class LigImage:
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
-        """A virtual pyramid: any scale renders, these are the conventional power-of-2 levels."""
+        """A virtual pyramid: any scale renders, these are the conventional power-of-2 levels,
+        halving while the longer side stays at least 256 px (so 1, 2, ... down to 256-511 px)."""
         d, out = 1, []
         while True:
             out.append(float(d))
@@ -101,6 +102,11 @@ class LigImage:
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
         return tuple(output_size(self.header.width, self.header.height, 1 / d) for d in self.level_downsamples)
+
+    def get_best_level_for_downsample(self, downsample: float) -> int:
+        """OpenSlide's rule: the largest level whose downsample is at most ``downsample``."""
+        d = float(downsample)
+        return max((i for i, v in enumerate(self.level_downsamples) if v <= d), default=0)
 
     # ----------------------------------------------------------------------------- reads
     def read_float(self, scale=1.0, region=None, levels=None) -> np.ndarray:
@@ -117,7 +123,8 @@ class LigImage:
         """OpenSlide-style: ``location`` (x, y) in level-0 pixels, ``size`` (w, h) in the level's
         pixels. Parts outside the image are zero (OpenSlide pads with transparent black)."""
         if not 0 <= int(level) < self.level_count:
-            raise LigInputError(f"level {level} outside 0..{self.level_count - 1}")
+            raise LigInputError(f"level {level} outside 0..{self.level_count - 1} (the pyramid halves until the "
+                                "longer side is under 512 px; any other scale: read(scale=..., region=...))")
         d = self.level_downsamples[int(level)]
         w, h = (int(v) for v in size)
         if w <= 0 or h <= 0:

@@ -75,6 +75,9 @@ def test_region_and_scale_reads(lig_file):
         padded = im.read_region((60, 30), 0, (20, 20))
         assert padded.shape == (20, 20, 3)
         assert np.array_equal(padded[:10, :10], full[30:40, 60:70]) and not padded[10:, :].any()
+        assert im.level_count == 1 and im.get_best_level_for_downsample(8) == 0
+        with pytest.raises(LigInputError, match="read\\(scale"):
+            im.read_region((0, 0), 1, (8, 8))
 
 
 def test_numpy_style_indexing(lig_file):
@@ -476,3 +479,12 @@ def test_lazy_model_levels_are_sequences(lig_file):
         assert len(list(m.levels[0])) == m.n_tiles
         with pytest.raises(IndexError):
             m.levels[0][m.n_tiles]
+
+
+def test_best_level_for_downsample_follows_openslide():
+    class Pyramid(ligcodec.LigImage):
+        level_downsamples = (1.0, 2.0, 4.0, 8.0)
+
+    im = object.__new__(Pyramid)  # only the pyramid is needed, not a file
+    got = [im.get_best_level_for_downsample(d) for d in (0.5, 1, 1.9, 2, 3.99, 4, 100)]
+    assert got == [0, 0, 0, 1, 1, 2, 3]

@@ -90,18 +90,28 @@ def test_interrupted_encode_resumes_from_journal(tmp_path, stop_at):
     assert not j.exists()
 
 
-def test_journal_of_other_settings_is_not_used(tmp_path):
-    """SCENARIO: a journal left by an encode with another seed. EXPECTED RESULT: ignored; the
-    output equals a fresh encode."""
+def test_journal_of_other_settings_is_refused_not_discarded(tmp_path):
+    """SCENARIO: a journal left by an encode with another seed, then a resumed encode with this
+    seed. EXPECTED RESULT: a clear refusal that keeps the journal (it may hold hours of tiles);
+    with resume=False the journal is discarded and the output equals a fresh encode."""
     a = _image()
     out = tmp_path / "out.lig"
     with pytest.raises(KeyboardInterrupt):
         encode(a, out, config=_config(), workers=1, seed=5,
                progress=lambda d, t: (_ for _ in ()).throw(KeyboardInterrupt) if d == 3 else None, **FAST)
+    j = journal_path(out)
+    kept = j.read_bytes()
+    with pytest.raises(LigInputError, match="different encode"):
+        encode(a, out, config=_config(), workers=1, resume=True, **FAST)
+    assert j.read_bytes() == kept and not out.exists()
     seen = []
-    encode(a, out, config=_config(), workers=1, resume=True, progress=lambda d, t: seen.append(d), **FAST)
+    encode(a, out, config=_config(), workers=1, resume=False, progress=lambda d, t: seen.append(d), **FAST)
     assert seen[:2] == [0, 1]
     encode(a, tmp_path / "ref.lig", config=_config(), workers=1, **FAST)
+    assert out.read_bytes() == (tmp_path / "ref.lig").read_bytes()
+    # An empty journal (torn while its first record was written) holds nothing: started over silently.
+    j.write_bytes(b"")
+    encode(a, out, config=_config(), workers=1, resume=True, **FAST)
     assert out.read_bytes() == (tmp_path / "ref.lig").read_bytes()
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import msgpack
 
 from ..container import crc32
+from ..errors import LigInputError
 
 _REC = struct.Struct("<II")
 MAGIC = "ligcodec-journal-1"
@@ -77,17 +78,27 @@ class Journal:
         """The journal at ``path`` if ``resume`` and it belongs to ``key``; else a fresh one."""
         j = cls(path, key)
         if resume and os.path.exists(path):
-            j._scan()
-        if j.budgets is None:  # fresh (or another encode's): start over
+            other = j._scan()
+            if other:  # hours of someone's tiles: never thrown away without being asked
+                raise LigInputError(
+                    f"{path} holds the finished tiles of a different encode ({other}): run that encode's "
+                    "command again to finish it, or start over with --no-resume (resume=False), which "
+                    "discards them")
+        if j.budgets is None:  # fresh (or an empty or torn journal): start over
             j.records = {k: {} for k in KINDS}
         return j
 
     def _scan(self):
+        """Load the records of this encode; a reason string if the journal is another encode's."""
         size = os.path.getsize(self.path)
         with open(self.path, "rb") as f:
             first = _read_record(f, size)
-            if not first or first[0].get("magic") != MAGIC or first[0].get("key") != self.key:
-                return
+            if not first:  # empty, or torn while its first record was written: nothing to keep
+                return None
+            if first[0].get("magic") != MAGIC:
+                return "written by another version of ligcodec"
+            if first[0].get("key") != self.key:
+                return "another input, other options, or the input file changed since"
             self.budgets = list(first[0]["budgets"])
             good = f.tell()
             while (rec := _read_record(f, size)) is not None:
