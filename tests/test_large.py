@@ -90,6 +90,37 @@ def test_interrupted_encode_resumes_from_journal(tmp_path, stop_at):
     assert not j.exists()
 
 
+@pytest.mark.parametrize("stop_at", [2, 8])
+def test_resume_refuses_an_input_changed_behind_its_key(tmp_path, stop_at):
+    """SCENARIO: an encode of a TIFF is interrupted in pass 1 (2 tiles fitted) or pass 2 (2 tiles
+    coded); the TIFF is then rewritten with other pixels but the same size and modification time
+    (what `cp -p`, `rsync -t` or a coarse network clock can do), so the journal's key matches.
+    EXPECTED RESULT: the resumed encode notices from the tiles' pixel digests and refuses, naming a
+    tile, instead of mixing old and new tiles; no .lig is written."""
+    import os
+
+    src = tmp_path / "in.tif"
+    a = _image()
+    tifffile.imwrite(src, a, tile=(16, 16), photometric="rgb")
+    st = os.stat(src)
+    out = tmp_path / "out.lig"
+
+    def stop(done, total):
+        if done == stop_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode(src, out, config=_config(), workers=1, progress=stop, **FAST)
+    b = a.copy()
+    b[: H // 2] = 255 - b[: H // 2]  # other pixels in the top tiles, the same file size
+    tifffile.imwrite(src, b, tile=(16, 16), photometric="rgb")
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(src).st_size == st.st_size
+    with pytest.raises(LigInputError, match="input changed.*tile"):
+        encode(src, out, config=_config(), workers=1, resume=True, **FAST)
+    assert not out.exists()
+
+
 def test_journal_of_other_settings_is_refused_not_discarded(tmp_path):
     """SCENARIO: a journal left by an encode with another seed, then a resumed encode with this
     seed. EXPECTED RESULT: a clear refusal that keeps the journal (it may hold hours of tiles);

@@ -22,7 +22,7 @@ from ..model import tile_grid
 from ..render import Gaussians
 from ..runner import run_unordered
 from ..source import Window, open_source
-from .journal import Journal
+from .journal import Journal, tile_digest
 from .ratecontrol import DEFAULT_DENSITY
 from .quantise import QuantSteps, adaptive_steps, quantise_level
 from .tile import encode_chunk
@@ -68,21 +68,24 @@ class EncodeResult:
 
 
 def fit_tile_task(window, n, cfg: FitConfig, seed):
-    """Pass 1: fit one tile. ``([(packed Gaussians, count) per level], squared error)``;
+    """Pass 1: fit one tile. ``([(packed Gaussians, count) per level], squared error, pixel digest)``;
     ``window.load()`` gives the tile's pixels wherever this runs (a worker reads its own tile)."""
     with single_threaded():
-        target = as_float(window.load())
+        pixels = window.load()
+        target = as_float(pixels)
         parts = _fit_tile(target, n, cfg, seed)
         recon = render_parts(parts, target.shape)
-        return [(pack_gaussians(g), len(g)) for g in parts], float(((np.clip(recon, 0, 1) - target) ** 2).sum())
+        return ([(pack_gaussians(g), len(g)) for g in parts], float(((np.clip(recon, 0, 1) - target) ** 2).sum()),
+                tile_digest(pixels))
 
 
 def code_tile_task(window, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
                    quant_lsq: int = DEFAULT_QUANT_LSQ):
     """Pass 2: quantise and code one fitted tile (``packed`` as :func:`fit_tile_task` returned
-    it): ``([(chunk bytes, count) per level], squared error, bit stats per level)``."""
+    it): ``([(chunk bytes, count) per level], squared error, bit stats per level, pixel digest)``."""
     with single_threaded():
-        target = as_float(window.load())
+        pixels = window.load()
+        target = as_float(pixels)
         parts = [unpack_gaussians(b, n, target.shape[2]) for b, n in packed]
         chunks, deq, stats = [], [], []
         if cfg.levels == 2:
@@ -99,7 +102,12 @@ def code_tile_task(window, packed, cfg: FitConfig, steps: QuantSteps, transform:
             deq.append(q.gaussians)
             stats.append(st)
         recon = render_parts(deq, target.shape)
-        return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), stats
+        return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), stats, tile_digest(pixels)
+
+
+def digest_task(window) -> str:
+    """The pixel digest of one tile (checks the tiles a resumed encode does not load again)."""
+    return tile_digest(window.load())
 
 
 def pack_gaussians(g: Gaussians) -> bytes:
@@ -206,8 +214,11 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
         # Pass 1: fit every tile.
         todo = ((t, (windows[t], budgets[t], cfg, cfg.seed * 1_000_003 + t)) for t in range(len(tiles))
                 if t not in fits and t not in codes)
-        for t, (parts, err) in run_unordered(fit_tile_task, todo, workers, scheduler):
-            journal.add("fit", t, parts, err)
+        if codes:  # resumed in pass 2: the coded tiles are not loaded again, so check them here
+            for t, digest in run_unordered(digest_task, ((t, (windows[t],)) for t in codes), workers, scheduler):
+                _check_unchanged(t, tiles[t], codes[t].digest, digest)
+        for t, (parts, err, digest) in run_unordered(fit_tile_task, todo, workers, scheduler):
+            journal.add("fit", t, parts, err, digest=digest)
             done += 1
             if progress:
                 progress(done, total)
@@ -217,8 +228,9 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
         todo = ((t, (windows[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], cfg, steps, transform,
                      quant_lsq))
                 for t in range(len(tiles)) if t not in codes)
-        for t, (t_chunks, err, t_stats) in run_unordered(code_tile_task, todo, workers, scheduler):
-            journal.add("code", t, t_chunks, err, t_stats)
+        for t, (t_chunks, err, t_stats, digest) in run_unordered(code_tile_task, todo, workers, scheduler):
+            _check_unchanged(t, tiles[t], fits[t].digest, digest)
+            journal.add("code", t, t_chunks, err, t_stats, digest)
             done += 1
             if progress:
                 progress(done, total)
@@ -255,6 +267,15 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     mse = sq / (w * h * nch)
     return EncodeResult(str(path), size, size * 8 / (w * h), sum(counts),
                         10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0)
+
+
+def _check_unchanged(t, tile, recorded, now):
+    """A resumed encode's tile must have the pixels it had when the journal recorded it."""
+    if recorded != now:
+        _, x0, y0, x1, y1 = tile
+        raise LigInputError(f"the input changed since the interrupted encode: tile {t} (pixels {x0}..{x1 - 1} x "
+                            f"{y0}..{y1 - 1}) differs from the one fitted then; start over with --no-resume "
+                            "(resume=False)")
 
 
 def _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata) -> Header:

@@ -14,17 +14,19 @@ holds all compressed tiles in memory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from dataclasses import dataclass
 
 import msgpack
+import numpy as np
 
 from ..container import crc32
 from ..errors import LigInputError
 
 _REC = struct.Struct("<II")
-MAGIC = "ligcodec-journal-1"
+MAGIC = "ligcodec-journal-2"  # 2: records carry the digest of the tile's pixels
 
 
 @dataclass
@@ -50,6 +52,7 @@ class TileRecord:
     chunks: list  # [(ChunkRef, count)] per part (per level)
     err: float
     stats: list  # per level {attribute: bits} (code records)
+    digest: str | None = None  # of the tile's input pixels (:func:`tile_digest`)
 
 
 #: Record kinds: a tile's fitted float Gaussians (pass 1) and its coded chunks (pass 2).
@@ -113,7 +116,8 @@ class Journal:
                     if len(data) != at - payload_at or crc32(data) != meta["crc"] or meta["kind"] not in KINDS:
                         break
                     t = int(meta["tile"])
-                    self.records[meta["kind"]][t] = TileRecord(t, refs, float(meta["err"]), meta.get("stats"))
+                    self.records[meta["kind"]][t] = TileRecord(t, refs, float(meta["err"]), meta.get("stats"),
+                                                               meta.get("digest"))
                 except (KeyError, TypeError, ValueError):
                     break
                 good = f.tell()
@@ -131,17 +135,17 @@ class Journal:
         self._f = open(self.path, "wb")
         self._write({"magic": MAGIC, "key": self.key, "budgets": self.budgets}, b"")
 
-    def add(self, kind: str, tile: int, parts, err: float, stats=None) -> None:
+    def add(self, kind: str, tile: int, parts, err: float, stats=None, digest: str | None = None) -> None:
         """Record ``parts = [(payload bytes, count)]`` of ``tile`` (flushed before returning)."""
         payload = b"".join(p for p, _ in parts)
         meta = {"kind": kind, "tile": tile, "chunks": [(len(p), crc32(p), n) for p, n in parts], "err": err,
-                "stats": stats, "crc": crc32(payload)}
+                "stats": stats, "crc": crc32(payload), "digest": digest}
         at = self._write(meta, payload)
         refs = []
         for p, n in parts:
             refs.append((ChunkRef(self.path, at, len(p), crc32(p)), n))
             at += len(p)
-        self.records[kind][tile] = TileRecord(tile, refs, err, stats)
+        self.records[kind][tile] = TileRecord(tile, refs, err, stats, digest)
 
     def read(self, ref: ChunkRef) -> bytes:
         """The bytes of a recorded part (checked against its CRC)."""
@@ -170,6 +174,13 @@ class Journal:
         self.close()
         if os.path.exists(self.path):
             os.unlink(self.path)
+
+
+def tile_digest(pixels: np.ndarray) -> str:
+    """A digest of a tile's input pixels: a resumed encode checks that the input did not change
+    (a file rewritten with the same size and modification time keeps the journal's key)."""
+    a = np.ascontiguousarray(pixels)
+    return hashlib.blake2b(a.tobytes() + str((a.shape, a.dtype.str)).encode(), digest_size=16).hexdigest()
 
 
 def _read_record(f, size):
