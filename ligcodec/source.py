@@ -48,11 +48,12 @@ class Source:
         keeps its finished tiles)."""
         raise NotImplementedError
 
-    def check(self):
+    def check(self, name: str = "image"):
         if self.width < 1 or self.height < 1:
-            raise LigInputError(f"image is empty: {self.width}x{self.height} pixels")
+            raise LigInputError(f"{name} is empty: {self.width}x{self.height} pixels")
         if not 1 <= self.channels <= 4:
-            raise LigInputError(f"image has {self.channels} channels; ligcodec codes 1 to 4")
+            raise LigInputError(f"{name} has {self.channels} channels; ligcodec codes 1 to 4 (grey, grey+alpha, RGB, "
+                                "RGBA): split the channels into images of at most 4")
         if self.width * self.height > MAX_ENCODE_PIXELS:
             raise LigSizeError(f"image of {self.width}x{self.height} pixels exceeds the encoder's limit of "
                                f"{MAX_ENCODE_PIXELS} pixels (64 GP); split it")
@@ -102,23 +103,37 @@ class TiffSource(Source):
         self.path = str(Path(path).resolve())
         self._z = None
         try:
+            if os.path.getsize(self.path) == 0:
+                raise LigFormatError(f"{path}: the file is empty (0 bytes)")
             with tifffile.TiffFile(self.path) as tf:
                 s = tf.series[0]
                 axes, shape, dtype = s.axes, tuple(s.levels[0].shape), np.dtype(s.dtype)
+                palette = tf.pages[0].photometric == tifffile.PHOTOMETRIC.PALETTE
         except FileNotFoundError:
             raise LigInputError(f"{path}: no such file") from None
+        except LigFormatError:
+            raise
         except Exception as e:  # tifffile raises many types for corrupt files
             raise LigFormatError(f"{path}: cannot read TIFF: {e}") from None
+        if palette:
+            raise LigInputError(f"{path}: a palette (colour-mapped) TIFF; its samples are colour-table indices, "
+                                "not colours: convert it to RGB first")
+        # Planar channels: tifffile names the leading axis S (samples), C (OME channels) or Q.
+        if axes in ("CYX", "QYX"):
+            axes = "SYX"
         if axes not in ("YX", "YXS", "SYX"):
-            raise LigInputError(f"{path}: TIFF with axes {axes!r} {shape} is not one image; ligcodec reads "
-                                "single images (Y, X and up to 4 samples), the first series' level 0")
+            raise LigInputError(f"{path}: TIFF with axes {axes!r} {shape} is not one image; ligcodec reads one "
+                                "image (Y, X and up to 4 channels), the first series' level 0: save the plane "
+                                "(time point, z slice) to encode as a TIFF of its own")
         self.axes = axes
         self.height, self.width = (shape[1], shape[2]) if axes == "SYX" else shape[:2]
         self.channels = 1 if axes == "YX" else shape[2] if axes == "YXS" else shape[0]
         if dtype not in (np.uint8, np.uint16):
-            raise LigInputError(f"{path}: unsupported TIFF sample type {dtype} (need 8- or 16-bit unsigned)")
+            raise LigInputError(f"{path}: TIFF samples of type {dtype}; ligcodec codes 8- and 16-bit unsigned "
+                                "samples: convert it (e.g. scale to uint16), or pass the pixels scaled to [0, 1] "
+                                "as a float array to ligcodec.encode")
         self.dtype = dtype
-        self.check()
+        self.check(str(path))
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_z"} | {"_z": None}
@@ -144,7 +159,8 @@ class TiffSource(Source):
         except LigInputError:
             raise
         except Exception as e:
-            raise LigFormatError(f"{self.path}: cannot read pixels {x0},{y0} .. {x1},{y1}: {e}") from None
+            raise LigFormatError(f"{self.path}: the TIFF is damaged (truncated or corrupt) where pixels {x0}..{x1 - 1} "
+                                 f"x {y0}..{y1 - 1} are stored ({e}); copy or export it again") from None
         return a[:, :, None] if a.ndim == 2 else a
 
     def identity(self) -> bytes:

@@ -192,6 +192,32 @@ def test_bad_tiffs_give_clear_errors(tmp_path):
     assert main(["encode", str(bad), str(tmp_path / "o.lig"), "-q"]) == 2
 
 
+def test_tiff_channel_layouts_and_palettes(tmp_path):
+    """SCENARIO: an OME-style planar CYX TIFF of 3 channels, a 5-channel one, and a palette
+    (colour-mapped) TIFF. EXPECTED RESULT: CYX encodes as 3 channels in the right order; 5
+    channels and a palette are refused with what to do, not encoded as something else."""
+    a = _image()
+    cyx = tmp_path / "cyx.ome.tif"
+    tifffile.imwrite(cyx, np.moveaxis(a, 2, 0), metadata={"axes": "CYX"}, ome=True)
+    with tifffile.TiffFile(cyx) as tf:
+        assert tf.series[0].axes == "CYX"
+    out = tmp_path / "cyx.lig"
+    encode(cyx, out, config=_config(), workers=1, **FAST)
+    ref = tmp_path / "ref.lig"
+    encode(a, ref, config=_config(), workers=1, **FAST)
+    assert np.array_equal(ligcodec.decode(out), ligcodec.decode(ref))
+    five = tmp_path / "five.ome.tif"
+    tifffile.imwrite(five, np.zeros((5, 16, 16), np.uint8), metadata={"axes": "CYX"}, ome=True)
+    with pytest.raises(LigInputError, match="5 channels.*split"):
+        encode(five, tmp_path / "f.lig", **FAST)
+    pal = tmp_path / "pal.tif"
+    idx = (np.arange(256, dtype=np.uint8).reshape(16, 16) % 16)
+    cmap = (np.arange(3 * 256).reshape(3, 256) * 97 % 65536).astype(np.uint16)
+    tifffile.imwrite(pal, idx, photometric="palette", colormap=cmap)
+    with pytest.raises(LigInputError, match="palette.*RGB"):
+        encode(pal, tmp_path / "p.lig", **FAST)
+
+
 def test_tiff_with_damaged_tile_fails_cleanly(tmp_path):
     """SCENARIO: a tiled TIFF whose compressed tile bytes are overwritten with garbage.
     EXPECTED RESULT: a LigFormatError naming the pixels, and no .lig file."""
@@ -203,7 +229,7 @@ def test_tiff_with_damaged_tile_fails_cleanly(tmp_path):
     data = bytearray(p.read_bytes())
     data[off : off + 64] = b"\x00\xff" * 32
     p.write_bytes(bytes(data))
-    with pytest.raises(LigFormatError, match="cannot read pixels"):
+    with pytest.raises(LigFormatError, match="damaged.*pixels"):
         encode(p, tmp_path / "o.lig", config=_config(), workers=1, **FAST)
     assert not (tmp_path / "o.lig").exists()
 
