@@ -5,6 +5,7 @@ whole image at 1/4 scale vs Pillow's JPEG 2000 ``reduce=2``.
     python bench/large.py --sizes 4 16 --effort 6
     python bench/large.py --giga                # adds the 1 GP (32768^2) image
     python bench/large.py --sizes 4 --giga --resume  # hours: Ctrl-C stops, the same command goes on
+    python bench/large.py --sizes 1024 --reads-only --decode   # reads and decodes of existing files
     python bench/large.py --sizes 4 --workers-test   # 1 vs 2 workers on the 4 MP image
 
 Test images are mosaics of 512x512 crops of the real photos in ../shared/data (aerial, satellite,
@@ -213,6 +214,12 @@ def main(argv=None):
                     help="continue an interrupted encode from its journal (Ctrl-C stops one cleanly); "
                          "the parts' seconds add up in the table")
     ap.add_argument("--j2k-max", type=int, default=64, help="largest size (MP) for the JPEG 2000 comparison")
+    ap.add_argument("--decode", action="store_true",
+                    help="also time `ligcodec decode` of the whole file to a tiled TIFF at scale 1 and 1/4 "
+                         "(seconds and peak RSS: the output is written in bands, in bounded memory)")
+    ap.add_argument("--reads-only", action="store_true",
+                    help="no encode: measure the reads of the .lig files already in --workdir (the encode "
+                         "columns come from their .runs.json, if a --resume run left one)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-large"))
     args = ap.parse_args(argv)
     sizes = args.sizes + ([1024] if args.giga else [])
@@ -226,6 +233,9 @@ def main(argv=None):
         print(f"[{mp} MP] mosaic {src} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
         out = args.workdir / f"mosaic_{side}_e{args.effort}.lig"
         runs = [args.workers] + ([1] if args.workers_test and mp == min(sizes) and args.workers != 1 else [])
+        if args.reads_only:
+            rows.append(_logged_row(out, side, args.effort, args.workers))
+            runs = []
         for wk in runs:
             secs, rss, cpu, parts = encode(src, out, args.effort, wk, args.resume)
             size = out.stat().st_size
@@ -238,13 +248,39 @@ def main(argv=None):
         cold, warm, same = region_reads(out, side)
         rows[-1].update({"1024^2 read cold ms": f"{cold * 1e3:.0f}", "warm ms": f"{warm * 1e3:.0f}",
                          "window==full": same})
+        if args.decode:
+            for scale, name in ((1.0, "decode s=1"), (0.25, "decode s=1/4")):
+                tif = args.workdir / f"decoded_{side}.tif"
+                secs, rss, _, _ = run_measured([sys.executable, "-m", "ligcodec.cli", "decode", str(out), "-o", str(tif),
+                                                "--scale", str(scale), "--force", "-q"])
+                tif.unlink()
+                rows[-1].update({f"{name} s": f"{secs:.1f}", f"{name} RSS MB": f"{rss:.0f}"})
         if mp <= args.j2k_max:
-            ours, theirs, jbpp = quarter_vs_j2k(src, out, size * 8 / side**2)
+            ours, theirs, jbpp = quarter_vs_j2k(src, out, out.stat().st_size * 8 / side**2)
             rows[-1].update({"[::4,::4] s": f"{ours:.3f}", "J2K reduce=2 s": f"{theirs:.3f}",
                              "J2K bpp": f"{jbpp:.3f}"})
         print(rows[-1], file=sys.stderr, flush=True)
     print_table(rows, ["MP", "side", "effort", "workers", "encode s", "s/MP", "CPU s/MP", "parts", "peak RSS MB", "bpp",
-                       "1024^2 read cold ms", "warm ms", "window==full", "[::4,::4] s", "J2K reduce=2 s", "J2K bpp"])
+                       "1024^2 read cold ms", "warm ms", "window==full", "[::4,::4] s", "J2K reduce=2 s", "J2K bpp"]
+                + (["decode s=1 s", "decode s=1 RSS MB", "decode s=1/4 s", "decode s=1/4 RSS MB"] if args.decode else []))
+
+
+def _logged_row(out: Path, side: int, effort: int, workers: int) -> dict:
+    """The table row of an existing encode, from the parts its --resume runs logged (if any)."""
+    import json
+
+    if not out.exists():
+        raise SystemExit(f"--reads-only: {out} does not exist; encode it first")
+    row = {"MP": f"{side * side / 1e6:.0f}", "side": side, "effort": effort, "workers": workers,
+           "bpp": f"{out.stat().st_size * 8 / side**2:.3f}"}
+    log = Path(str(out) + ".runs.json")
+    if log.exists():
+        parts = json.loads(log.read_text())
+        secs, cpu = sum(p["seconds"] for p in parts), sum(p["cpu_s"] for p in parts)
+        row.update({"encode s": f"{secs:.0f}", "s/MP": f"{secs / (side * side / 1e6):.2f}",
+                    "CPU s/MP": f"{cpu / (side * side / 1e6):.2f}", "parts": len(parts),
+                    "peak RSS MB": f"{max(p['rss_mb'] for p in parts):.0f}"})
+    return row
 
 
 if __name__ == "__main__":
