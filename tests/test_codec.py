@@ -488,3 +488,14 @@ def test_best_level_for_downsample_follows_openslide():
     im = object.__new__(Pyramid)  # only the pyramid is needed, not a file
     got = [im.get_best_level_for_downsample(d) for d in (0.5, 1, 1.9, 2, 3.99, 4, 100)]
     assert got == [0, 0, 0, 1, 1, 2, 3]
+
+
+def test_one_gaussian_tiles_are_quantised_at_full_resolution(tmp_path):
+    """SCENARIO: a tile whose budget is one Gaussian (here a single-pixel image; in real images the
+    1-px strip of a 257-px wide one can be). The fit puts that Gaussian in level 0 at full
+    resolution. EXPECTED RESULT: it is quantised for the full-resolution pixels: grey 123 decodes
+    as 123 +- 1 (it was re-solved for the 2x-downsampled tile and came back as 133)."""
+    for value in (123, 40, 250):
+        path = tmp_path / "one.lig"
+        ligcodec.encode(np.full((1, 1), value, np.uint8), path, effort=1, workers=1)
+        assert abs(int(ligcodec.decode(path)[0, 0, 0]) - value) <= 1

@@ -88,7 +88,13 @@ def code_tile_task(window, packed, cfg: FitConfig, steps: QuantSteps, transform:
         target = as_float(pixels)
         parts = [unpack_gaussians(b, n, target.shape[2]) for b, n in packed]
         chunks, deq, stats = [], [], []
-        if cfg.levels == 2:
+        if cfg.levels == 2 and len(parts[1]) == 0:
+            # A budget under 2 (a tiny tile, e.g. the 1-px strip of a 257-px wide image): the fit
+            # put its one Gaussian in level 0 at full resolution (fit.tiles._fit_tile), so it is
+            # quantised against the full-resolution tile, not the coarse level's downsampled one.
+            levels = [quantise_level(parts[0], target, 1.0, steps, 0, transform, quant_lsq),
+                      quantise_level(parts[1], target, 1.0, steps, 1, transform, quant_lsq)]
+        elif cfg.levels == 2:
             small = downsample(target, cfg.downsample)
             q0 = quantise_level(parts[0], small, 1.0 / cfg.downsample, steps, 0, transform, quant_lsq)
             coarse = render_parts([q0.gaussians], target.shape)
