@@ -20,7 +20,7 @@ from ..fit.tiles import (FitConfig, _fit_tile, as_float, downsample, render_part
                          single_threaded, split_by_energy, tile_areas, tile_energies)
 from ..model import tile_grid
 from ..render import Gaussians
-from ..runner import run_unordered
+from ..runner import local_pool, run_unordered
 from ..source import Window, open_source
 from .journal import Journal, tile_digest
 from .ratecontrol import DEFAULT_DENSITY
@@ -214,6 +214,8 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     fits, codes = journal.records["fit"], journal.tiles
     total = 2 * len(tiles)  # progress counts both passes (the fit is most of the time)
     done = len(fits) + len(codes)
+    pool_cm = local_pool(workers, scheduler)  # both passes share one pool: workers start once
+    pool = pool_cm.__enter__()
     try:
         if progress:  # first call: how much a resumed encode already has (0 if none)
             progress(done, total)
@@ -221,9 +223,10 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
         todo = ((t, (windows[t], budgets[t], cfg, cfg.seed * 1_000_003 + t)) for t in range(len(tiles))
                 if t not in fits and t not in codes)
         if codes:  # resumed in pass 2: the coded tiles are not loaded again, so check them here
-            for t, digest in run_unordered(digest_task, ((t, (windows[t],)) for t in codes), workers, scheduler):
+            for t, digest in run_unordered(digest_task, ((t, (windows[t],)) for t in codes), workers, scheduler,
+                                           pool):
                 _check_unchanged(t, tiles[t], codes[t].digest, digest)
-        for t, (parts, err, digest) in run_unordered(fit_tile_task, todo, workers, scheduler):
+        for t, (parts, err, digest) in run_unordered(fit_tile_task, todo, workers, scheduler, pool):
             journal.add("fit", t, parts, err, digest=digest)
             done += 1
             if progress:
@@ -234,7 +237,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
         todo = ((t, (windows[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], cfg, steps, transform,
                      quant_lsq))
                 for t in range(len(tiles)) if t not in codes)
-        for t, (t_chunks, err, t_stats, digest) in run_unordered(code_tile_task, todo, workers, scheduler):
+        for t, (t_chunks, err, t_stats, digest) in run_unordered(code_tile_task, todo, workers, scheduler, pool):
             _check_unchanged(t, tiles[t], fits[t].digest, digest)
             journal.add("code", t, t_chunks, err, t_stats, digest)
             done += 1
@@ -267,6 +270,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
             journal.remove()
         raise
     finally:
+        pool_cm.__exit__(None, None, None)
         journal.close()
     journal.remove()
     sq = sum(r.err for r in recs)
