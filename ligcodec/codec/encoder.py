@@ -208,14 +208,18 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     journal = Journal.open(journal_path(path), key, resume)
     tiles = list(tile_grid(w, h, cfg.tile))
     windows = [Window(src, x0, y0, x1, y1) for _, x0, y0, x1, y1 in tiles]
-    budgets = journal.budgets or split_by_energy(tile_energies(src, cfg.tile), tile_areas(w, h, cfg.tile),
-                                                 gaussians, cfg.content_weight)
+    pool_cm = local_pool(workers, scheduler)  # one pool for everything: workers start once
+    pool = pool_cm.__enter__()
+    try:
+        budgets = journal.budgets or split_by_energy(tile_energies(src, cfg.tile, workers, scheduler, pool),
+                                                     tile_areas(w, h, cfg.tile), gaussians, cfg.content_weight)
+    except BaseException:
+        pool_cm.__exit__(None, None, None)
+        raise
     journal.start(budgets)
     fits, codes = journal.records["fit"], journal.tiles
     total = 2 * len(tiles)  # progress counts both passes (the fit is most of the time)
     done = len(fits) + len(codes)
-    pool_cm = local_pool(workers, scheduler)  # both passes share one pool: workers start once
-    pool = pool_cm.__enter__()
     try:
         if progress:  # first call: how much a resumed encode already has (0 if none)
             progress(done, total)
