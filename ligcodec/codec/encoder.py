@@ -15,9 +15,9 @@ import numpy as np
 from ..container import MAX_HEADER_SIZE, Header, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
-from ..io import check_output_dir
 from ..fit.tiles import (FitConfig, _fit_tile, as_float, downsample, render_parts, resolve_budget,
                          single_threaded, split_by_energy, tile_areas, tile_energies)
+from ..io import check_output_dir
 from ..model import tile_grid
 from ..render import Gaussians
 from ..runner import local_pool, run_unordered
@@ -208,74 +208,68 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     journal = Journal.open(journal_path(path), key, resume)
     tiles = list(tile_grid(w, h, cfg.tile))
     windows = [Window(src, x0, y0, x1, y1) for _, x0, y0, x1, y1 in tiles]
-    pool_cm = local_pool(workers, scheduler)  # one pool for everything: workers start once
-    pool = pool_cm.__enter__()
-    try:
+    with local_pool(workers, scheduler) as pool:  # one pool for everything: workers start once
         budgets = journal.budgets or split_by_energy(tile_energies(src, cfg.tile, workers, scheduler, pool),
                                                      tile_areas(w, h, cfg.tile), gaussians, cfg.content_weight)
-    except BaseException:
-        pool_cm.__exit__(None, None, None)
-        raise
-    journal.start(budgets)
-    fits, codes = journal.records["fit"], journal.tiles
-    total = 2 * len(tiles)  # progress counts both passes (the fit is most of the time)
-    done = len(fits) + len(codes)
-    try:
-        if progress:  # first call: how much a resumed encode already has (0 if none)
-            progress(done, total)
-        # Pass 1: fit every tile.
-        todo = ((t, (windows[t], budgets[t], cfg, cfg.seed * 1_000_003 + t)) for t in range(len(tiles))
-                if t not in fits and t not in codes)
-        if codes:  # resumed in pass 2: the coded tiles are not loaded again, so check them here
-            for t, digest in run_unordered(digest_task, ((t, (windows[t],)) for t in codes), workers, scheduler,
-                                           pool):
-                _check_unchanged(t, tiles[t], codes[t].digest, digest)
-        for t, (parts, err, digest) in run_unordered(fit_tile_task, todo, workers, scheduler, pool):
-            journal.add("fit", t, parts, err, digest=digest)
-            done += 1
-            if progress:
-                progress(done, total)
-        # Quantiser steps for the whole image (stored in the header), then pass 2: code every tile.
-        fit_rmse = math.sqrt(sum(r.err for r in fits.values()) / (w * h * nch)) if len(fits) == len(tiles) else None
-        steps = choose_steps(quant, fit_rmse, cfg.levels, nch)
-        todo = ((t, (windows[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], cfg, steps, transform,
-                     quant_lsq))
-                for t in range(len(tiles)) if t not in codes)
-        for t, (t_chunks, err, t_stats, digest) in run_unordered(code_tile_task, todo, workers, scheduler, pool):
-            _check_unchanged(t, tiles[t], fits[t].digest, digest)
-            journal.add("code", t, t_chunks, err, t_stats, digest)
-            done += 1
-            if progress:
-                progress(done, total)
-        header = _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata)
-        # Bits per Gaussian per attribute (each stream coded alone; the real file codes them
-        # jointly and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
-        recs = [codes[t] for t in range(len(tiles))]
-        chunks = [[r.chunks[li] for r in recs] for li in range(cfg.levels)]
-        counts = [sum(c[1] for c in lvl) for lvl in chunks]
-        bits = [{} for _ in range(cfg.levels)]
-        for r in recs:
-            for li, st in enumerate(r.stats):
-                for k, v in st.items():
-                    bits[li][k] = bits[li].get(k, 0) + v
-        header.encoder["bits_per_gaussian"] = [
-            {k: round(v / max(n, 1), 1) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
-        ]
-        tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+        journal.start(budgets)
+        fits, codes = journal.records["fit"], journal.tiles
+        total = 2 * len(tiles)  # progress counts both passes (the fit is most of the time)
+        done = len(fits) + len(codes)
         try:
-            with open(tmp, "wb") as f:
-                size = write_lig(f, header, chunks)
-            os.replace(tmp, path)
+            if progress:  # first call: how much a resumed encode already has (0 if none)
+                progress(done, total)
+            # Pass 1: fit every tile.
+            todo = ((t, (windows[t], budgets[t], cfg, cfg.seed * 1_000_003 + t)) for t in range(len(tiles))
+                    if t not in fits and t not in codes)
+            if codes:  # resumed in pass 2: the coded tiles are not loaded again, so check them here
+                for t, digest in run_unordered(digest_task, ((t, (windows[t],)) for t in codes), workers, scheduler,
+                                               pool):
+                    _check_unchanged(t, tiles[t], codes[t].digest, digest)
+            for t, (parts, err, digest) in run_unordered(fit_tile_task, todo, workers, scheduler, pool):
+                journal.add("fit", t, parts, err, digest=digest)
+                done += 1
+                if progress:
+                    progress(done, total)
+            # Quantiser steps for the whole image (stored in the header), then pass 2: code every tile.
+            fit_rmse = math.sqrt(sum(r.err for r in fits.values()) / (w * h * nch)) if len(fits) == len(tiles) else None
+            steps = choose_steps(quant, fit_rmse, cfg.levels, nch)
+            todo = ((t, (windows[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], cfg, steps, transform,
+                         quant_lsq))
+                    for t in range(len(tiles)) if t not in codes)
+            for t, (t_chunks, err, t_stats, digest) in run_unordered(code_tile_task, todo, workers, scheduler, pool):
+                _check_unchanged(t, tiles[t], fits[t].digest, digest)
+                journal.add("code", t, t_chunks, err, t_stats, digest)
+                done += 1
+                if progress:
+                    progress(done, total)
+            header = _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata)
+            # Bits per Gaussian per attribute (each stream coded alone; the real file codes them
+            # jointly and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
+            recs = [codes[t] for t in range(len(tiles))]
+            chunks = [[r.chunks[li] for r in recs] for li in range(cfg.levels)]
+            counts = [sum(c[1] for c in lvl) for lvl in chunks]
+            bits = [{} for _ in range(cfg.levels)]
+            for r in recs:
+                for li, st in enumerate(r.stats):
+                    for k, v in st.items():
+                        bits[li][k] = bits[li].get(k, 0) + v
+            header.encoder["bits_per_gaussian"] = [
+                {k: round(v / max(n, 1), 1) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
+            ]
+            tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+            try:
+                with open(tmp, "wb") as f:
+                    size = write_lig(f, header, chunks)
+                os.replace(tmp, path)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+        except BaseException:
+            if not fits and not codes:  # nothing worth resuming: leave nothing behind
+                journal.remove()
+            raise
         finally:
-            if tmp.exists():
-                tmp.unlink()
-    except BaseException:
-        if not fits and not codes:  # nothing worth resuming: leave nothing behind
-            journal.remove()
-        raise
-    finally:
-        pool_cm.__exit__(None, None, None)
-        journal.close()
+            journal.close()
     journal.remove()
     sq = sum(r.err for r in recs)
     mse = sq / (w * h * nch)

@@ -15,6 +15,8 @@ from ..errors import LigInputError
 from ..model import Model, tile_grid, to_float_image
 from ..render import Gaussians
 from ..render.raster import project, rasterize
+from ..runner import run_unordered
+from ..source import Window
 from .init import gradient_energy
 from .optimise import FitSettings, fit_level, psnr
 
@@ -81,9 +83,6 @@ def tile_energies(src, tile: int, workers: int = 1, scheduler=None, pool=None) -
     (with the 2-px margin the gradient and its 3x3 blur need), so memory stays bounded. The blocks
     are independent tasks (see :func:`ligcodec.runner.run_unordered`): on 2 workers this pass over
     the whole image, which splits the budget before any fit starts, takes half the time."""
-    from ..runner import run_unordered
-    from ..source import Window
-
     w, h = src.width, src.height
     nx = math.ceil(w / tile)
     out = np.zeros(nx * math.ceil(h / tile), np.float64)
