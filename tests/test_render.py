@@ -29,6 +29,8 @@ def assert_close_to_reference(out, ref):
         (50, 70, 80, 2, 2.0),
         (130, 70, 300, 3, 0.5),
         (200, 150, 500, 5, 0.3),
+        (90, 61, 700, 1, 0.25),
+        (77, 93, 300, 2, 0.125),
         (1, 1, 3, 3, 1.0),
         (7, 13, 20, 1, 1.0),
     ],
@@ -44,11 +46,11 @@ def test_wide_and_thin_gaussians_match_reference(rng):
     means = rng.uniform(0, 96, (n, 2))
     scales = np.stack([rng.uniform(0.05, 0.4, n), rng.uniform(5, 40, n)], 1)
     g = Gaussians.from_scale_rotation(means, scales, rng.uniform(0, np.pi, n), rng.normal(size=(n, 3)))
-    for s in (1.0, 0.5, 1.7):
+    for s in (1.0, 0.5, 0.25, 1.7):
         assert_close_to_reference(render(g, (96, 96), scale=s), render_reference(g, (96, 96), s))
 
 
-@pytest.mark.parametrize("scale", [1.0, 0.5, 0.37, 1.5])
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.37, 0.25, 0.1, 1.5])
 def test_region_equals_window_of_full_render(rng, scale):
     g = random_gaussians(rng, 800, 300, 200, 3)
     full = render(g, (300, 200), scale=scale)
@@ -114,6 +116,72 @@ def test_small_and_large_paths_match_reference(rng):
     g = Gaussians.from_scale_rotation(means, scales, rng.uniform(0, np.pi, n), rng.normal(size=(n, 3)))
     for s in (1.0, 0.5, 0.25):
         assert_close_to_reference(render(g, (80, 80), scale=s), render_reference(g, (80, 80), s))
+
+
+def _codec_ordered(rng, n, size, channels=3):
+    """Gaussians sorted by row of 64-px tiles, as the codec stores them: the reduced-scale path's
+    bands then skip whole blocks of them."""
+    g = random_gaussians(rng, n, size, size, channels, sigma=(0.3, 6))
+    order = np.lexsort((g.means[:, 0], g.means[:, 1] // 64))
+    return g.take(order)
+
+
+def test_reduced_path_matches_reference_and_tiled_path(rng):
+    """SCENARIO: 6000 codec-ordered Gaussians (12 blocks of 512) at scales <= 1/2, where render()
+    takes the banded path of render/reduced.py. EXPECTED RESULT: it matches the reference and
+    the tiled scale-1 machinery (rasterize on projected params) to float rounding."""
+    from ligcodec.render.raster import project as project_params
+    from ligcodec.render.raster import rasterize
+
+    g = _codec_ordered(rng, 6000, 400)
+    for s in (0.5, 0.25, 0.1):
+        out = render(g, (400, 400), scale=s)
+        assert_close_to_reference(out, render_reference(g, (400, 400), s))
+        ow, oh = output_size(400, 400, s)
+        tiled = rasterize(*project_params(g, s), (0, 0, ow, oh))
+        # Same per-pixel operations; only the log-Cholesky exp differs (libm vs. a polynomial,
+        # ~1e-16 relative), so the two agree far inside the reference tolerance.
+        np.testing.assert_allclose(out, tiled, rtol=0, atol=1e-6 * np.abs(tiled).max())
+
+
+def test_reduced_path_does_not_depend_on_bands_or_threads(rng):
+    """SCENARIO: the same reduced-scale render cut into 1, 3 and 7 bands, and with 1 thread and
+    all threads. EXPECTED RESULT: identical bits (each pixel sums its Gaussians in index order)."""
+    import numba
+
+    from ligcodec.render import reduced
+    from ligcodec.render.gaussians import LOG_SCALE_LIMIT
+
+    g = _codec_ordered(rng, 3000, 300, channels=4)
+    s, (w, h) = 0.25, output_size(300, 300, 0.25)
+    k = aa_variance(s)
+    geo, box, rows, ok = reduced.setup(g.means, g.chol, g.colours, s, k, 9.0, LOG_SCALE_LIMIT, 0, 0, w, h)
+    assert ok
+    outs = []
+    for nb in (1, 3, 7):
+        heights = [(b + 1) * h // nb - b * h // nb for b in range(nb)]
+        planes = np.array([reduced.plane_size(r, w + kernels._LANES) for r in heights], np.int64)
+        out = np.empty((h, w, 4), np.float32)
+        outs.append(reduced.forward(geo, box, rows, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb, planes, out))
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = render(g, (300, 300), scale=s)
+    finally:
+        numba.set_num_threads(threads)
+    assert np.array_equal(one, render(g, (300, 300), scale=s))
+    assert np.array_equal(one, outs[0])
+
+
+def test_vectorised_exp_matches_numpy():
+    from numba import njit
+
+    from ligcodec.render.reduced import _exp
+
+    x = np.concatenate([np.linspace(-60, 60, 100001), [0.0, -0.0, 1e-300, 50.0, -50.0]])
+    got = njit(lambda v: np.array([_exp(t) for t in v]))(x)
+    np.testing.assert_allclose(got, np.exp(x), rtol=4e-15, atol=0)
 
 
 def test_output_size_is_ceil_of_scaled_size():
@@ -197,13 +265,15 @@ def test_non_finite_parameters_are_rejected(rng, field, value):
     arr = getattr(g, field).copy()
     arr[7, 0] = value
     bad = Gaussians(**{**{"means": g.means, "chol": g.chol, "colours": g.colours}, field: arr})
-    with pytest.raises(LigInputError, match=f"{field} of Gaussian 7"):
-        render(bad, (20, 20))
+    for scale in (1.0, 0.25):  # the reduced-scale path validates in its projection pass
+        with pytest.raises(LigInputError, match=f"{field} of Gaussian 7"):
+            render(bad, (20, 20), scale=scale)
 
 
 def test_degenerate_covariances_are_rejected():
-    with pytest.raises(LigInputError, match="degenerate"):
-        render(Gaussians([[1, 1]], [[60.0, 0, 0]], [[1.0]]), (4, 4))
+    for scale in (1.0, 0.25):
+        with pytest.raises(LigInputError, match="degenerate"):
+            render(Gaussians([[1, 1]], [[60.0, 0, 0]], [[1.0]]), (4, 4), scale=scale)
     for cov in ([0, 0, 1], [1, 1, 1], [-1, 0, 1], [1, 2, 1], [np.nan, 0, 1]):
         with pytest.raises(LigInputError, match="positive definite"):
             Gaussians.from_covariance([[1, 1]], [cov], [[1.0]])

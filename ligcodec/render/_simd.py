@@ -176,3 +176,88 @@ def _make(n):
 
 span_weights16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(16)
 _, box_columns8, box_weights8, box_weights_rgb8, axpy8 = _make(8)
+
+
+def _make_pairs():
+    """Two rows of an 8-column box in one 16-lane vector: lanes 0-7 are row i, lanes 8-15 row
+    i + 1, the same columns. Per lane the operations are those of :func:`box_weights8`, so a pixel
+    gets the same weight either way; pairing halves the dependent exp-polynomial chains per box,
+    which bound small boxes (their rows are too short to fill the out-of-order window)."""
+    n = 16
+    vf = ir.VectorType(_F32, n)
+    vd = ir.VectorType(_F64, n)
+    vf8 = ir.VectorType(_F32, 8)
+    col = _vconst(_I64, n, [i % 8 for i in range(n)])
+    zero = ir.Constant(_I64, 0)
+    halves_mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
+
+    def halves(builder, lo, hi, ty):
+        return builder.shuffle_vector(_splat(builder, lo, ty, n), _splat(builder, hi, ty, n), halves_mask)
+
+    @intrinsic
+    def box_columns8x2(typingctx, dx, adx, j0, mx, a):
+        """:func:`box_columns8` twice over: ``dx[:16]``, ``adx[:16]`` for columns j0..j0+7, repeated."""
+        sig = types.void(dx, adx, j0, mx, a)
+
+        def codegen(context, builder, signature, args):
+            dxa, adxa, j0v, mxv, av = args
+            j = builder.add(_splat(builder, j0v, _I64, n), col)
+            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
+            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
+            builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
+            ad = builder.fmul(_splat(builder, av, _F64, n), d)
+            builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    def pair_row(context, builder, types_dx, dxa, adxa, njv, b0, k0, b1, k1, cutv):
+        d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
+        ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
+        q = builder.fmul(builder.fadd(ad, halves(builder, b0, b1, _F64)), d)
+        q = builder.fadd(q, halves(builder, k0, k1, _F64))
+        inside = builder.and_(
+            builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
+            builder.icmp_signed("<", col, _splat(builder, njv, _I64, n)),
+        )
+        p = _exp_half_neg_vec(builder, builder.fptrunc(q, vf), n)
+        return builder.select(inside, p, _f32c(n, 0.0))
+
+    @intrinsic
+    def box_weights8x2(typingctx, w, dx, adx, nj, b0, k0, b1, k1, cutoff):
+        """``w[:8]``, ``w[8:16]``: :func:`box_weights8` of two rows, ``(b0, k0)`` and ``(b1, k1)``
+        being their ``(2 b dy, c dy^2)``; ``dx``, ``adx`` from :func:`box_columns8x2`."""
+        sig = types.void(w, dx, adx, nj, b0, k0, b1, k1, cutoff)
+
+        def codegen(context, builder, signature, args):
+            wa, dxa, adxa, njv, b0v, k0v, b1v, k1v, cutv = args
+            p = pair_row(context, builder, signature.args[1:3], dxa, adxa, njv, b0v, k0v, b1v, k1v, cutv)
+            builder.store(p, _vec_ptr(context, builder, signature.args[0], wa, zero, vf), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def box_weights_rgb8x2(typingctx, dst, off, stride, plane, c0, c1, c2, dx, adx, nj, b0, k0, b1, k1, cutoff):
+        """:func:`box_weights8x2` fused with the three channel updates of both rows
+        (``dst[off + r stride + k plane :] += ck w_r``)."""
+        sig = types.void(dst, off, stride, plane, c0, c1, c2, dx, adx, nj, b0, k0, b1, k1, cutoff)
+
+        def codegen(context, builder, signature, args):
+            da, offv, stv, plv, c0v, c1v, c2v, dxa, adxa, njv, b0v, k0v, b1v, k1v, cutv = args
+            p = pair_row(context, builder, signature.args[7:9], dxa, adxa, njv, b0v, k0v, b1v, k1v, cutv)
+            for half, o in ((range(8), offv), (range(8, 16), builder.add(offv, stv))):
+                wr = builder.shuffle_vector(p, p, ir.Constant(ir.VectorType(_I32, 8), list(half)))
+                for cch in (c0v, c1v, c2v):
+                    pd = _vec_ptr(context, builder, signature.args[0], da, o, vf8)
+                    x = builder.fmul(_splat(builder, cch, _F32, 8), wr)
+                    builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+                    o = builder.add(o, plv)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return box_columns8x2, box_weights8x2, box_weights_rgb8x2
+
+
+box_columns8x2, box_weights8x2, box_weights_rgb8x2 = _make_pairs()

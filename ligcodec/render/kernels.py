@@ -334,13 +334,46 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
 
 
 @njit(cache=True, inline="always")
+def _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
+    """Rows i0..i1 of a box at most 8 columns wide (``nj`` of them inside the window), the first
+    at ``buf[off:]``; ``dxs``, ``adxs`` from :func:`._simd.box_columns8x2`. Rows go two at a time
+    in one 16-lane vector (:func:`._simd.box_weights_rgb8x2`): each row's exp polynomial is a
+    chain of ~20 dependent operations, too short a row to hide it, and pairing halves the chains.
+    A pixel's weight is the same whichever row of a pair it falls in."""
+    nch = cg.shape[0]
+    i = i0
+    while i < i1:
+        dy = i + 0.5 - my
+        dz = i + 1.5 - my  # not dy + 1: the same float operations as row i + 1 on its own
+        if nch == 3:
+            _simd.box_weights_rgb8x2(buf, off, stride, plane, cg[0], cg[1], cg[2], dxs, adxs, nj,
+                                     b2 * dy, c * dy * dy, b2 * dz, c * dz * dz, cutoff)
+        else:
+            _simd.box_weights8x2(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, b2 * dz, c * dz * dz, cutoff)
+            for ch in range(nch):
+                _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+                _simd.axpy8(buf, off + stride + ch * plane, cg[ch], wv[8:])
+        off += 2 * stride
+        i += 2
+    if i == i1:  # an odd row left: on its own, in the first 8 lanes
+        dy = i + 0.5 - my
+        if nch == 3:
+            _simd.box_weights_rgb8(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy,
+                                   cutoff)
+        else:
+            _simd.box_weights8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+            for ch in range(nch):
+                _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+
+
+@njit(cache=True, inline="always")
 def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs):
     """Add one Gaussian (params ``p``, colours ``cg [C]``) to the planar buffer of the window
     columns X0..X1, rows from Y0 (``buf[ch * plane + (i - Y0) * stride + j - X0]``), over its box
     columns bj0..bj1 and rows i0..i1 (already clipped to the window).
 
     Gaussians whose 3-sigma box is at most 8 (16) columns wide take the small path: each row of
-    the box is one 8- (16-) lane vector whose pixels are masked by the contract's own test
+    the box is one 8- (16-) lane vector (two rows per 16-lane vector for 8, :func:`_box8_rows`) whose pixels are masked by the contract's own test
     ``q <= cutoff`` with q in float64 per pixel (:func:`._simd.box_weights`): no per-row sqrt,
     span clipping or loop prologue. Wider ones walk the exact ellipse spans in 16-lane chunks,
     anchored by :func:`_anchored_span`. Either way a pixel's weight does not depend on the window.
@@ -355,20 +388,8 @@ def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cuto
         nj = min(X1, bj1) - ja + 1
         off = (i0 - Y0) * stride + ja - X0
         if width < 8.0:
-            _simd.box_columns8(dxs, adxs, ja, p[0], p[2])
-            if nch == 3:  # weights stay in registers
-                for i in range(i0, i1 + 1):
-                    dy = i + 0.5 - my
-                    _simd.box_weights_rgb8(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy,
-                                           c * dy * dy, cutoff)
-                    off += stride
-                return
-            for i in range(i0, i1 + 1):
-                dy = i + 0.5 - my
-                _simd.box_weights8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
-                for ch in range(nch):
-                    _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
-                off += stride
+            _simd.box_columns8x2(dxs, adxs, ja, p[0], p[2])
+            _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
             return
         _simd.box_columns16(dxs, adxs, ja, p[0], p[2])
         if nch == 3:

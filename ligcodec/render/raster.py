@@ -5,9 +5,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import kernels
+from . import kernels, reduced
 from .contract import CUTOFF_Q, aa_variance, check_region, check_scale, output_size
-from .gaussians import Gaussians
+from .gaussians import LOG_SCALE_LIMIT, Gaussians
 
 
 def project(g: Gaussians, scale: float):
@@ -56,12 +56,14 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
     s = check_scale(scale)
     ow, oh = output_size(size[0], size[1], s)
     reg = check_region(region, ow, oh)
-    g.validate()
     x0, y0, w, h = reg
     out = np.empty((h, w, g.channels), np.float32)
     if len(g) == 0:
         out[...] = 0
         return out
+    if s <= reduced.MAX_SCALE:
+        return _render_reduced(g, s, reg, out)  # validates on the way
+    g.validate()
     tw, th = kernels.TILE
     # Projection fused with binning: the same params, boxes and tile lists as project() followed
     # by rasterize(), in one pass fewer over the Gaussians.
@@ -69,3 +71,18 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
         g.means, g.chol, g.colours, s, aa_variance(s), CUTOFF_Q, x0, y0, w, h, tw, th, _chunks(len(g))
     )
     return kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out)
+
+
+def _render_reduced(g: Gaussians, s: float, region, out) -> np.ndarray:
+    """Scale <= 1/2: small boxes, where per-Gaussian costs dominate (see :mod:`.reduced`)."""
+    x0, y0, w, h = region
+    k = aa_variance(s)
+    geo, box, rows, ok = reduced.setup(g.means, g.chol, g.colours, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h)
+    if not ok:
+        g.validate()  # raises, naming the culprit
+    # Bands of at most 64 rows are the parallel work items (a few per thread, and an RGB band
+    # buffer of a 1024-px-wide output stays ~800 KB). The result does not depend on the bands.
+    nb = min(h, max(2 * numba.get_num_threads(), -(-h // 64)))
+    heights = [(b + 1) * h // nb - b * h // nb for b in range(nb)]
+    planes = np.array([reduced.plane_size(r, w + kernels._LANES) for r in heights], np.int64)
+    return reduced.forward(geo, box, rows, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h, nb, planes, out)

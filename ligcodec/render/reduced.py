@@ -1,0 +1,284 @@
+"""The reduced-scale forward pass of :func:`ligcodec.render.render` (scale <= :data:`MAX_SCALE`).
+
+At scale 1/4 a Gaussian of sigma 2-4 px covers a box of ~5 x 5 output pixels, so what costs is
+not the drawing but everything done once per Gaussian. The scale-1 path (:mod:`.kernels`) pays
+for a projection into a 9-column ``params`` table (two scalar ``exp`` calls, seven divisions and
+square roots), a counting sort of (tile, Gaussian) pairs and an indirection per pair; at scale 1/4
+that was 6.6 of 18 ms for 200k Gaussians on 2048^2 (bench/render.py). Here instead:
+
+- :func:`setup` projects every Gaussian in one branch-free loop over structure-of-arrays outputs,
+  which LLVM vectorises (its ``exp`` is :func:`_exp`, a polynomial with the exponent set by bit
+  arithmetic, so no libm call blocks the vector loop).
+- :func:`forward` needs no binning: the output is cut into horizontal bands, one work item each,
+  and every band scans the Gaussians in index order and draws those that reach it into a planar
+  band buffer. A pixel sums its Gaussians in index order whatever the bands, threads or region,
+  so the render does not depend on the threads, and a region render equals the same window of
+  the full render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
+- Boxes at most 8 columns wide (nearly all at scale 1/4) are drawn two rows per 16-lane vector
+  (:func:`.kernels._box8_rows`, shared with the tiled path).
+
+Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import float32, njit, prange, types
+from numba.extending import intrinsic
+
+from . import _simd
+from .kernels import _FAST, _LANES, _box8_rows, _fill_params, _projected_cov, _splat
+
+#: The reduced-scale path serves scales up to this; above it boxes are large and the tiled path
+#: of :mod:`.kernels` (cache-resident tile buffers, spans clipped per row) is the faster one.
+MAX_SCALE = 0.5
+
+#: Gaussians per work item of :func:`setup`.
+_BLOCK = 512
+
+_LOG2E = 1.4426950408889634
+#: ln 2 split so that ``k * _LN2_HI`` is exact for |k| < 2^11 (Cody-Waite range reduction).
+_LN2_HI = 0.6931471803691238
+_LN2_LO = 1.9082149292705877e-10
+
+
+@intrinsic
+def _f64_from_bits(typingctx, bits):
+    """The float64 whose IEEE-754 bit pattern is the int64 ``bits``."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _exp(x):
+    """``exp(x)`` for ``x`` in [-700, 700] (a log-Cholesky entry is validated to |x| <= 50),
+    relative error ~1e-15, written without libm calls or branches so that loops calling it
+    vectorise: ``x = k ln2 + r`` with |r| <= ln2 / 2, ``exp(r)`` by its Taylor polynomial of
+    degree 13 (remainder < 4e-18), and ``2^k`` built from its exponent bits."""
+    kf = np.floor(x * _LOG2E + 0.5)
+    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p * _f64_from_bits((np.int64(kf) + 1023) << 52)
+
+
+@njit(cache=True, inline="always")
+def _clip_box(centre, radius, lo_i, hi_i):
+    """Like :func:`.kernels._clip_range` but branch-free (so that :func:`setup` vectorises):
+    ``(j0, j1)`` inclusive, empty (j0 > j1) when the range misses [lo_i, hi_i]. Clamping in float
+    first keeps huge or far-away boxes from overflowing an integer."""
+    lo = min(max(centre - radius, lo_i - 1.0), hi_i + 1.0)
+    hi = min(max(centre + radius, lo_i - 1.0), hi_i + 1.0)
+    j0 = max(np.int64(np.ceil(lo)), lo_i)
+    j1 = min(np.int64(np.floor(hi)), hi_i)
+    return j0, j1
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def setup(means, chol, colours, scale, aa_var, cutoff, log_limit, x0, y0, w, h):
+    """Project every Gaussian to output pixels at ``scale``: ``(geo, box, rows, ok)``.
+
+    - ``geo [7, N]`` float64: ``(mx, my, a, 2b, c, amp, width)``: centre, conic of ``q = a dx^2 +
+      2b dx dy + c dy^2``, energy factor and the 3-sigma box width 2 rx; the same S' = s^2 S + k I
+      as :func:`.kernels.project`.
+    - ``box [4, N]`` int64: ``(j0, j1, i0, i1)``, the 3-sigma box clipped to the region (empty if
+      j0 > j1 or i0 > i1).
+    - ``rows [2, blocks]``: the first and last row any Gaussian of each block of :data:`_BLOCK`
+      reaches, so that a band skips whole blocks (Gaussians in the codec's order are spatially
+      coherent).
+    - ``ok``: the test of :func:`.kernels.all_valid` (finite, log-diagonal within ``log_limit``);
+      if False the other results are meaningless and the caller raises.
+    """
+    n = means.shape[0]
+    nch = colours.shape[1]
+    geo = np.empty((7, n), np.float64)
+    box = np.empty((4, n), np.int64)
+    nblk = (n + _BLOCK - 1) // _BLOCK
+    rows = np.empty((2, nblk), np.int64)
+    bad = np.zeros(nblk, np.float64)
+    s2 = scale * scale
+    k = aa_var
+    xr1 = x0 + w - 1
+    yr1 = y0 + h - 1
+    for blk in prange(nblk):
+        g0 = blk * _BLOCK
+        m = min(n, g0 + _BLOCK) - g0
+        # LLVM vectorises a loop only if it can rule out overlaps between its arrays with a few
+        # run-time checks, so the maths is split into loops of few arrays each, over unit-stride
+        # block-local copies (one loop over everything stayed scalar: 7 ms for 200k Gaussians).
+        l11 = np.empty(_BLOCK, np.float64)
+        l21 = np.empty(_BLOCK, np.float64)
+        l22 = np.empty(_BLOCK, np.float64)
+        mx = np.empty(_BLOCK, np.float64)
+        my = np.empty(_BLOCK, np.float64)
+        sxx = np.empty(_BLOCK, np.float64)
+        syy = np.empty(_BLOCK, np.float64)
+        for t in range(m):
+            mx[t] = means[g0 + t, 0] * scale
+            my[t] = means[g0 + t, 1] * scale
+            l11[t] = chol[g0 + t, 0]
+            l21[t] = chol[g0 + t, 1]
+            l22[t] = chol[g0 + t, 2]
+        # Branch-free validity test (see kernels.all_valid): x * 0 is 0 only for finite x.
+        z = 0.0
+        for t in range(m):
+            inside = abs(l11[t]) <= log_limit and abs(l22[t]) <= log_limit  # False for NaN
+            z += (mx[t] + my[t] + l21[t]) * 0.0 + (0.0 if inside else 1.0)
+        for t in range(m):
+            for ch in range(nch):
+                z += colours[g0 + t, ch] * 0.0
+        bad[blk] = z
+        for t in range(m):
+            l11[t] = _exp(l11[t])
+        for t in range(m):
+            l22[t] = _exp(l22[t])
+        for t in range(m):
+            sxx[t] = s2 * (l11[t] * l11[t]) + k
+            syy[t] = s2 * (l21[t] * l21[t] + l22[t] * l22[t]) + k
+        ga = geo[2, g0 : g0 + m]
+        gb = geo[3, g0 : g0 + m]
+        gc = geo[4, g0 : g0 + m]
+        gamp = geo[5, g0 : g0 + m]
+        for t in range(m):
+            sxy = s2 * (l11[t] * l21[t])
+            pr = l11[t] * l22[t]
+            det0 = s2 * s2 * pr * pr
+            det = det0 + k * (sxx[t] + syy[t] - 2.0 * k) + k * k
+            inv = 1.0 / det
+            ga[t] = syy[t] * inv
+            gb[t] = -2.0 * sxy * inv
+            gc[t] = sxx[t] * inv
+            gamp[t] = math.sqrt(det0 * inv) if k > 0.0 else 1.0
+        gx = geo[0, g0 : g0 + m]
+        gw = geo[6, g0 : g0 + m]
+        bj0 = box[0, g0 : g0 + m]
+        bj1 = box[1, g0 : g0 + m]
+        for t in range(m):
+            rx = math.sqrt(cutoff * sxx[t])
+            gx[t] = mx[t]
+            gw[t] = 2.0 * rx
+            bj0[t], bj1[t] = _clip_box(mx[t] - 0.5, rx, x0, xr1)
+        gy = geo[1, g0 : g0 + m]
+        bi0 = box[2, g0 : g0 + m]
+        bi1 = box[3, g0 : g0 + m]
+        for t in range(m):
+            gy[t] = my[t]
+            bi0[t], bi1[t] = _clip_box(my[t] - 0.5, math.sqrt(cutoff * syy[t]), y0, yr1)
+        lo = yr1 + 1
+        hi = y0 - 1
+        for t in range(m):
+            if bi0[t] <= bi1[t] and bj0[t] <= bj1[t]:
+                lo = min(lo, bi0[t])
+                hi = max(hi, bi1[t])
+        rows[0, blk] = lo
+        rows[1, blk] = hi
+    return geo, box, rows, bad.sum() == 0.0
+
+
+def plane_size(rows, stride):
+    """Floats per channel plane of a band buffer: at least ``rows * stride``, padded so that the
+    planes do not start a multiple of 4 KiB apart. Otherwise a channel's load and the previous
+    channel's store of the same pixel alias in the store buffer's 4 KiB address check and stall
+    (measured: 1.5 ms of 16 at scale 1/4 on a 512-px-wide output)."""
+    base = rows * stride
+    for pad in range(0, 1024, 40):
+        p = base + pad
+        if all(64 <= (m * p) % 1024 <= 960 for m in (1, 2, 3)):
+            return p
+    return base
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def forward(geo, box, rows, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, nbands, planes, out):
+    """Write the render of region ``(x0, y0, w, h)`` into ``out [h, w, C]`` float32, band by band
+    (``nbands`` bands of rows; ``planes[b]``: floats per channel plane of band b's buffer, see
+    :func:`plane_size`). ``geo``, ``box``, ``rows``: from :func:`setup` on the same region."""
+    n = geo.shape[1]
+    nch = colours.shape[1]
+    s2 = scale * scale
+    stride = w + _LANES
+    xr1 = x0 + w - 1
+    for bnd in prange(nbands):
+        B0 = y0 + bnd * h // nbands
+        B1 = y0 + (bnd + 1) * h // nbands - 1
+        plane = planes[bnd]
+        buf = np.zeros(nch * plane + _LANES, np.float32)
+        wv = np.empty(_LANES, np.float32)
+        dxs = np.empty(_LANES, np.float64)
+        adxs = np.empty(_LANES, np.float64)
+        cg = np.empty(nch, np.float32)
+        p = np.empty(9, np.float64)
+        for blk in range(rows.shape[1]):
+            if rows[1, blk] < B0 or rows[0, blk] > B1:
+                continue  # no Gaussian of this block reaches the band
+            for g in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+                i0 = max(box[2, g], B0)
+                i1 = min(box[3, g], B1)
+                j0 = box[0, g]
+                j1 = box[1, g]
+                if i0 > i1 or j0 > j1:
+                    continue
+                mx = geo[0, g]
+                my = geo[1, g]
+                a = geo[2, g]
+                b2 = geo[3, g]
+                c = geo[4, g]
+                amp = geo[5, g]
+                for ch in range(nch):
+                    cg[ch] = float32(colours[g, ch] * amp)
+                nj = j1 - j0 + 1
+                off = (i0 - B0) * stride + j0 - x0
+                # The box's full width (not the clipped nj) picks the path, so a region render draws
+                # every pixel the same way as the full render does.
+                width = geo[6, g]
+                if width < 8.0:
+                    _simd.box_columns8x2(dxs, adxs, j0, mx, a)
+                    _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
+                    continue
+                if width < 16.0:
+                    p[0] = mx
+                    p[1] = my
+                    p[2] = a
+                    p[3] = 0.5 * b2
+                    p[4] = c
+                    p[5] = 0.5 * width
+                else:  # the exact span geometry of the scale-1 path, from the covariance
+                    l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, aa_var)
+                    _fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
+                # Anchor 0 (the output's first column) does not depend on the region or the band.
+                _splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs)
+        for i in range(B1 - B0 + 1):
+            orow = out[B0 - y0 + i]
+            if nch == 3:
+                s0 = buf[i * stride : i * stride + w]
+                s1 = buf[plane + i * stride : plane + i * stride + w]
+                s2r = buf[2 * plane + i * stride : 2 * plane + i * stride + w]
+                for j in range(w):
+                    orow[j, 0] = s0[j]
+                    orow[j, 1] = s1[j]
+                    orow[j, 2] = s2r[j]
+            else:
+                for ch in range(nch):
+                    src = buf[ch * plane + i * stride : ch * plane + i * stride + w]
+                    for j in range(w):
+                        orow[j, ch] = src[j]
+    return out
