@@ -333,37 +333,73 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
     return j0 - ja, j0, j1, q0, q1, float32(min(a, _QMAX))
 
 
-@njit(cache=True, inline="always")
-def _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
-    """Rows i0..i1 of a box at most 8 columns wide (``nj`` of them inside the window), the first
-    at ``buf[off:]``; ``dxs``, ``adxs`` from :func:`._simd.box_columns8x2`. Rows go two at a time
-    in one 16-lane vector (:func:`._simd.box_weights_rgb8x2`): each row's exp polynomial is a
-    chain of ~20 dependent operations, too short a row to hide it, and pairing halves the chains.
-    A pixel's weight is the same whichever row of a pair it falls in."""
-    nch = cg.shape[0]
-    i = i0
-    while i < i1:
-        dy = i + 0.5 - my
-        dz = i + 1.5 - my  # not dy + 1: the same float operations as row i + 1 on its own
-        if nch == 3:
-            _simd.box_weights_rgb8x2(buf, off, stride, plane, cg[0], cg[1], cg[2], dxs, adxs, nj,
-                                     b2 * dy, c * dy * dy, b2 * dz, c * dz * dz, cutoff)
-        else:
-            _simd.box_weights8x2(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, b2 * dz, c * dz * dz, cutoff)
-            for ch in range(nch):
-                _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
-                _simd.axpy8(buf, off + stride + ch * plane, cg[ch], wv[8:])
-        off += 2 * stride
-        i += 2
-    if i == i1:  # an odd row left: on its own, in the first 8 lanes
-        dy = i + 0.5 - my
-        if nch == 3:
-            _simd.box_weights_rgb8(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy,
-                                   cutoff)
-        else:
-            _simd.box_weights8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
-            for ch in range(nch):
-                _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+def _make_box_rows(w8, rgb8, w8x2, rgb8x2, w4x4, rgb4x4):
+    """``(box4_rows, box8_rows)`` drawing with the given row intrinsics of :mod:`._simd` (the
+    tiled path's exact-Horner ones, or the reduced-scale path's Estrin ones)."""
+
+    @njit(inline="always")
+    def _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
+        """Rows i0..i1 of a box at most 8 columns wide (``nj`` of them inside the window), the first
+        at ``buf[off:]``; ``dxs``, ``adxs`` from :func:`._simd.box_columns8x2`. Rows go two at a time
+        in one 16-lane vector (:func:`._simd.box_weights_rgb8x2`): each row's exp polynomial is a
+        chain of ~20 dependent operations, too short a row to hide it, and pairing halves the chains.
+        A pixel's weight is the same whichever row of a pair it falls in."""
+        nch = cg.shape[0]
+        i = i0
+        while i < i1:
+            dy = i + 0.5 - my
+            dz = i + 1.5 - my  # not dy + 1: the same float operations as row i + 1 on its own
+            if nch == 3:
+                rgb8x2(buf, off, stride, plane, cg[0], cg[1], cg[2], dxs, adxs, nj,
+                       b2 * dy, c * dy * dy, b2 * dz, c * dz * dz, cutoff)
+            else:
+                w8x2(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, b2 * dz, c * dz * dz, cutoff)
+                for ch in range(nch):
+                    _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+                    _simd.axpy8(buf, off + stride + ch * plane, cg[ch], wv[8:])
+            off += 2 * stride
+            i += 2
+        if i == i1:  # an odd row left: on its own, in the first 8 lanes
+            dy = i + 0.5 - my
+            if nch == 3:
+                rgb8(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+            else:
+                w8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+                for ch in range(nch):
+                    _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+
+    @njit(inline="always")
+    def _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
+        """Like :func:`_box8_rows` for a box at most 4 columns wide, four rows per 16-lane vector
+        (``dxs``, ``adxs`` from :func:`._simd.box_columns4x4`). At scale 1/4 about a third of the
+        Gaussians of bench/render.py and most detail Gaussians of a codec file are this small."""
+        nch = cg.shape[0]
+        i = i0
+        while i <= i1:
+            nr = min(4, i1 - i + 1)
+            # i + k + 0.5 is exact, so each row's dy is the float that row would get on its own.
+            d0 = i + 0.5 - my
+            d1 = i + 1.5 - my
+            d2 = i + 2.5 - my
+            d3 = i + 3.5 - my
+            if nch == 3:
+                rgb4x4(buf, off, stride, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, nr,
+                       b2 * d0, c * d0 * d0, b2 * d1, c * d1 * d1, b2 * d2, c * d2 * d2,
+                       b2 * d3, c * d3 * d3, cutoff)
+            else:
+                w4x4(wv, dxs, adxs, nj, nr, b2 * d0, c * d0 * d0, b2 * d1, c * d1 * d1,
+                     b2 * d2, c * d2 * d2, b2 * d3, c * d3 * d3, cutoff)
+                for r in range(nr):
+                    for ch in range(nch):
+                        _simd.axpy4(buf, off + r * stride + ch * plane, cg[ch], wv[4 * r :])
+            off += 4 * stride
+            i += 4
+
+    return _box4_rows, _box8_rows
+
+
+_box4_rows, _box8_rows = _make_box_rows(_simd.box_weights8, _simd.box_weights_rgb8, _simd.box_weights8x2,
+                                        _simd.box_weights_rgb8x2, _simd.box_weights4x4, _simd.box_weights_rgb4x4)
 
 
 @njit(cache=True, inline="always")
@@ -373,7 +409,8 @@ def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cuto
     columns bj0..bj1 and rows i0..i1 (already clipped to the window).
 
     Gaussians whose 3-sigma box is at most 8 (16) columns wide take the small path: each row of
-    the box is one 8- (16-) lane vector (two rows per 16-lane vector for 8, :func:`_box8_rows`) whose pixels are masked by the contract's own test
+    the box is one 8- (16-) lane vector (four rows of 4 or two rows of 8 per 16-lane vector,
+    :func:`_box4_rows`, :func:`_box8_rows`) whose pixels are masked by the contract's own test
     ``q <= cutoff`` with q in float64 per pixel (:func:`._simd.box_weights`): no per-row sqrt,
     span clipping or loop prologue. Wider ones walk the exact ellipse spans in 16-lane chunks,
     anchored by :func:`_anchored_span`. Either way a pixel's weight does not depend on the window.
@@ -387,6 +424,10 @@ def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cuto
         ja = max(X0, bj0)
         nj = min(X1, bj1) - ja + 1
         off = (i0 - Y0) * stride + ja - X0
+        if width < 4.0:
+            _simd.box_columns4x4(dxs, adxs, ja, p[0], p[2])
+            _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
+            return
         if width < 8.0:
             _simd.box_columns8x2(dxs, adxs, ja, p[0], p[2])
             _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)

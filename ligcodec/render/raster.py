@@ -80,9 +80,8 @@ def _render_reduced(g: Gaussians, s: float, region, out) -> np.ndarray:
     geo, box, rows, ok = reduced.setup(g.means, g.chol, g.colours, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h)
     if not ok:
         g.validate()  # raises, naming the culprit
-    # Bands of at most 64 rows are the parallel work items (a few per thread, and an RGB band
-    # buffer of a 1024-px-wide output stays ~800 KB). The result does not depend on the bands.
-    nb = min(h, max(2 * numba.get_num_threads(), -(-h // 64)))
-    heights = [(b + 1) * h // nb - b * h // nb for b in range(nb)]
-    planes = np.array([reduced.plane_size(r, w + kernels._LANES) for r in heights], np.int64)
-    return reduced.forward(geo, box, rows, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h, nb, planes, out)
+    # Bands of at most 64 rows (an RGB band buffer of a 1024-px-wide output is ~800 KB), a few
+    # per thread. The result does not depend on the bands or the threads.
+    workers = numba.get_num_threads()
+    nb = min(h, max(2 * workers, -(-h // 64)))
+    return reduced.forward(geo, box, rows, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h, nb, min(workers, nb), out)

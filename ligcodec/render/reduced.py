@@ -14,8 +14,9 @@ that was 6.6 of 18 ms for 200k Gaussians on 2048^2 (bench/render.py). Here inste
   band buffer. A pixel sums its Gaussians in index order whatever the bands, threads or region,
   so the render does not depend on the threads, and a region render equals the same window of
   the full render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
-- Boxes at most 8 columns wide (nearly all at scale 1/4) are drawn two rows per 16-lane vector
-  (:func:`.kernels._box8_rows`, shared with the tiled path).
+- Boxes at most 4 (8) columns wide, nearly all at scale 1/4, are drawn four (two) rows per
+  16-lane vector (:func:`.kernels._box4_rows`, :func:`.kernels._box8_rows`, shared with the
+  tiled path).
 
 Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`.
 """
@@ -30,11 +31,15 @@ from numba import float32, njit, prange, types
 from numba.extending import intrinsic
 
 from . import _simd
-from .kernels import _FAST, _LANES, _box8_rows, _fill_params, _projected_cov, _splat
+from .kernels import _FAST, _LANES, _fill_params, _make_box_rows, _projected_cov, _splat
 
 #: The reduced-scale path serves scales up to this; above it boxes are large and the tiled path
 #: of :mod:`.kernels` (cache-resident tile buffers, spans clipped per row) is the faster one.
 MAX_SCALE = 0.5
+
+_box4_rows, _box8_rows = _make_box_rows(_simd.est_box_weights8, _simd.est_box_weights_rgb8,
+                                        _simd.est_box_weights8x2, _simd.est_box_weights_rgb8x2,
+                                        _simd.est_box_weights4x4, _simd.est_box_weights_rgb4x4)
 
 #: Gaussians per work item of :func:`setup`.
 _BLOCK = 512
@@ -194,6 +199,7 @@ def setup(means, chol, colours, scale, aa_var, cutoff, log_limit, x0, y0, w, h):
     return geo, box, rows, bad.sum() == 0.0
 
 
+@njit(cache=True)
 def plane_size(rows, stride):
     """Floats per channel plane of a band buffer: at least ``rows * stride``, padded so that the
     planes do not start a multiple of 4 KiB apart. Otherwise a channel's load and the previous
@@ -202,83 +208,107 @@ def plane_size(rows, stride):
     base = rows * stride
     for pad in range(0, 1024, 40):
         p = base + pad
-        if all(64 <= (m * p) % 1024 <= 960 for m in (1, 2, 3)):
+        ok = True
+        for m in range(1, 4):
+            r = (m * p) % 1024
+            if r < 64 or r > 960:
+                ok = False
+        if ok:
             return p
     return base
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST)
-def forward(geo, box, rows, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, nbands, planes, out):
-    """Write the render of region ``(x0, y0, w, h)`` into ``out [h, w, C]`` float32, band by band
-    (``nbands`` bands of rows; ``planes[b]``: floats per channel plane of band b's buffer, see
-    :func:`plane_size`). ``geo``, ``box``, ``rows``: from :func:`setup` on the same region."""
+def forward(geo, box, rows, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, nbands, nworkers, out):
+    """Write the render of region ``(x0, y0, w, h)`` into ``out [h, w, C]`` float32 in ``nbands``
+    bands of rows, ``nworkers`` parallel workers each drawing bands w, w + nworkers, ... into one
+    reused buffer (cache-warm, and no fresh pages to fault in per band). ``geo``, ``box``,
+    ``rows``: from :func:`setup` on the same region."""
     n = geo.shape[1]
     nch = colours.shape[1]
     s2 = scale * scale
     stride = w + _LANES
     xr1 = x0 + w - 1
-    for bnd in prange(nbands):
-        B0 = y0 + bnd * h // nbands
-        B1 = y0 + (bnd + 1) * h // nbands - 1
-        plane = planes[bnd]
-        buf = np.zeros(nch * plane + _LANES, np.float32)
+    hmax = (h + nbands - 1) // nbands
+    for wk in prange(nworkers):
+        buf = np.empty(nch * plane_size(hmax, stride) + _LANES, np.float32)
         wv = np.empty(_LANES, np.float32)
         dxs = np.empty(_LANES, np.float64)
         adxs = np.empty(_LANES, np.float64)
         cg = np.empty(nch, np.float32)
         p = np.empty(9, np.float64)
-        for blk in range(rows.shape[1]):
-            if rows[1, blk] < B0 or rows[0, blk] > B1:
-                continue  # no Gaussian of this block reaches the band
-            for g in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-                i0 = max(box[2, g], B0)
-                i1 = min(box[3, g], B1)
-                j0 = box[0, g]
-                j1 = box[1, g]
-                if i0 > i1 or j0 > j1:
-                    continue
-                mx = geo[0, g]
-                my = geo[1, g]
-                a = geo[2, g]
-                b2 = geo[3, g]
-                c = geo[4, g]
-                amp = geo[5, g]
-                for ch in range(nch):
-                    cg[ch] = float32(colours[g, ch] * amp)
-                nj = j1 - j0 + 1
-                off = (i0 - B0) * stride + j0 - x0
-                # The box's full width (not the clipped nj) picks the path, so a region render draws
-                # every pixel the same way as the full render does.
-                width = geo[6, g]
-                if width < 8.0:
-                    _simd.box_columns8x2(dxs, adxs, j0, mx, a)
-                    _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
-                    continue
-                if width < 16.0:
-                    p[0] = mx
-                    p[1] = my
-                    p[2] = a
-                    p[3] = 0.5 * b2
-                    p[4] = c
-                    p[5] = 0.5 * width
-                else:  # the exact span geometry of the scale-1 path, from the covariance
-                    l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, aa_var)
-                    _fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
-                # Anchor 0 (the output's first column) does not depend on the region or the band.
-                _splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs)
-        for i in range(B1 - B0 + 1):
-            orow = out[B0 - y0 + i]
-            if nch == 3:
-                s0 = buf[i * stride : i * stride + w]
-                s1 = buf[plane + i * stride : plane + i * stride + w]
-                s2r = buf[2 * plane + i * stride : 2 * plane + i * stride + w]
-                for j in range(w):
-                    orow[j, 0] = s0[j]
-                    orow[j, 1] = s1[j]
-                    orow[j, 2] = s2r[j]
-            else:
-                for ch in range(nch):
-                    src = buf[ch * plane + i * stride : ch * plane + i * stride + w]
-                    for j in range(w):
-                        orow[j, ch] = src[j]
+        for bnd in range(wk, nbands, nworkers):
+            B0 = y0 + bnd * h // nbands
+            B1 = y0 + (bnd + 1) * h // nbands - 1
+            plane = plane_size(B1 - B0 + 1, stride)
+            buf[: nch * plane + _LANES] = 0.0
+            _draw_band(geo, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride, plane, buf,
+                       wv, dxs, adxs, cg, p, out)
     return out
+
+
+@njit(cache=True, inline="always", fastmath=_FAST)
+def _draw_band(geo, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride, plane, buf, wv, dxs,
+               adxs, cg, p, out):
+    """Draw every Gaussian that reaches rows B0..B1 into the zeroed planar ``buf`` and copy it out."""
+    n = geo.shape[1]
+    nch = colours.shape[1]
+    w = xr1 - x0 + 1
+    for blk in range(rows.shape[1]):
+        if rows[1, blk] < B0 or rows[0, blk] > B1:
+            continue  # no Gaussian of this block reaches the band
+        for g in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            i0 = max(box[2, g], B0)
+            i1 = min(box[3, g], B1)
+            j0 = box[0, g]
+            j1 = box[1, g]
+            if i0 > i1 or j0 > j1:
+                continue
+            mx = geo[0, g]
+            my = geo[1, g]
+            a = geo[2, g]
+            b2 = geo[3, g]
+            c = geo[4, g]
+            amp = geo[5, g]
+            for ch in range(nch):
+                cg[ch] = float32(colours[g, ch] * amp)
+            nj = j1 - j0 + 1
+            off = (i0 - B0) * stride + j0 - x0
+            # The box's full width (not the clipped nj) picks the path, so a region render draws
+            # every pixel the same way as the full render does.
+            width = geo[6, g]
+            if width < 4.0:
+                _simd.box_columns4x4(dxs, adxs, j0, mx, a)
+                _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
+                continue
+            if width < 8.0:
+                _simd.box_columns8x2(dxs, adxs, j0, mx, a)
+                _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
+                continue
+            if width < 16.0:
+                p[0] = mx
+                p[1] = my
+                p[2] = a
+                p[3] = 0.5 * b2
+                p[4] = c
+                p[5] = 0.5 * width
+            else:  # the exact span geometry of the scale-1 path, from the covariance
+                l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, aa_var)
+                _fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
+            # Anchor 0 (the output's first column) does not depend on the region or the band.
+            _splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs)
+    for i in range(B1 - B0 + 1):
+        orow = out[B0 - y0 + i]
+        if nch == 3:
+            s0 = buf[i * stride : i * stride + w]
+            s1 = buf[plane + i * stride : plane + i * stride + w]
+            s2r = buf[2 * plane + i * stride : 2 * plane + i * stride + w]
+            for j in range(w):
+                orow[j, 0] = s0[j]
+                orow[j, 1] = s1[j]
+                orow[j, 2] = s2r[j]
+        else:
+            for ch in range(nch):
+                src = buf[ch * plane + i * stride : ch * plane + i * stride + w]
+                for j in range(w):
+                    orow[j, ch] = src[j]
