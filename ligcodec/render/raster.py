@@ -77,11 +77,11 @@ def _render_reduced(g: Gaussians, s: float, region, out) -> np.ndarray:
     """Scale <= 1/2: small boxes, where per-Gaussian costs dominate (see :mod:`.reduced`)."""
     x0, y0, w, h = region
     k = aa_variance(s)
-    geo, box, rows, ok = reduced.setup(g.means, g.chol, g.colours, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h)
-    if not ok:
+    workers = numba.get_num_threads()
+    geo, box, rows, ok = reduced.setup(g.means, g.chol, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h, workers)
+    if not (ok and np.isfinite(g.colours).all()):
         g.validate()  # raises, naming the culprit
     # Bands of at most 64 rows (an RGB band buffer of a 1024-px-wide output is ~800 KB), a few
     # per thread. The result does not depend on the bands or the threads.
-    workers = numba.get_num_threads()
     nb = min(h, max(2 * workers, -(-h // 64)))
     return reduced.forward(geo, box, rows, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h, nb, min(workers, nb), out)
