@@ -156,12 +156,12 @@ def test_reduced_path_does_not_depend_on_bands_or_threads(rng):
     g = _codec_ordered(rng, 3000, 300, channels=4)
     s, (w, h) = 0.25, output_size(300, 300, 0.25)
     k = aa_variance(s)
-    geo, box, rows, ok = reduced.setup(g.means, g.chol, s, k, 9.0, LOG_SCALE_LIMIT, 0, 0, w, h, 3)
+    geo, aux, box, rows, ok = reduced.setup(g.means, g.chol, s, k, 9.0, LOG_SCALE_LIMIT, 0, 0, w, h, 3)
     assert ok
     outs = []
     for nb, workers in ((1, 1), (3, 2), (7, 3)):
         out = np.empty((h, w, 4), np.float32)
-        outs.append(reduced.forward(geo, box, rows, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb, workers, out))
+        outs.append(reduced.forward(geo, aux, box, rows, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb, workers, out))
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
     threads = numba.get_num_threads()
     try:

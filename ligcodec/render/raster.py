@@ -78,10 +78,10 @@ def _render_reduced(g: Gaussians, s: float, region, out) -> np.ndarray:
     x0, y0, w, h = region
     k = aa_variance(s)
     workers = numba.get_num_threads()
-    geo, box, rows, ok = reduced.setup(g.means, g.chol, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h, workers)
+    geo, aux, box, rows, ok = reduced.setup(g.means, g.chol, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h, workers)
     if not (ok and np.isfinite(g.colours).all()):
         g.validate()  # raises, naming the culprit
     # Bands of at most 64 rows (an RGB band buffer of a 1024-px-wide output is ~800 KB), a few
     # per thread. The result does not depend on the bands or the threads.
     nb = min(h, max(2 * workers, -(-h // 64)))
-    return reduced.forward(geo, box, rows, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h, nb, min(workers, nb), out)
+    return reduced.forward(geo, aux, box, rows, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h, nb, min(workers, nb), out)
