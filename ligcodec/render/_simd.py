@@ -257,7 +257,8 @@ def _make_pairs(exp_vec=_exp_half_neg_vec):
         return sig, codegen
 
     @intrinsic
-    def box_weights_rgb8x2(typingctx, dst, off, stride, plane, c0, c1, c2, dx, adx, nj, b0, k0, b1, k1, cutoff):
+    def box_weights_rgb8x2(typingctx, dst, off, stride, plane, c0, c1, c2, dx, adx, nj, b0, k0, b1, k1,
+                           cutoff):
         """:func:`box_weights8x2` fused with the three channel updates of both rows
         (``dst[off + r stride + k plane :] += ck w_r``)."""
         sig = types.void(dst, off, stride, plane, c0, c1, c2, dx, adx, nj, b0, k0, b1, k1, cutoff)
@@ -357,7 +358,8 @@ def _make_quads(exp_vec=_exp_half_neg_vec):
             p = quad(context, builder, signature.args[7:9], dxa, adxa, njv, nrv, args[11:19], args[19])
             o = offv
             for r in range(4):
-                wr = builder.shuffle_vector(p, p, ir.Constant(ir.VectorType(_I32, 4), list(range(4 * r, 4 * r + 4))))
+                lanes = ir.Constant(ir.VectorType(_I32, 4), list(range(4 * r, 4 * r + 4)))
+                wr = builder.shuffle_vector(p, p, lanes)
                 cond = builder.icmp_signed("<", ir.Constant(_I64, r), nrv)
                 with builder.if_then(cond, likely=True):
                     oc = o

@@ -252,14 +252,14 @@ def forward(geo, aux, box, rows, chol, colours, scale, aa_var, cutoff, x0, y0, w
             B1 = y0 + (bnd + 1) * h // nbands - 1
             plane = plane_size(B1 - B0 + 1, stride)
             buf[: nch * plane + _LANES] = 0.0
-            _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride, plane, buf,
-                       wv, dxs, adxs, cg, p, out)
+            _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride,
+                       plane, buf, wv, dxs, adxs, cg, p, out)
     return out
 
 
 @njit(cache=True, inline="always", fastmath=_FAST)
-def _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride, plane, buf, wv, dxs,
-               adxs, cg, p, out):
+def _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride, plane,
+               buf, wv, dxs, adxs, cg, p, out):
     """Draw every Gaussian that reaches rows B0..B1 into the zeroed planar ``buf`` and copy it out."""
     n = geo.shape[1]
     nch = colours.shape[1]
