@@ -81,10 +81,48 @@ def _vec_ptr(context, builder, aryty, ary, off, vty):
     return builder.bitcast(builder.gep(data, [off]), vty.as_pointer())
 
 
+def _box_columns_intrinsic(n, col):
+    """An intrinsic ``(dx, adx, j0, mx, a)``: ``dx[:n] = (j0 + col[lane] + 0.5) - mx`` and
+    ``adx[:n] = a dx`` (float64), the per-Gaussian set-up shared by all rows of a box."""
+    vd = ir.VectorType(_F64, n)
+    zero = ir.Constant(_I64, 0)
+
+    @intrinsic
+    def box_columns(typingctx, dx, adx, j0, mx, a):
+        sig = types.void(dx, adx, j0, mx, a)
+
+        def codegen(context, builder, signature, args):
+            dxa, adxa, j0v, mxv, av = args
+            j = builder.add(_splat(builder, j0v, _I64, n), col)
+            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
+            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
+            builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
+            ad = builder.fmul(_splat(builder, av, _F64, n), d)
+            builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return box_columns
+
+
+def _weights_ir(context, builder, types_dx, dxa, adxa, n, bvec, kvec, cutv, lane_ok, exp_vec):
+    """IR of ``n`` box weights: ``q = (adx + bvec) dx + kvec`` in float64 (``bvec``, ``kvec``: each
+    lane's row's ``2 b dy`` and ``c dy^2``), weight ``exp(-q/2)`` where ``q <= cutoff`` and
+    ``lane_ok``, else 0. Shared by every packing of rows into lanes, so a pixel's weight is the
+    same whichever packing drew it."""
+    zero = ir.Constant(_I64, 0)
+    vd = ir.VectorType(_F64, n)
+    d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
+    ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
+    q = builder.fadd(builder.fmul(builder.fadd(ad, bvec), d), kvec)
+    inside = builder.and_(builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)), lane_ok)
+    p = exp_vec(builder, builder.fptrunc(q, ir.VectorType(_F32, n)), n)
+    return builder.select(inside, p, _f32c(n, 0.0))
+
+
 def _make(n, exp_vec=_exp_half_neg_vec):
     vf = ir.VectorType(_F32, n)
-    vd = ir.VectorType(_F64, n)
-    vi = ir.VectorType(_I64, n)
     iota_f = _vconst(_F32, n, [float(i) for i in range(n)])
     iota_i = _vconst(_I64, n, list(range(n)))
     zero = ir.Constant(_I64, 0)
@@ -109,36 +147,14 @@ def _make(n, exp_vec=_exp_half_neg_vec):
 
         return sig, codegen
 
-    @intrinsic
-    def box_columns(typingctx, dx, adx, j0, mx, a):
-        """Per-Gaussian set-up of :func:`box_weights`: ``dx[:n] = (j0 + lane + 0.5) - mx`` and
-        ``adx[:n] = a dx`` (float64), shared by all rows of the Gaussian's box."""
-        sig = types.void(dx, adx, j0, mx, a)
-
-        def codegen(context, builder, signature, args):
-            dxa, adxa, j0v, mxv, av = args
-            j = builder.add(_splat(builder, j0v, _I64, n), iota_i)
-            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
-            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
-            builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
-            ad = builder.fmul(_splat(builder, av, _F64, n), d)
-            builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
-            return context.get_dummy_value()
-
-        return sig, codegen
+    # Per-Gaussian set-up of box_weights: dx = (j0 + lane + 0.5) - mx and a dx for all rows.
+    box_columns = _box_columns_intrinsic(n, iota_i)
 
     def box_row(context, builder, types_dx, dxa, adxa, njv, bv, cv, cutv):
         """IR of one box row's weights (shared by :func:`box_weights` and :func:`box_weights_rgb`)."""
-        d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
-        ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
-        q = builder.fmul(builder.fadd(ad, _splat(builder, bv, _F64, n)), d)
-        q = builder.fadd(q, _splat(builder, cv, _F64, n))
-        inside = builder.and_(
-            builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
-            builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n)),
-        )
-        p = exp_vec(builder, builder.fptrunc(q, vf), n)
-        return builder.select(inside, p, _f32c(n, 0.0))
+        lane_ok = builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n))
+        return _weights_ir(context, builder, types_dx, dxa, adxa, n, _splat(builder, bv, _F64, n),
+                           _splat(builder, cv, _F64, n), cutv, lane_ok, exp_vec)
 
     @intrinsic
     def box_weights(typingctx, w, dx, adx, nj, b2dy, cdy2, cutoff):
@@ -204,7 +220,6 @@ def _make_pairs(exp_vec=_exp_half_neg_vec):
     which bound small boxes (their rows are too short to fill the out-of-order window)."""
     n = 16
     vf = ir.VectorType(_F32, n)
-    vd = ir.VectorType(_F64, n)
     vf8 = ir.VectorType(_F32, 8)
     col = _vconst(_I64, n, [i % 8 for i in range(n)])
     zero = ir.Constant(_I64, 0)
@@ -213,34 +228,12 @@ def _make_pairs(exp_vec=_exp_half_neg_vec):
     def halves(builder, lo, hi, ty):
         return builder.shuffle_vector(_splat(builder, lo, ty, n), _splat(builder, hi, ty, n), halves_mask)
 
-    @intrinsic
-    def box_columns8x2(typingctx, dx, adx, j0, mx, a):
-        """:func:`box_columns8` twice over: ``dx[:16]``, ``adx[:16]`` for columns j0..j0+7, repeated."""
-        sig = types.void(dx, adx, j0, mx, a)
-
-        def codegen(context, builder, signature, args):
-            dxa, adxa, j0v, mxv, av = args
-            j = builder.add(_splat(builder, j0v, _I64, n), col)
-            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
-            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
-            builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
-            ad = builder.fmul(_splat(builder, av, _F64, n), d)
-            builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
-            return context.get_dummy_value()
-
-        return sig, codegen
+    box_columns8x2 = _box_columns_intrinsic(n, col)  # columns j0..j0+7, twice
 
     def pair_row(context, builder, types_dx, dxa, adxa, njv, b0, k0, b1, k1, cutv):
-        d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
-        ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
-        q = builder.fmul(builder.fadd(ad, halves(builder, b0, b1, _F64)), d)
-        q = builder.fadd(q, halves(builder, k0, k1, _F64))
-        inside = builder.and_(
-            builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
-            builder.icmp_signed("<", col, _splat(builder, njv, _I64, n)),
-        )
-        p = exp_vec(builder, builder.fptrunc(q, vf), n)
-        return builder.select(inside, p, _f32c(n, 0.0))
+        lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
+        return _weights_ir(context, builder, types_dx, dxa, adxa, n, halves(builder, b0, b1, _F64),
+                           halves(builder, k0, k1, _F64), cutv, lane_ok, exp_vec)
 
     @intrinsic
     def box_weights8x2(typingctx, w, dx, adx, nj, b0, k0, b1, k1, cutoff):
@@ -289,7 +282,6 @@ def _make_quads(exp_vec=_exp_half_neg_vec):
     stored."""
     n = 16
     vf = ir.VectorType(_F32, n)
-    vd = ir.VectorType(_F64, n)
     vf4 = ir.VectorType(_F32, 4)
     col = _vconst(_I64, n, [i % 4 for i in range(n)])
     row = _vconst(_I64, n, [i // 4 for i in range(n)])
@@ -302,35 +294,13 @@ def _make_quads(exp_vec=_exp_half_neg_vec):
             v = builder.insert_element(v, vals[r], ir.Constant(_I32, r))
         return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), [i // 4 for i in range(n)]))
 
-    @intrinsic
-    def box_columns4x4(typingctx, dx, adx, j0, mx, a):
-        """:func:`box_columns8` for 4 columns, four times over (``dx[:16]``, ``adx[:16]``)."""
-        sig = types.void(dx, adx, j0, mx, a)
-
-        def codegen(context, builder, signature, args):
-            dxa, adxa, j0v, mxv, av = args
-            j = builder.add(_splat(builder, j0v, _I64, n), col)
-            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
-            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
-            builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
-            ad = builder.fmul(_splat(builder, av, _F64, n), d)
-            builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
-            return context.get_dummy_value()
-
-        return sig, codegen
+    box_columns4x4 = _box_columns_intrinsic(n, col)  # columns j0..j0+3, four times
 
     def quad(context, builder, types_dx, dxa, adxa, njv, nrv, bk, cutv):
-        d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
-        ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
-        q = builder.fmul(builder.fadd(ad, per_row(builder, bk[0::2], _F64)), d)
-        q = builder.fadd(q, per_row(builder, bk[1::2], _F64))
-        inside = builder.and_(
-            builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)),
-            builder.and_(builder.icmp_signed("<", col, _splat(builder, njv, _I64, n)),
-                         builder.icmp_signed("<", row, _splat(builder, nrv, _I64, n))),
-        )
-        p = exp_vec(builder, builder.fptrunc(q, vf), n)
-        return builder.select(inside, p, _f32c(n, 0.0))
+        lane_ok = builder.and_(builder.icmp_signed("<", col, _splat(builder, njv, _I64, n)),
+                               builder.icmp_signed("<", row, _splat(builder, nrv, _I64, n)))
+        return _weights_ir(context, builder, types_dx, dxa, adxa, n, per_row(builder, bk[0::2], _F64),
+                           per_row(builder, bk[1::2], _F64), cutv, lane_ok, exp_vec)
 
     @intrinsic
     def box_weights4x4(typingctx, w, dx, adx, nj, nr, b0, k0, b1, k1, b2, k2, b3, k3, cutoff):

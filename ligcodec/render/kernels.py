@@ -494,25 +494,30 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
             i1 = min(Y1, boxes[g, 3])
             _splat(buf, stride, plane, cg, params[g], boxes[g, 0], boxes[g, 1], i0, i1, X0, X1, Y0, anchor,
                    cutoff, wv, dxs, adxs)
-        # Copy out with slices and loop indices from 0, which LLVM can vectorise (no
-        # negative-index wraparound).
-        wt = X1 - X0 + 1
-        for i in range(Y1 - Y0 + 1):
-            orow = out[Y0 - y0 + i, X0 - x0 : X1 - x0 + 1]
-            src = buf[i * stride : i * stride + (nch - 1) * plane + wt]
-            if nch == 3:
-                s0 = src[0:wt]
-                s1 = src[plane : plane + wt]
-                s2 = src[2 * plane : 2 * plane + wt]
-                for j in range(wt):
-                    orow[j, 0] = s0[j]
-                    orow[j, 1] = s1[j]
-                    orow[j, 2] = s2[j]
-            else:
-                for j in range(wt):
-                    for ch in range(nch):
-                        orow[j, ch] = src[ch * plane + j]
+        _copy_out(buf, stride, plane, Y1 - Y0 + 1, X1 - X0 + 1, out, Y0 - y0, X0 - x0)
     return out
+
+
+@njit(cache=True, inline="always")
+def _copy_out(buf, stride, plane, nrows, ncols, out, r0, c0):
+    """Planar buffer rows (``buf[ch * plane + i * stride + j]``) -> ``out[r0 + i, c0 + j, ch]``.
+    Slices and loop indices from 0, which LLVM can vectorise (no negative-index wraparound)."""
+    nch = out.shape[2]
+    for i in range(nrows):
+        orow = out[r0 + i, c0 : c0 + ncols]
+        src = buf[i * stride : i * stride + (nch - 1) * plane + ncols]
+        if nch == 3:
+            s0 = src[0:ncols]
+            s1 = src[plane : plane + ncols]
+            s2 = src[2 * plane : 2 * plane + ncols]
+            for j in range(ncols):
+                orow[j, 0] = s0[j]
+                orow[j, 1] = s1[j]
+                orow[j, 2] = s2[j]
+        else:
+            for j in range(ncols):
+                for ch in range(nch):
+                    orow[j, ch] = src[ch * plane + j]
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST)

@@ -31,7 +31,7 @@ from numba import float32, float64, njit, prange, types
 from numba.extending import intrinsic
 
 from . import _simd
-from .kernels import _FAST, _LANES, _fill_params, _make_box_rows, _projected_cov, _splat
+from .kernels import _FAST, _LANES, _copy_out, _fill_params, _make_box_rows, _projected_cov, _splat
 
 #: The reduced-scale path serves scales up to this; above it boxes are large and the tiled path
 #: of :mod:`.kernels` (cache-resident tile buffers, spans clipped per row) is the faster one.
@@ -234,7 +234,6 @@ def forward(geo, aux, box, rows, chol, colours, scale, aa_var, cutoff, x0, y0, w
     bands of rows, ``nworkers`` parallel workers each drawing bands w, w + nworkers, ... into one
     reused buffer (cache-warm, and no fresh pages to fault in per band). ``geo``, ``aux``,
     ``box``, ``rows``: from :func:`setup` on the same region."""
-    n = geo.shape[1]
     nch = colours.shape[1]
     s2 = scale * scale
     stride = w + _LANES
@@ -303,22 +302,8 @@ def _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, 
                 p[4] = c
                 p[5] = 0.5 * width
             else:  # the exact span geometry of the scale-1 path, from the covariance
-                l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, aa_var)
+                _, _, _, sxx, sxy, syy, _, det = _projected_cov(chol[g], s2, aa_var)
                 _fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
             # Anchor 0 (the output's first column) does not depend on the region or the band.
             _splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs)
-    for i in range(B1 - B0 + 1):
-        orow = out[B0 - y0 + i]
-        if nch == 3:
-            s0 = buf[i * stride : i * stride + w]
-            s1 = buf[plane + i * stride : plane + i * stride + w]
-            s2r = buf[2 * plane + i * stride : 2 * plane + i * stride + w]
-            for j in range(w):
-                orow[j, 0] = s0[j]
-                orow[j, 1] = s1[j]
-                orow[j, 2] = s2r[j]
-        else:
-            for ch in range(nch):
-                src = buf[ch * plane + i * stride : ch * plane + i * stride + w]
-                for j in range(w):
-                    orow[j, ch] = src[j]
+    _copy_out(buf, stride, plane, B1 - B0 + 1, w, out, B0 - y0, 0)
