@@ -1,26 +1,28 @@
-"""The reduced-scale forward pass of :func:`ligcodec.render.render` (scale <= :data:`MAX_SCALE`).
+"""The banded forward pass of :func:`ligcodec.render.render`: every scale up to
+:data:`MAX_SCALE`, and larger scales when the Gaussians are spatially coherent.
 
 At scale 1/4 a Gaussian of sigma 2-4 px covers a box of ~5 x 5 output pixels, so what costs is
-not the drawing but everything done once per Gaussian. The scale-1 path (:mod:`.kernels`) pays
-for a projection into a 9-column ``params`` table (two scalar ``exp`` calls, seven divisions and
-square roots), a counting sort of (tile, Gaussian) pairs and an indirection per pair; at scale 1/4
-that was 6.6 of 18 ms for 200k Gaussians on 2048^2 (bench/render.py). Here instead:
+not the drawing but everything done once per Gaussian. The tiled path (:mod:`.kernels`) pays for
+a projection into a 9-column ``params`` table (two scalar ``exp`` calls, seven divisions and
+square roots), a counting sort of (tile, Gaussian) pairs and an indirection per pair; at scale
+1/4 that was 6.6 of 18 ms for 200k Gaussians on 2048^2 (bench/render.py). Here instead:
 
-- :func:`setup` projects every Gaussian in one branch-free loop over structure-of-arrays outputs,
-  which LLVM vectorises (its ``exp`` is :func:`_exp`, a polynomial with the exponent set by bit
-  arithmetic, so no libm call blocks the vector loop).
-- :func:`forward` needs no binning: the output is cut into horizontal bands, one work item each,
-  and every band scans the Gaussians in index order and draws those that reach it into a planar
-  band buffer. A pixel sums its Gaussians in index order whatever the bands, threads or region,
-  so the render does not depend on the threads, and a region render equals the same window of
-  the full render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
+- :func:`setup` projects every Gaussian in vectorised loops over blocks of :data:`_BLOCK` (its
+  ``exp`` is :func:`_exp`, a polynomial with the exponent set by bit arithmetic, so no libm call
+  blocks the vector loop) and notes the rows each block reaches.
+- :func:`forward` needs no binning: the output is cut into bands of rows, and every band scans
+  the blocks that reach it, drawing their Gaussians in index order into a planar band buffer.
+  A pixel sums its Gaussians in index order whatever the bands, threads or region, so the render
+  does not depend on the threads, and a region render equals the same window of the full
+  render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
 - Boxes at most 4 (8) columns wide, nearly all at scale 1/4, are drawn four (two) rows per
-  16-lane vector (:func:`.kernels._box4_rows`, :func:`.kernels._box8_rows`, shared with the
-  tiled path).
+  16-lane vector (:func:`.kernels._make_box_rows`, shared with the tiled path), with the exp
+  polynomial evaluated by Estrin's scheme (:func:`._simd._exp_half_neg_vec_estrin`).
 
-Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`.
+Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`. Bands
+only pay off when consecutive Gaussians are near each other (the codec's order): in random order
+every block reaches every band (:func:`block_spread` tells the two apart).
 """
-
 from __future__ import annotations
 
 import math
@@ -33,15 +35,15 @@ from numba.extending import intrinsic
 from . import _simd
 from .kernels import _FAST, _LANES, _copy_out, _fill_params, _make_box_rows, _projected_cov, _splat
 
-#: The reduced-scale path serves scales up to this; above it boxes are large and the tiled path
-#: of :mod:`.kernels` (cache-resident tile buffers, spans clipped per row) is the faster one.
+#: The banded path serves every scale up to this; above it, only spatially coherent Gaussians
+#: (see :func:`ligcodec.render.raster.render`).
 MAX_SCALE = 0.5
 
 _box4_rows, _box8_rows = _make_box_rows(_simd.est_box_weights8, _simd.est_box_weights_rgb8,
                                         _simd.est_box_weights8x2, _simd.est_box_weights_rgb8x2,
                                         _simd.est_box_weights4x4, _simd.est_box_weights_rgb4x4)
 
-#: Gaussians per work item of :func:`setup`.
+#: Gaussians per block: the unit that a band skips when none of them reaches it.
 _BLOCK = 512
 
 _LOG2E = 1.4426950408889634
@@ -178,7 +180,8 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
                 ga[t] = syy[t] * inv
                 gb[t] = -2.0 * sxy * inv
                 gc[t] = sxx[t] * inv
-                gamp[t] = float32(math.sqrt(det0 * inv))  # k > 0 at every scale < 1
+                # exactly 1 without the AA filter (scale >= 1), as in kernels.project
+                gamp[t] = float32(math.sqrt(det0 * inv)) if k > 0.0 else float32(1.0)
             gx = geo[0, g0 : g0 + m]
             gw = aux[1, g0 : g0 + m]
             bj0 = box[0, g0 : g0 + m]
@@ -207,6 +210,25 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
             rows[0, blk] = lo
             rows[1, blk] = hi
     return geo, aux, box, rows, bad.sum() == 0.0
+
+
+@njit(cache=True, parallel=True)
+def block_spread(means, scale):
+    """Mean over blocks of :data:`_BLOCK` Gaussians of the span of their centres' rows, in output
+    pixels at ``scale``: small when consecutive Gaussians are near each other (the codec's
+    order), about the image height in random order. NaN centres make it NaN (callers validate
+    later)."""
+    n = means.shape[0]
+    nblk = (n + _BLOCK - 1) // _BLOCK
+    spread = np.empty(nblk, np.float64)
+    for blk in prange(nblk):
+        lo = np.inf
+        hi = -np.inf
+        for g in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            lo = min(lo, means[g, 1])
+            hi = max(hi, means[g, 1])
+        spread[blk] = (hi - lo) * scale
+    return spread.mean() if nblk else 0.0
 
 
 @njit(cache=True)
