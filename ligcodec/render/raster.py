@@ -60,8 +60,8 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
     the Gaussians are spatially coherent, as the codec stores them; Gaussians in random order
     above 1/2 take the tiled one. Measured (bench/render.py Gaussians, 200k on 2048^2, scale
     1, 2 threads): banded 49.9 vs tiled 57.2 ms in codec order, 206.8 vs 92.6 ms shuffled.
-    Which path runs depends on the Gaussians and the scale, never on the region, so a region
-    render is still the same window of the full render.
+    Which path runs depends on the Gaussians, the scale and the image size, never on the
+    region, so a region render is still the same window of the full render.
     """
     s = check_scale(scale)
     ow, oh = output_size(size[0], size[1], s)
