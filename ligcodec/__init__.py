@@ -7,8 +7,8 @@ from .render import Gaussians
 
 __version__ = "0.1.0"
 
-__all__ = ["Gaussians", "LigError", "LigFormatError", "LigIndexError", "LigInputError", "LigImage", "LigSizeError", "Model",
-           "decode", "encode", "fit", "open"]
+__all__ = ["Gaussians", "LigError", "LigFormatError", "LigIndexError", "LigInputError", "LigImage", "LigSizeError",
+           "Model", "decode", "encode", "fit", "open"]
 
 
 def encode(image, path, **kwargs):

@@ -270,7 +270,7 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
         with LigImage(path) as img:  # batch decodes: every chunk read, CRC-checked and decoded
             for lvl in range(h.levels):
                 for t in range(0, h.n_tiles, 256):  # bounded memory on gigapixel files
-                    img._gather(list(range(t, min(t + 256, h.n_tiles))), [lvl])
+                    img.model.gather(list(range(t, min(t + 256, h.n_tiles))), [lvl])
         click.echo("  check: every chunk reads and decodes")
 
 

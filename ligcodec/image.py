@@ -177,8 +177,8 @@ class LigImage:
         if sy != sx:
             raise LigInputError(f"row step {sy} and column step {sx} differ; use one step for both, e.g. "
                                 f"img[::{max(sy, sx)}, ::{max(sy, sx)}]")
-        for start, step, name in ((y0, sy, "row"), (x0, sx, "column")):
-            if start % step and start < (y1 if name == "row" else x1):
+        for start, stop, step, name in ((y0, y1, sy, "row"), (x0, x1, sx, "column")):
+            if start % step and start < stop:
                 raise LigInputError(f"{name} start {start} is not a multiple of the step {step}: a strided read "
                                     f"renders at scale 1/{step}, whose pixels cover blocks of {step} starting at "
                                     f"multiples of {step}; use a start that is one, or read(scale, region)")

@@ -16,6 +16,10 @@ PIL_OUTPUTS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
 #: Suffixes of image files, which `ligcodec encode` refuses as the name of its .lig output.
 IMAGE_SUFFIXES = TIFF_SUFFIXES | set(PIL_OUTPUTS) | {".gif", ".bmp", ".jp2", ".j2k", ".jxl", ".avif", ".heic"}
 
+#: Largest PNG/JPEG/WebP decoded whole (3 channels: 768 MB); above it, Pillow's own
+#: decompression-bomb guard would stop at ~179 MP with a warning-turned-error.
+MAX_DECODED_PIXELS = 1 << 28
+
 
 def check_output_dir(path) -> None:
     """Raise a clear error now if ``path``'s directory does not exist (instead of a
@@ -23,9 +27,6 @@ def check_output_dir(path) -> None:
     parent = Path(path).absolute().parent
     if not parent.is_dir():
         raise LigInputError(f"{path}: the directory {parent} does not exist (create it first)")
-#: Largest PNG/JPEG/WebP decoded whole (3 channels: 768 MB); above it, Pillow's own
-#: decompression-bomb guard would stop at ~179 MP with a warning-turned-error.
-MAX_DECODED_PIXELS = 1 << 28
 
 
 def read_image(path) -> np.ndarray:
