@@ -6,10 +6,11 @@ prologue (slice bounds, runtime alias checks between the channel rows, trip-coun
 than the arithmetic. These intrinsics are straight-line vector code of a fixed width with the
 padding masked off, so a row costs a handful of vector instructions.
 
-Every operation is a plain ``fmul``/``fadd``/``fsub`` without fast-math flags: LLVM neither
-reassociates nor contracts them into FMAs, so results are the same on every run and in every
-process (see ``_FAST`` in :mod:`.kernels`). The polynomial is the one of
-:func:`.kernels._exp_half_neg`, operation for operation.
+Every operation is a plain ``fmul``/``fadd``/``fsub`` without fast-math flags, or an explicit
+``llvm.fma`` (exactly rounded): LLVM neither reassociates nor contracts them, so results are
+the same on every run and in every process (see ``_FAST`` in :mod:`.kernels`). The tiled path's
+operations (:data:`HORNER`) are those of :func:`.kernels._exp_half_neg`, operation for
+operation; the banded path's (:data:`FUSED`) evaluate the same polynomial with fewer.
 
 All pointers are element offsets into contiguous float32 arrays; the caller guarantees that
 ``off + width`` stays inside the array (the tile buffer has :data:`.kernels._LANES` columns of
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 _F32 = ir.FloatType()
@@ -57,23 +59,54 @@ def _exp_half_neg_vec(builder, q, n):
     return p
 
 
-def _exp_half_neg_vec_estrin(builder, q, n):
+def _fma(builder, a, b, c):
+    """``llvm.fma`` of vectors (llvmlite's ``builder.fma`` takes scalars only)."""
+    ty = a.type
+    name = f"llvm.fma.v{ty.count}{'f32' if ty.element == _F32 else 'f64'}"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
+    return builder.call(fn, [a, b, c])
+
+
+def _exp_half_neg_vec_fused(builder, q, n):
     """The same degree-6 polynomial and four squarings as :func:`_exp_half_neg_vec`, evaluated
-    by Estrin's scheme: 5 dependent steps instead of Horner's 12, one multiply more. Small boxes
-    are bound by this chain's latency (the reduced-scale path draws ~7 % faster with it). It
-    rounds differently from Horner (same ~5e-7 relative error), so only the reduced-scale path of
-    render() uses it: the tiled path, hence the encoder's fits and the decoder, keep Horner."""
+    by Estrin's scheme with fused multiply-adds: 5 dependent steps instead of Horner's 12, and 13
+    operations instead of 17. Small boxes are bound by this chain (the banded path draws ~7 %
+    faster with Estrin, ~5-9 % more with the FMAs). It rounds differently from Horner (same
+    ~5e-7 relative error), so only the banded path uses it: the tiled path, hence the encoder's
+    fits, keeps Horner."""
     u = builder.fmul(q, _f32c(n, -1.0 / 32.0))
     u2 = builder.fmul(u, u)
     u4 = builder.fmul(u2, u2)
     a01 = builder.fadd(u, _f32c(n, 1.0))
-    a23 = builder.fadd(builder.fmul(u, _f32c(n, 1.0 / 6.0)), _f32c(n, 0.5))
-    a45 = builder.fadd(builder.fmul(u, _f32c(n, 1.0 / 120.0)), _f32c(n, 1.0 / 24.0))
-    a46 = builder.fadd(builder.fmul(u2, _f32c(n, 1.0 / 720.0)), a45)
-    p = builder.fadd(builder.fadd(a01, builder.fmul(u2, a23)), builder.fmul(u4, a46))
+    a23 = _fma(builder, u, _f32c(n, 1.0 / 6.0), _f32c(n, 0.5))
+    a45 = _fma(builder, u, _f32c(n, 1.0 / 120.0), _f32c(n, 1.0 / 24.0))
+    a46 = _fma(builder, u2, _f32c(n, 1.0 / 720.0), a45)
+    p = _fma(builder, u4, a46, _fma(builder, u2, a23, a01))
     for _ in range(4):
         p = builder.fmul(p, p)
     return p
+
+
+class _Ops:
+    """How the row intrinsics compute: ``exp(builder, q32, n)``; ``fused``: whether ``q`` and the
+    channel updates ``dst + c w`` use fused multiply-adds."""
+
+    def __init__(self, exp, fused):
+        self.exp, self.fused = exp, fused
+
+    def madd(self, builder, a, b, c):
+        """``a b + c``."""
+        return _fma(builder, a, b, c) if self.fused else builder.fadd(builder.fmul(a, b), c)
+
+    def acc(self, builder, old, c, w):
+        """``old + c w`` (the order of the unfused form is the tiled path's)."""
+        return _fma(builder, c, w, old) if self.fused else builder.fadd(old, builder.fmul(c, w))
+
+
+#: The tiled path's operations (the encoder's fits and the decoder: keep them bit for bit).
+HORNER = _Ops(_exp_half_neg_vec, False)
+#: The banded path's (:mod:`.reduced`): Estrin, and fused multiply-adds throughout.
+FUSED = _Ops(_exp_half_neg_vec_fused, True)
 
 
 def _vec_ptr(context, builder, aryty, ary, off, vty):
@@ -106,7 +139,7 @@ def _box_columns_intrinsic(n, col):
     return box_columns
 
 
-def _weights_ir(context, builder, types_dx, dxa, adxa, n, bvec, kvec, cutv, lane_ok, exp_vec):
+def _weights_ir(context, builder, types_dx, dxa, adxa, n, bvec, kvec, cutv, lane_ok, ops):
     """IR of ``n`` box weights: ``q = (adx + bvec) dx + kvec`` in float64 (``bvec``, ``kvec``: each
     lane's row's ``2 b dy`` and ``c dy^2``), weight ``exp(-q/2)`` where ``q <= cutoff`` and
     ``lane_ok``, else 0. Shared by every packing of rows into lanes, so a pixel's weight is the
@@ -115,13 +148,13 @@ def _weights_ir(context, builder, types_dx, dxa, adxa, n, bvec, kvec, cutv, lane
     vd = ir.VectorType(_F64, n)
     d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
     ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
-    q = builder.fadd(builder.fmul(builder.fadd(ad, bvec), d), kvec)
+    q = ops.madd(builder, builder.fadd(ad, bvec), d, kvec)
     inside = builder.and_(builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)), lane_ok)
-    p = exp_vec(builder, builder.fptrunc(q, ir.VectorType(_F32, n)), n)
+    p = ops.exp(builder, builder.fptrunc(q, ir.VectorType(_F32, n)), n)
     return builder.select(inside, p, _f32c(n, 0.0))
 
 
-def _make(n, exp_vec=_exp_half_neg_vec):
+def _make(n, ops=HORNER):
     vf = ir.VectorType(_F32, n)
     iota_f = _vconst(_F32, n, [float(i) for i in range(n)])
     iota_i = _vconst(_I64, n, list(range(n)))
@@ -139,7 +172,7 @@ def _make(n, exp_vec=_exp_half_neg_vec):
             q = builder.fmul(t, _splat(builder, q2v, _F32, n))
             q = builder.fmul(t, builder.fadd(_splat(builder, q1v, _F32, n), q))
             q = builder.fadd(_splat(builder, q0v, _F32, n), q)
-            p = exp_vec(builder, q, n)
+            p = ops.exp(builder, q, n)
             inside = builder.fcmp_ordered("<", t, _splat(builder, nfv, _F32, n))
             p = builder.select(inside, p, _f32c(n, 0.0))
             builder.store(p, _vec_ptr(context, builder, signature.args[0], wa, zero, vf), align=4)
@@ -154,7 +187,7 @@ def _make(n, exp_vec=_exp_half_neg_vec):
         """IR of one box row's weights (shared by :func:`box_weights` and :func:`box_weights_rgb`)."""
         lane_ok = builder.icmp_signed("<", iota_i, _splat(builder, njv, _I64, n))
         return _weights_ir(context, builder, types_dx, dxa, adxa, n, _splat(builder, bv, _F64, n),
-                           _splat(builder, cv, _F64, n), cutv, lane_ok, exp_vec)
+                           _splat(builder, cv, _F64, n), cutv, lane_ok, ops)
 
     @intrinsic
     def box_weights(typingctx, w, dx, adx, nj, b2dy, cdy2, cutoff):
@@ -184,8 +217,8 @@ def _make(n, exp_vec=_exp_half_neg_vec):
             o = offv
             for cch in (c0v, c1v, c2v):
                 pd = _vec_ptr(context, builder, signature.args[0], da, o, vf)
-                x = builder.fmul(_splat(builder, cch, _F32, n), p)
-                builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+                builder.store(ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, n), p),
+                              pd, align=4)
                 o = builder.add(o, plv)
             return context.get_dummy_value()
 
@@ -200,8 +233,8 @@ def _make(n, exp_vec=_exp_half_neg_vec):
             da, offv, cv, wa = args
             pw = _vec_ptr(context, builder, signature.args[3], wa, zero, vf)
             pd = _vec_ptr(context, builder, signature.args[0], da, offv, vf)
-            x = builder.fmul(_splat(builder, cv, _F32, n), builder.load(pw, align=4))
-            builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+            x = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cv, _F32, n), builder.load(pw, align=4))
+            builder.store(x, pd, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -213,7 +246,7 @@ span_weights16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(
 _, box_columns8, box_weights8, box_weights_rgb8, axpy8 = _make(8)
 
 
-def _make_pairs(exp_vec=_exp_half_neg_vec):
+def _make_pairs(ops=HORNER):
     """Two rows of an 8-column box in one 16-lane vector: lanes 0-7 are row i, lanes 8-15 row
     i + 1, the same columns. Per lane the operations are those of :func:`box_weights8`, so a pixel
     gets the same weight either way; pairing halves the dependent exp-polynomial chains per box,
@@ -233,7 +266,7 @@ def _make_pairs(exp_vec=_exp_half_neg_vec):
     def pair_row(context, builder, types_dx, dxa, adxa, njv, b0, k0, b1, k1, cutv):
         lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
         return _weights_ir(context, builder, types_dx, dxa, adxa, n, halves(builder, b0, b1, _F64),
-                           halves(builder, k0, k1, _F64), cutv, lane_ok, exp_vec)
+                           halves(builder, k0, k1, _F64), cutv, lane_ok, ops)
 
     @intrinsic
     def box_weights8x2(typingctx, w, dx, adx, nj, b0, k0, b1, k1, cutoff):
@@ -263,8 +296,8 @@ def _make_pairs(exp_vec=_exp_half_neg_vec):
                 wr = builder.shuffle_vector(p, p, ir.Constant(ir.VectorType(_I32, 8), list(half)))
                 for cch in (c0v, c1v, c2v):
                     pd = _vec_ptr(context, builder, signature.args[0], da, o, vf8)
-                    x = builder.fmul(_splat(builder, cch, _F32, 8), wr)
-                    builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+                    x = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, 8), wr)
+                    builder.store(x, pd, align=4)
                     o = builder.add(o, plv)
             return context.get_dummy_value()
 
@@ -276,7 +309,7 @@ def _make_pairs(exp_vec=_exp_half_neg_vec):
 box_columns8x2, box_weights8x2, box_weights_rgb8x2 = _make_pairs()
 
 
-def _make_quads(exp_vec=_exp_half_neg_vec):
+def _make_quads(ops=HORNER):
     """Four rows of a box at most 4 columns wide in one 16-lane vector (lanes 4r..4r+3: row r),
     like :func:`_make_pairs`. ``nr`` (1-4) rows are valid; the rest are neither weighted nor
     stored."""
@@ -300,7 +333,7 @@ def _make_quads(exp_vec=_exp_half_neg_vec):
         lane_ok = builder.and_(builder.icmp_signed("<", col, _splat(builder, njv, _I64, n)),
                                builder.icmp_signed("<", row, _splat(builder, nrv, _I64, n)))
         return _weights_ir(context, builder, types_dx, dxa, adxa, n, per_row(builder, bk[0::2], _F64),
-                           per_row(builder, bk[1::2], _F64), cutv, lane_ok, exp_vec)
+                           per_row(builder, bk[1::2], _F64), cutv, lane_ok, ops)
 
     @intrinsic
     def box_weights4x4(typingctx, w, dx, adx, nj, nr, b0, k0, b1, k1, b2, k2, b3, k3, cutoff):
@@ -335,8 +368,8 @@ def _make_quads(exp_vec=_exp_half_neg_vec):
                     oc = o
                     for cch in (c0v, c1v, c2v):
                         pd = _vec_ptr(context, builder, signature.args[0], da, oc, vf4)
-                        x = builder.fmul(_splat(builder, cch, _F32, 4), wr)
-                        builder.store(builder.fadd(builder.load(pd, align=4), x), pd, align=4)
+                        x = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, 4), wr)
+                        builder.store(x, pd, align=4)
                         oc = builder.add(oc, plv)
                 o = builder.add(o, stv)
             return context.get_dummy_value()
@@ -349,7 +382,7 @@ def _make_quads(exp_vec=_exp_half_neg_vec):
 box_columns4x4, box_weights4x4, box_weights_rgb4x4 = _make_quads()
 _, _, _, _, axpy4 = _make(4)
 
-# The reduced-scale path's variants (Estrin polynomial, see _exp_half_neg_vec_estrin).
-_, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, _exp_half_neg_vec_estrin)
-_, est_box_weights8x2, est_box_weights_rgb8x2 = _make_pairs(_exp_half_neg_vec_estrin)
-_, est_box_weights4x4, est_box_weights_rgb4x4 = _make_quads(_exp_half_neg_vec_estrin)
+# The banded path's variants (see FUSED).
+_, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, FUSED)
+_, est_box_weights8x2, est_box_weights_rgb8x2 = _make_pairs(FUSED)
+_, est_box_weights4x4, est_box_weights_rgb4x4 = _make_quads(FUSED)

@@ -335,7 +335,7 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
 
 def _make_box_rows(w8, rgb8, w8x2, rgb8x2, w4x4, rgb4x4):
     """``(box4_rows, box8_rows)`` drawing with the given row intrinsics of :mod:`._simd` (the
-    tiled path's exact-Horner ones, or the reduced-scale path's Estrin ones)."""
+    tiled path's exact-Horner ones, or the banded path's fused ones, :data:`._simd.FUSED`)."""
 
     @njit(inline="always")
     def _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):

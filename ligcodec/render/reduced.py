@@ -17,7 +17,7 @@ square roots), a counting sort of (tile, Gaussian) pairs and an indirection per 
   render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
 - Boxes at most 4 (8) columns wide, nearly all at scale 1/4, are drawn four (two) rows per
   16-lane vector (:func:`.kernels._make_box_rows`, shared with the tiled path), with the exp
-  polynomial evaluated by Estrin's scheme (:func:`._simd._exp_half_neg_vec_estrin`).
+  polynomial evaluated by Estrin's scheme and every multiply-add fused (:data:`._simd.FUSED`).
 
 Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`. Bands
 only pay off when consecutive Gaussians are near each other (the codec's order): in random order
