@@ -163,8 +163,8 @@ def test_reduced_path_does_not_depend_on_bands_or_threads(rng):
     outs = []
     for nb, workers in ((1, 1), (3, 2), (7, 3)):
         out = np.empty((h, w, 4), np.float32)
-        outs.append(reduced.forward(geo, aux, box, rows, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb, workers,
-                                    out))
+        outs.append(reduced.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb,
+                                    workers, out))
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
     threads = numba.get_num_threads()
     try:

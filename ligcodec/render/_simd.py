@@ -233,7 +233,8 @@ def _make(n, ops=HORNER):
             da, offv, cv, wa = args
             pw = _vec_ptr(context, builder, signature.args[3], wa, zero, vf)
             pd = _vec_ptr(context, builder, signature.args[0], da, offv, vf)
-            x = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cv, _F32, n), builder.load(pw, align=4))
+            x = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cv, _F32, n),
+                        builder.load(pw, align=4))
             builder.store(x, pd, align=4)
             return context.get_dummy_value()
 

@@ -104,12 +104,14 @@ def _clip_box(centre, radius, lo_i, hi_i):
 def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers):
     """Project every Gaussian to output pixels at ``scale``: ``(geo, aux, box, rows, ok)``.
 
-    - ``geo [5, N]`` float64: ``(mx, my, a, 2b, c)``: centre and conic of ``q = a dx^2 + 2b dx dy +
-      c dy^2``; the same S' = s^2 S + k I as :func:`.kernels.project`.
+    - ``geo [3, N]`` float64: ``(a, 2b, c)``, the conic of ``q = a dx^2 + 2b dx dy + c dy^2``; the
+      same S' = s^2 S + k I as :func:`.kernels.project`. (The centre, ``means * scale``, is not
+      stored: :func:`forward` recomputes it with the same operation, which saves writing 16 of
+      80 bytes per Gaussian.)
     - ``aux [2, N]`` float32: ``(amp, width)``: energy factor and the 3-sigma box width 2 rx.
     - ``box [4, N]`` int32: ``(j0, j1, i0, i1)``, the 3-sigma box clipped to the region (empty if
-      j0 > j1 or i0 > i1). The pass is bound by writing these (64 bytes per Gaussian; 88 with
-      float64/int64 throughout measured ~0.3 ms slower for 200k).
+      j0 > j1 or i0 > i1). The pass is bound by writing these (48 bytes per Gaussian; float64/int64
+      throughout measured ~0.3 ms slower for 200k).
     - ``rows [2, blocks]``: the first and last row any Gaussian of each block of :data:`_BLOCK`
       reaches, so that a band skips whole blocks (Gaussians in the codec's order are spatially
       coherent).
@@ -120,7 +122,7 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
     block cost ~0.6 ms more for 200k Gaussians, even on one thread).
     """
     n = means.shape[0]
-    geo = np.empty((5, n), np.float64)
+    geo = np.empty((3, n), np.float64)
     aux = np.empty((2, n), np.float32)
     box = np.empty((4, n), np.int32)
     nblk = (n + _BLOCK - 1) // _BLOCK
@@ -167,9 +169,9 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
             for t in range(m):
                 sxx[t] = s2 * (l11[t] * l11[t]) + k
                 syy[t] = s2 * (l21[t] * l21[t] + l22[t] * l22[t]) + k
-            ga = geo[2, g0 : g0 + m]
-            gb = geo[3, g0 : g0 + m]
-            gc = geo[4, g0 : g0 + m]
+            ga = geo[0, g0 : g0 + m]
+            gb = geo[1, g0 : g0 + m]
+            gc = geo[2, g0 : g0 + m]
             gamp = aux[0, g0 : g0 + m]
             for t in range(m):
                 sxy = s2 * (l11[t] * l21[t])
@@ -182,22 +184,18 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
                 gc[t] = sxx[t] * inv
                 # exactly 1 without the AA filter (scale >= 1), as in kernels.project
                 gamp[t] = float32(math.sqrt(det0 * inv)) if k > 0.0 else float32(1.0)
-            gx = geo[0, g0 : g0 + m]
             gw = aux[1, g0 : g0 + m]
             bj0 = box[0, g0 : g0 + m]
             bj1 = box[1, g0 : g0 + m]
             for t in range(m):
                 rx = math.sqrt(cutoff * sxx[t])
-                gx[t] = mx[t]
                 gw[t] = float32(2.0 * rx)
                 j0, j1 = _clip_box(mx[t] - 0.5, rx, x0, xr1)
                 bj0[t] = np.int32(j0)
                 bj1[t] = np.int32(j1)
-            gy = geo[1, g0 : g0 + m]
             bi0 = box[2, g0 : g0 + m]
             bi1 = box[3, g0 : g0 + m]
             for t in range(m):
-                gy[t] = my[t]
                 i0, i1 = _clip_box(my[t] - 0.5, math.sqrt(cutoff * syy[t]), y0, yr1)
                 bi0[t] = np.int32(i0)
                 bi1[t] = np.int32(i1)
@@ -251,13 +249,13 @@ def plane_size(rows, stride):
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST)
-def forward(geo, aux, box, rows, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, nbands, nworkers, out):
+def forward(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, nbands, nworkers,
+            out):
     """Write the render of region ``(x0, y0, w, h)`` into ``out [h, w, C]`` float32 in ``nbands``
     bands of rows, ``nworkers`` parallel workers each drawing bands w, w + nworkers, ... into one
     reused buffer (cache-warm, and no fresh pages to fault in per band). ``geo``, ``aux``,
     ``box``, ``rows``: from :func:`setup` on the same region."""
     nch = colours.shape[1]
-    s2 = scale * scale
     stride = w + _LANES
     xr1 = x0 + w - 1
     hmax = (h + nbands - 1) // nbands
@@ -273,18 +271,19 @@ def forward(geo, aux, box, rows, chol, colours, scale, aa_var, cutoff, x0, y0, w
             B1 = y0 + (bnd + 1) * h // nbands - 1
             plane = plane_size(B1 - B0 + 1, stride)
             buf[: nch * plane + _LANES] = 0.0
-            _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride,
-                       plane, buf, wv, dxs, adxs, cg, p, out)
+            _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0, xr1, y0, B0, B1,
+                       stride, plane, buf, wv, dxs, adxs, cg, p, out)
     return out
 
 
 @njit(cache=True, inline="always", fastmath=_FAST)
-def _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, y0, B0, B1, stride, plane,
-               buf, wv, dxs, adxs, cg, p, out):
+def _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0, xr1, y0, B0, B1, stride,
+               plane, buf, wv, dxs, adxs, cg, p, out):
     """Draw every Gaussian that reaches rows B0..B1 into the zeroed planar ``buf`` and copy it out."""
     n = geo.shape[1]
     nch = colours.shape[1]
     w = xr1 - x0 + 1
+    s2 = scale * scale
     for blk in range(rows.shape[1]):
         if rows[1, blk] < B0 or rows[0, blk] > B1:
             continue  # no Gaussian of this block reaches the band
@@ -295,11 +294,11 @@ def _draw_band(geo, aux, box, rows, chol, colours, s2, aa_var, cutoff, x0, xr1, 
             j1 = np.int64(box[1, g])
             if i0 > i1 or j0 > j1:
                 continue
-            mx = geo[0, g]
-            my = geo[1, g]
-            a = geo[2, g]
-            b2 = geo[3, g]
-            c = geo[4, g]
+            mx = means[g, 0] * scale  # as in setup
+            my = means[g, 1] * scale
+            a = geo[0, g]
+            b2 = geo[1, g]
+            c = geo[2, g]
             amp = float64(aux[0, g])
             for ch in range(nch):
                 cg[ch] = float32(colours[g, ch] * amp)
