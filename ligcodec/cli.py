@@ -66,7 +66,8 @@ def cli():
               help="Target size in bits per pixel (one pass: the result lands within ~30%).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True),
               help="Target PSNR in dB: the smallest file found that reaches it (up to 4 encodes).")
-@click.option("--effort", type=click.IntRange(1, 9), default=6, show_default=True,
+# default: codec.encoder.DEFAULT_EFFORT (not imported here, to keep the command line quick to start)
+@click.option("--effort", type=click.IntRange(1, 9), default=7, show_default=True,
               help="1 fastest .. 9 best: optimiser steps 100, 200, 350, 600, 1000, 1500, 2000, 3000, 5000 per "
                    "level per tile (--steps overrides).")
 @click.option("--scheduler", metavar="ADDRESS",

@@ -154,3 +154,12 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     assert main(["encode", str(src), str(tmp_path / "x.lig"), "-q"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_effort_default_is_the_encoders():
+    """The command line states the default effort itself (it does not import the encoder)."""
+    from ligcodec.cli import cli
+    from ligcodec.codec.encoder import DEFAULT_EFFORT
+
+    opt = next(p for p in cli.commands["encode"].params if p.name == "effort")
+    assert opt.default == DEFAULT_EFFORT

@@ -60,7 +60,9 @@ def _exp_half_neg_vec(builder, q, n):
 
 
 def _fma(builder, a, b, c):
-    """``llvm.fma`` of vectors (llvmlite's ``builder.fma`` takes scalars only)."""
+    """``llvm.fma`` of vectors (llvmlite's ``builder.fma`` takes scalars only). Exactly rounded
+    everywhere: a CPU without FMA instructions (x86 before 2013) gets libm's ``fma``, the same
+    results, only slower."""
     ty = a.type
     name = f"llvm.fma.v{ty.count}{'f32' if ty.element == _F32 else 'f64'}"
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
