@@ -388,4 +388,3 @@ _, _, _, _, axpy4 = _make(4)
 # The banded path's variants (see FUSED).
 _, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, FUSED)
 _, est_box_weights8x2, est_box_weights_rgb8x2 = _make_pairs(FUSED)
-_, est_box_weights4x4, est_box_weights_rgb4x4 = _make_quads(FUSED)

@@ -333,9 +333,9 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
     return j0 - ja, j0, j1, q0, q1, float32(min(a, _QMAX))
 
 
-def _make_box_rows(w8, rgb8, w8x2, rgb8x2, w4x4, rgb4x4):
-    """``(box4_rows, box8_rows)`` drawing with the given row intrinsics of :mod:`._simd` (the
-    tiled path's exact-Horner ones, or the banded path's fused ones, :data:`._simd.FUSED`)."""
+def _make_box8_rows(w8, rgb8, w8x2, rgb8x2):
+    """``box8_rows`` drawing with the given row intrinsics of :mod:`._simd` (the tiled path's
+    exact-Horner ones, or the banded path's fused ones, :data:`._simd.FUSED`)."""
 
     @njit(inline="always")
     def _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
@@ -368,6 +368,12 @@ def _make_box_rows(w8, rgb8, w8x2, rgb8x2, w4x4, rgb4x4):
                 for ch in range(nch):
                     _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
 
+    return _box8_rows
+
+
+def _make_box4_rows(w4x4, rgb4x4):
+    """``box4_rows`` drawing with the given 4x4 row intrinsics of :mod:`._simd`."""
+
     @njit(inline="always")
     def _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
         """Like :func:`_box8_rows` for a box at most 4 columns wide, four rows per 16-lane vector
@@ -395,11 +401,12 @@ def _make_box_rows(w8, rgb8, w8x2, rgb8x2, w4x4, rgb4x4):
             off += 4 * stride
             i += 4
 
-    return _box4_rows, _box8_rows
+    return _box4_rows
 
 
-_box4_rows, _box8_rows = _make_box_rows(_simd.box_weights8, _simd.box_weights_rgb8, _simd.box_weights8x2,
-                                        _simd.box_weights_rgb8x2, _simd.box_weights4x4, _simd.box_weights_rgb4x4)
+_box8_rows = _make_box8_rows(_simd.box_weights8, _simd.box_weights_rgb8, _simd.box_weights8x2,
+                             _simd.box_weights_rgb8x2)
+_box4_rows = _make_box4_rows(_simd.box_weights4x4, _simd.box_weights_rgb4x4)
 
 
 @njit(cache=True, inline="always")

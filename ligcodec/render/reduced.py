@@ -15,9 +15,9 @@ square roots), a counting sort of (tile, Gaussian) pairs and an indirection per 
   A pixel sums its Gaussians in index order whatever the bands, threads or region, so the render
   does not depend on the threads, and a region render equals the same window of the full
   render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
-- Boxes at most 4 (8) columns wide, nearly all at scale 1/4, are drawn four (two) rows per
-  16-lane vector (:func:`.kernels._make_box_rows`, shared with the tiled path), with the exp
-  polynomial evaluated by Estrin's scheme and every multiply-add fused (:data:`._simd.FUSED`).
+- Boxes at most 8 columns wide, nearly all at scale 1/4, are drawn two rows per 16-lane vector
+  (:func:`.kernels._make_box8_rows`, shared with the tiled path), with the exp polynomial
+  evaluated by Estrin's scheme and every multiply-add fused (:data:`._simd.FUSED`).
 
 Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`. Bands
 only pay off when consecutive Gaussians are near each other (the codec's order): in random order
@@ -33,15 +33,14 @@ from numba import float32, float64, njit, prange, types
 from numba.extending import intrinsic
 
 from . import _simd
-from .kernels import _FAST, _LANES, _copy_out, _fill_params, _make_box_rows, _projected_cov, _splat
+from .kernels import _FAST, _LANES, _copy_out, _fill_params, _make_box8_rows, _projected_cov, _splat
 
 #: The banded path serves every scale up to this; above it, only spatially coherent Gaussians
 #: (see :func:`ligcodec.render.raster.render`).
 MAX_SCALE = 0.5
 
-_box4_rows, _box8_rows = _make_box_rows(_simd.est_box_weights8, _simd.est_box_weights_rgb8,
-                                        _simd.est_box_weights8x2, _simd.est_box_weights_rgb8x2,
-                                        _simd.est_box_weights4x4, _simd.est_box_weights_rgb4x4)
+_box8_rows = _make_box8_rows(_simd.est_box_weights8, _simd.est_box_weights_rgb8, _simd.est_box_weights8x2,
+                             _simd.est_box_weights_rgb8x2)
 
 #: Gaussians per block: the unit that a band skips when none of them reaches it.
 _BLOCK = 512
@@ -307,10 +306,9 @@ def _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff,
             # The box's full width (not the clipped nj) picks the path, so a region render draws
             # every pixel the same way as the full render does.
             width = float64(aux[1, g])
-            if width < 4.0:
-                _simd.box_columns4x4(dxs, adxs, j0, mx, a)
-                _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
-                continue
+            # Boxes under 4 columns too: the tiled path's four-rows-per-vector packing drew them
+            # 2-8 % slower here overall (forward at 1/4, one-process A/B), the branch between the
+            # two packings being hard to predict.
             if width < 8.0:
                 _simd.box_columns8x2(dxs, adxs, j0, mx, a)
                 _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
