@@ -44,12 +44,12 @@ PROXY_PIXELS = 1_000_000
 #: ``effort`` 1..9 -> optimiser steps per level per tile (like WebP's method / JPEG XL's effort).
 #: Measured on 4 Kodak images, 10k Gaussians: 600 steps 30.41 dB in 12 s, 1500 steps 31.08 dB
 #: in 35 s per image. The default is 7: on all 24 Kodak images it gains +0.04 / +0.06 dB over 6
-#: against JPEG at 0.5 / 1 bpp (better on 17 / 19 of 24) for 1.3x the encode time, which keeps
+#: against JPEG at 0.5 / 1 bpp (better on 17 / 19 of 24) for 1.3-1.4x the encode time, which keeps
 #: a Kodak image at 1 bpp under a minute (BENCHMARKS.md).
 EFFORT_STEPS = {1: 100, 2: 200, 3: 350, 4: 600, 5: 1000, 6: 1500, 7: 2000, 8: 3000, 9: 5000}
 #: Below effort :data:`FAST_BELOW`, start with the whole budget (densification needs many steps to
-#: pay off) and solve colours with fewer CG iterations. Measured on kodim05 / kodim23 at the default budget,
-#: one process: 100 steps with densification and 25/40 CG iterations 24.58 / 36.93 dB in 10 s;
+#: pay off) and solve colours with fewer CG iterations. Measured on kodim05 / kodim23 at the
+#: default budget, one process: 100 steps with densification and 25/40 CG iterations 24.58 / 36.93 dB in 10 s;
 #: without and 10/15 iterations 26.66 / 37.86 dB in 4.5 s. 350 steps: 28.57 / 39.04 vs 29.22 /
 #: 39.25 dB. At 1500 steps the two are equal within 0.1 dB.
 FAST_EFFORT_SETTINGS = {"densify_start": 1.0, "lsq_iters": 10}

@@ -105,5 +105,5 @@ def _render_banded(g: Gaussians, s: float, region, out, out_h: int):
     # blocks that reach it, so when they are not coherent one band per thread scans least:
     # 200k shuffled Gaussians at 1/4 of 2048^2 took 15.5 ms with 8 bands, 7.2 ms with 2.
     nb = min(h, max(2 * workers, -(-h // 64)) if coherent else workers)
-    return reduced.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h, nb,
-                           min(workers, nb), out)
+    return reduced.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h,
+                           nb, min(workers, nb), out)

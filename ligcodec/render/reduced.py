@@ -106,7 +106,7 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
     - ``geo [3, N]`` float64: ``(a, 2b, c)``, the conic of ``q = a dx^2 + 2b dx dy + c dy^2``; the
       same S' = s^2 S + k I as :func:`.kernels.project`. (The centre, ``means * scale``, is not
       stored: :func:`forward` recomputes it with the same operation, which saves writing 16 of
-      80 bytes per Gaussian.)
+      64 bytes per Gaussian.)
     - ``aux [2, N]`` float32: ``(amp, width)``: energy factor and the 3-sigma box width 2 rx.
     - ``box [4, N]`` int32: ``(j0, j1, i0, i1)``, the 3-sigma box clipped to the region (empty if
       j0 > j1 or i0 > i1). The pass is bound by writing these (48 bytes per Gaussian; float64/int64
@@ -253,7 +253,8 @@ def forward(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0
     """Write the render of region ``(x0, y0, w, h)`` into ``out [h, w, C]`` float32 in ``nbands``
     bands of rows, ``nworkers`` parallel workers each drawing bands w, w + nworkers, ... into one
     reused buffer (cache-warm, and no fresh pages to fault in per band). ``geo``, ``aux``,
-    ``box``, ``rows``: from :func:`setup` on the same region."""
+    ``box``, ``rows``: from :func:`setup` on the same region and the same ``means`` (full-res
+    centres; the draw scales them as setup did)."""
     nch = colours.shape[1]
     stride = w + _LANES
     xr1 = x0 + w - 1
