@@ -141,6 +141,17 @@ def _box_columns_intrinsic(n, col):
     return box_columns
 
 
+def _acc_rgb(context, builder, aryty, da, off, plane, colours, w, ops):
+    """IR of ``dst[off + k plane :][:len(w)] += colours[k] w`` for the three channels k (float32):
+    the channel updates shared by every packing of rows into lanes."""
+    vw = w.type
+    for cch in colours:
+        pd = _vec_ptr(context, builder, aryty, da, off, vw)
+        builder.store(ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, vw.count), w), pd,
+                      align=4)
+        off = builder.add(off, plane)
+
+
 def _weights_ir(context, builder, types_dx, dxa, adxa, n, bvec, kvec, cutv, lane_ok, ops):
     """IR of ``n`` box weights: ``q = (adx + bvec) dx + kvec`` in float64 (``bvec``, ``kvec``: each
     lane's row's ``2 b dy`` and ``c dy^2``), weight ``exp(-q/2)`` where ``q <= cutoff`` and
@@ -216,12 +227,7 @@ def _make(n, ops=HORNER):
         def codegen(context, builder, signature, args):
             da, offv, plv, c0v, c1v, c2v, dxa, adxa, njv, bv, cv, cutv = args
             p = box_row(context, builder, signature.args[6:8], dxa, adxa, njv, bv, cv, cutv)
-            o = offv
-            for cch in (c0v, c1v, c2v):
-                pd = _vec_ptr(context, builder, signature.args[0], da, o, vf)
-                builder.store(ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, n), p),
-                              pd, align=4)
-                o = builder.add(o, plv)
+            _acc_rgb(context, builder, signature.args[0], da, offv, plv, (c0v, c1v, c2v), p, ops)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -256,7 +262,6 @@ def _make_pairs(ops=HORNER):
     which bound small boxes (their rows are too short to fill the out-of-order window)."""
     n = 16
     vf = ir.VectorType(_F32, n)
-    vf8 = ir.VectorType(_F32, 8)
     col = _vconst(_I64, n, [i % 8 for i in range(n)])
     zero = ir.Constant(_I64, 0)
     halves_mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
@@ -297,11 +302,7 @@ def _make_pairs(ops=HORNER):
             p = pair_row(context, builder, signature.args[7:9], dxa, adxa, njv, b0v, k0v, b1v, k1v, cutv)
             for half, o in ((range(8), offv), (range(8, 16), builder.add(offv, stv))):
                 wr = builder.shuffle_vector(p, p, ir.Constant(ir.VectorType(_I32, 8), list(half)))
-                for cch in (c0v, c1v, c2v):
-                    pd = _vec_ptr(context, builder, signature.args[0], da, o, vf8)
-                    x = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, 8), wr)
-                    builder.store(x, pd, align=4)
-                    o = builder.add(o, plv)
+                _acc_rgb(context, builder, signature.args[0], da, o, plv, (c0v, c1v, c2v), wr, ops)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -318,7 +319,6 @@ def _make_quads(ops=HORNER):
     stored."""
     n = 16
     vf = ir.VectorType(_F32, n)
-    vf4 = ir.VectorType(_F32, 4)
     col = _vconst(_I64, n, [i % 4 for i in range(n)])
     row = _vconst(_I64, n, [i // 4 for i in range(n)])
     zero = ir.Constant(_I64, 0)
@@ -368,12 +368,7 @@ def _make_quads(ops=HORNER):
                 wr = builder.shuffle_vector(p, p, lanes)
                 cond = builder.icmp_signed("<", ir.Constant(_I64, r), nrv)
                 with builder.if_then(cond, likely=True):
-                    oc = o
-                    for cch in (c0v, c1v, c2v):
-                        pd = _vec_ptr(context, builder, signature.args[0], da, oc, vf4)
-                        x = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, 4), wr)
-                        builder.store(x, pd, align=4)
-                        oc = builder.add(oc, plv)
+                    _acc_rgb(context, builder, signature.args[0], da, o, plv, (c0v, c1v, c2v), wr, ops)
                 o = builder.add(o, stv)
             return context.get_dummy_value()
 
