@@ -19,7 +19,7 @@ from .errors import LigFormatError, LigInputError
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
 VERSION_MAJOR = 2
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16 * 1024 * 1024
@@ -109,6 +109,10 @@ class Header:
     colour_step: list  # [L][C]
     encoder: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    #: 2.1: level 0 alone is the image at every scale up to this (a progressive encode fitted it
+    #: as a standalone reduced image), so such reads need only level-0 bytes. None: every level
+    #: at every scale.
+    level0_scale: float | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -146,12 +150,17 @@ class Header:
         if not (isinstance(cs, (list, tuple)) and len(cs) == self.levels
                 and all(isinstance(r, (list, tuple)) and len(r) == self.channels and all(map(_pos, r)) for r in cs)):
             bad(f"colour_step must be {self.levels} lists of {self.channels} finite numbers > 0")
+        v = self.level0_scale
+        if v is not None and not (_pos(v) and v < 1 and self.levels >= 2):
+            bad(f"level0_scale {v!r} must be a number in (0, 1), and only with 2 or more levels")
         return self
 
     def pack(self) -> bytes:
         self.validate(LigInputError, "refusing to write header")
         d = {k: getattr(self, k) for k in _REQUIRED}
         d.update(encoder=self.encoder, metadata=self.metadata)
+        if self.level0_scale is not None:
+            d["level0_scale"] = float(self.level0_scale)
         return msgpack.packb(d, use_bin_type=True)
 
     @classmethod
@@ -166,6 +175,8 @@ class Header:
         if missing:
             raise LigFormatError(f"header at byte {PREFIX_SIZE} lacks required keys {missing}")
         extra = {k: d[k] for k in ("encoder", "metadata") if isinstance(d.get(k), dict)}
+        if "level0_scale" in d:  # an invalid value is rejected by validate(), not ignored
+            extra["level0_scale"] = d["level0_scale"]
         h = cls(**{k: d[k] for k in _REQUIRED}, **extra)
         return h.validate(LigFormatError, f"header at byte {PREFIX_SIZE}")
 

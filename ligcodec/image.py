@@ -1,7 +1,8 @@
 """``ligcodec.open()``: a lazy image over a ``.lig`` file, read as numpy arrays.
 
 Only the tiles and levels a read needs are decoded (and kept in a small cache); a preview with
-``levels=[0]`` touches level-0 bytes only.
+``levels=[0]`` touches level-0 bytes only, and so does any read of a progressive file at a scale up
+to its ``level0_scale``.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class LigImage:
         self._cache_size = cache_tiles
         self._origins = {t: (x0, y0) for t, x0, y0, _, _ in tile_grid(h.width, h.height, h.tile)}
         self.model = _LazyModel(self, h.width, h.height, h.channels, h.tile,
-                                [_LazyLevel(self, i) for i in range(h.levels)])
+                                [_LazyLevel(self, i) for i in range(h.levels)], {}, h.level0_scale)
 
     # -------------------------------------------------------------- conventions users know
     @property
@@ -111,7 +112,9 @@ class LigImage:
     # ----------------------------------------------------------------------------- reads
     def read_float(self, scale=1.0, region=None, levels=None) -> np.ndarray:
         """``[h, w, C]`` float32 in [0, 1] (clamped) at ``scale``; ``region=(x, y, w, h)`` in output
-        px; ``levels=[0]`` renders the coarse level alone (a preview that reads fewer bytes)."""
+        px; ``levels=[0]`` renders the coarse level alone (a preview that reads fewer bytes);
+        ``levels=None`` is :meth:`Model.default_levels` (level 0 alone at scales up to a progressive
+        file's ``level0_scale``, otherwise all levels)."""
         return np.clip(self.model.render(scale=scale, region=region, levels=levels), 0, 1)
 
     def read(self, scale=1.0, region=None, levels=None) -> np.ndarray:

@@ -9,7 +9,9 @@ touches only the tiles it overlaps. Gaussians may sit a little outside their til
 simply clipped to it.
 
 Levels: level 0 is fitted to the image area-downsampled by 2 (its Gaussians live in full-res
-pixels and are fitted by rendering at scale 1/2), level 1 to the full-resolution residual.
+pixels and are fitted by rendering at scale 1/2), level 1 to the full-resolution residual. A
+progressive encode fits a bigger level 0 at 1/4, which then stands alone at scales up to 1/4
+(:meth:`Model.default_levels`).
 
 No torch here: decoding needs numpy and numba only.
 """
@@ -57,6 +59,7 @@ class Model:
     tile: int
     levels: list  # [L][T] Gaussians
     info: dict = field(default_factory=dict)
+    level0_scale: float | None = None  # see default_levels
 
     @property
     def n_tiles(self) -> int:
@@ -70,10 +73,13 @@ class Model:
         return [sum(len(g) for g in lvl) for lvl in self.levels]
 
     def default_levels(self, scale: float) -> list[int]:
-        """All levels at every scale. Level 0 alone would read fewer bytes at scale <= 1/2, but it
-        was measured ~10 dB worse there (kodim05, 10k Gaussians, vs the box-downsampled image:
-        22.8 dB level 0 only vs 32.6 dB both at 1/2; 26.4 vs 37.2 at 1/4): pass ``levels=[0]``
-        for a quick preview."""
+        """The levels a read at ``scale`` renders when it names none: level 0 alone at scales up to
+        :attr:`level0_scale` (a progressive file's level 0 was fitted to stand alone there, so the
+        read needs only level-0 bytes), otherwise all of them. In a default file level 0 is small
+        and does not stand alone (measured ~10 dB worse than both levels at 1/4, BENCHMARKS.md);
+        ``levels=[0]`` still gives it as a quick preview."""
+        if self.level0_scale is not None and scale <= self.level0_scale * (1 + 1e-9):
+            return [0]
         return list(range(len(self.levels)))
 
     def render(self, scale=1.0, region=None, levels=None) -> np.ndarray:

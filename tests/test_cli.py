@@ -67,6 +67,35 @@ def test_encode_decode_info(tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_decode_quarter_of_progressive_file_reads_only_level0(tmp_path, capsys, monkeypatch):
+    """SCENARIO: `encode --progressive`, then `decode --scale 0.25` (no -o), counting the bytes
+    every reader of the file reads. EXPECTED RESULT: `info` says the file is progressive; the 1/4
+    decode writes in.png next to the file and reads no byte past the level-0 chunks; `--scale
+    0.5` and `--all-levels` read beyond them; `--preview --all-levels` is a usage error."""
+    from ligcodec import container
+
+    src = _png(tmp_path / "src.png", 64, 96)
+    lig = tmp_path / "in.lig"
+    assert main(["encode", str(src), str(lig), "-n", "300", "--steps", "20", "--workers", "1", "-q",
+                 "--progressive"]) == 0
+    assert main(["info", str(lig)]) == 0
+    assert "progressive: level 0 alone serves reads at scale <= 0.25" in capsys.readouterr().out
+    read, close = [], container.LigReader.close
+    monkeypatch.setattr(container.LigReader, "close", lambda self: (read.append(self.bytes_read), close(self)))
+    with container.LigReader(lig) as r:
+        level0_end = r.entry(1, 0).offset
+    read.clear()
+    assert main(["decode", str(lig), "--scale", "0.25"]) == 0
+    assert Image.open(tmp_path / "in.png").size == (24, 16)
+    assert read and 0 < max(read) <= level0_end
+    for args in (["--scale", "0.5"], ["--scale", "0.25", "--all-levels"]):
+        read.clear()
+        assert main(["decode", str(lig), *args, "-o", str(tmp_path / "x.png"), "--force"]) == 0
+        assert max(read) > level0_end, args
+    assert main(["decode", str(lig), "--preview", "--all-levels", "-o", str(tmp_path / "y.png")]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
 def test_outputs_a_user_can_get_wrong(tmp_path, capsys):
     """SCENARIO: the mistakes a user makes with output names: a missing directory, an image name
     for the .lig, a format that cannot hold the image, a PNG given to the decoder.
