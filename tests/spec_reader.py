@@ -92,6 +92,10 @@ def _check_header(h, size):
         )
     ):
         raise ValueError(f"header: colour_step is not [[float > 0 x {c}] x {L}]")
+    if "level0_scale" in h:  # 2.1, optional
+        v = h["level0_scale"]
+        if not is_num(v) or not 0 < v < 1 or L < 2:
+            raise ValueError(f"header: level0_scale={v!r} not in (0, 1) with 2+ levels")
 
 
 # --------------------------------------------------------------------------- models

@@ -29,12 +29,13 @@ def _image(h, w, channels, depth, seed):
     return img[..., 0] if channels == 1 else img
 
 
-# (height, width, channels, bit depth): 2x1 tiles of 256 with a partial one, grey 16-bit, RGBA.
-CASES = [(200, 300, 3, 8), (80, 96, 1, 16), (80, 96, 4, 8)]
+# (height, width, channels, bit depth, progressive): 2x1 tiles of 256 with a partial one, grey
+# 16-bit, RGBA, and a progressive file (format 2.1's level0_scale).
+CASES = [(200, 300, 3, 8, False), (80, 96, 1, 16, False), (80, 96, 4, 8, False), (80, 96, 3, 8, True)]
 
 
-@pytest.mark.parametrize("h, w, channels, depth", CASES)
-def test_spec_reader_decodes_like_ligcodec(tmp_path, h, w, channels, depth):
+@pytest.mark.parametrize("h, w, channels, depth, progressive", CASES)
+def test_spec_reader_decodes_like_ligcodec(tmp_path, h, w, channels, depth, progressive):
     """SCENARIO: ligcodec encodes an image; the spec-only reader decodes the file.
     EXPECTED RESULT: every chunk holds the same Gaussians as ligcodec decodes (positions and colours
     to float rounding, the covariance factor to 1e-12: the two take exp() from different
@@ -43,10 +44,11 @@ def test_spec_reader_decodes_like_ligcodec(tmp_path, h, w, channels, depth):
     float64)."""
     img = _image(h, w, channels, depth, seed=h + channels)
     path = tmp_path / "x.lig"
-    ligcodec.encode(img, path, gaussians=400, effort=1, workers=1)
+    ligcodec.encode(img, path, gaussians=400, effort=1, workers=1, progressive=progressive)
     dec = read_lig(path)
     hd = dec["header"]
     assert (hd["width"], hd["height"], hd["channels"], hd["bit_depth"]) == (w, h, channels, depth)
+    assert hd.get("level0_scale") == (0.25 if progressive else None)
     with ligcodec.open(path) as lig:
         model = lig.model
         total = 0
