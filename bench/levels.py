@@ -68,8 +68,9 @@ def progressive_rows(names, bpp):
     """Default vs ``progressive=True`` files of each image at ``bpp``, as a user reads them: full
     decode PSNR and its margin over JPEG at the same size, the 1/4 read (all levels of a default
     file, level 0 alone of a progressive one) against the 4x4 area-averaged image, the share of
-    the file that read touches, and its time (open included, best of 7, timed after every encode
-    has finished: reads right after an encode measured up to 30x slower)."""
+    the file that read touches, and its time (open included, best of 7 after 2 warm-ups, timed
+    after every encode has finished: reads in the seconds after an encode, while its worker
+    processes wind down, measured up to 30x slower, and the first file timed can still be)."""
     import ligcodec
     from PIL import Image
 
