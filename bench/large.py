@@ -18,7 +18,6 @@ that process and its workers, sampled every 0.1 s.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys

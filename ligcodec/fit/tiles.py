@@ -18,7 +18,7 @@ from ..render.raster import project, rasterize
 from ..runner import run_unordered
 from ..source import Window
 from .init import gradient_energy
-from .optimise import FitSettings, fit_level, psnr
+from .optimise import FitSettings, fit_level
 
 
 @dataclass
