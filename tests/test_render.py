@@ -146,7 +146,8 @@ def test_reduced_path_matches_reference_and_tiled_path(rng):
         np.testing.assert_allclose(out, tiled, rtol=0, atol=1e-6 * np.abs(tiled).max())
 
 
-def test_reduced_path_does_not_depend_on_bands_or_threads(rng):
+@pytest.mark.parametrize("channels", [3, 4])  # RGB small boxes take their own intrinsic
+def test_reduced_path_does_not_depend_on_bands_or_threads(rng, channels):
     """SCENARIO: the same reduced-scale render cut into 1, 3 and 7 bands drawn by 1-3 workers, and
     render() with 1 thread and all threads. EXPECTED RESULT: identical bits (each pixel sums its
     Gaussians in index order)."""
@@ -155,14 +156,14 @@ def test_reduced_path_does_not_depend_on_bands_or_threads(rng):
     from ligcodec.render import reduced
     from ligcodec.render.gaussians import LOG_SCALE_LIMIT
 
-    g = _codec_ordered(rng, 3000, 300, channels=4)
+    g = _codec_ordered(rng, 3000, 300, channels=channels)
     s, (w, h) = 0.25, output_size(300, 300, 0.25)  # (the same code serves scale 1: see above)
     k = aa_variance(s)
     geo, aux, box, rows, ok = reduced.setup(g.means, g.chol, s, k, 9.0, LOG_SCALE_LIMIT, 0, 0, w, h, 3)
     assert ok
     outs = []
     for nb, workers in ((1, 1), (3, 2), (7, 3)):
-        out = np.empty((h, w, 4), np.float32)
+        out = np.empty((h, w, channels), np.float32)
         outs.append(reduced.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb,
                                     workers, out))
     assert all(np.array_equal(outs[0], o) for o in outs[1:])

@@ -161,6 +161,11 @@ def _weights_ir(context, builder, types_dx, dxa, adxa, n, bvec, kvec, cutv, lane
     vd = ir.VectorType(_F64, n)
     d = builder.load(_vec_ptr(context, builder, types_dx[0], dxa, zero, vd), align=8)
     ad = builder.load(_vec_ptr(context, builder, types_dx[1], adxa, zero, vd), align=8)
+    return _weights_vec(builder, d, ad, n, bvec, kvec, cutv, lane_ok, ops)
+
+
+def _weights_vec(builder, d, ad, n, bvec, kvec, cutv, lane_ok, ops):
+    """:func:`_weights_ir` on ``dx``, ``a dx`` already in registers."""
     q = ops.madd(builder, builder.fadd(ad, bvec), d, kvec)
     inside = builder.and_(builder.fcmp_ordered("<=", q, _splat(builder, cutv, _F64, n)), lane_ok)
     p = ops.exp(builder, builder.fptrunc(q, ir.VectorType(_F32, n)), n)
@@ -313,6 +318,104 @@ def _make_pairs(ops=HORNER):
 box_columns8x2, box_weights8x2, box_weights_rgb8x2 = _make_pairs()
 
 
+def _columns_vec(builder, j0v, mxv, av, col, n):
+    """``(dx, a dx)`` of :func:`_box_columns_intrinsic`, in registers."""
+    vd = ir.VectorType(_F64, n)
+    j = builder.add(_splat(builder, j0v, _I64, n), col)
+    d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
+    d = builder.fsub(d, _splat(builder, mxv, _F64, n))
+    return d, builder.fmul(_splat(builder, av, _F64, n), d)
+
+
+def _row_terms(builder, i, myv, b2v, cv, half):
+    """``(2 b dy, c dy^2)`` of row ``i``, ``dy = (i + half) - my``: the float operations of
+    ``kernels._box8_rows`` (``i + 0.5 - my``, ``b2 * dy``, ``c * dy * dy``)."""
+    dy = builder.fsub(builder.fadd(builder.sitofp(i, _F64), ir.Constant(_F64, half)), myv)
+    return builder.fmul(b2v, dy), builder.fmul(builder.fmul(cv, dy), dy)
+
+
+def _make_box8_draw(ops):
+    """``box8_rgb_draw``: every row of one RGB box at most 8 columns wide in one intrinsic, the
+    rows two at a time as :func:`box_weights_rgb8x2` and an odd last row as
+    :func:`box_weights_rgb8` (the same operations per lane, so the same pixels bit for bit).
+
+    Why one intrinsic: drawn from numba as a loop of row intrinsics, each pair reloaded ``dx``
+    from a scratch array, rebuilt its constants from the constant pool and spilled the loop's
+    scalars (the draw function holds every path, so registers are short). Here the column set-up,
+    the lane mask, the colour and constant splats stay in vector registers across the rows."""
+    n = 16
+    col = _vconst(_I64, n, [i % 8 for i in range(n)])
+    col8 = _vconst(_I64, 8, list(range(8)))
+    halves_mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
+    lo_half = ir.Constant(ir.VectorType(_I32, 8), list(range(8)))
+    hi_half = ir.Constant(ir.VectorType(_I32, 8), list(range(8, 16)))
+
+    def halves(builder, lo, hi):
+        return builder.shuffle_vector(_splat(builder, lo, _F64, n), _splat(builder, hi, _F64, n), halves_mask)
+
+    @intrinsic
+    def box8_rgb_draw(typingctx, dst, off, stride, plane, c0, c1, c2, j0, mx, a, nj, my, b2, c, i0, i1,
+                      cutoff):
+        """Rows ``i0..i1`` of a box at most 8 columns wide, the first row at ``dst[off:]``, columns
+        ``j0..j0 + nj - 1``: ``dst[off + r stride + k plane + t] += ck w``. Arguments as
+        :func:`box_columns8x2` and :func:`box_weights_rgb8x2`."""
+        sig = types.void(dst, types.int64, types.int64, types.int64, types.float32, types.float32,
+                         types.float32, types.int64, types.float64, types.float64, types.int64, types.float64,
+                         types.float64, types.float64, types.int64, types.int64, types.float64)
+
+        def codegen(context, builder, signature, args):
+            da, offv, stv, plv, c0v, c1v, c2v, j0v, mxv, av, njv, myv, b2v, cv, i0v, i1v, cutv = args
+            aryty = signature.args[0]
+            cols = (c0v, c1v, c2v)
+            d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
+            lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
+            entry = builder.basic_block
+            cond_bb = builder.append_basic_block("box8.cond")
+            body_bb = builder.append_basic_block("box8.body")
+            tail_bb = builder.append_basic_block("box8.tail")
+            odd_bb = builder.append_basic_block("box8.odd")
+            end_bb = builder.append_basic_block("box8.end")
+            builder.branch(cond_bb)
+
+            builder.position_at_end(cond_bb)
+            i = builder.phi(_I64)
+            o = builder.phi(_I64)
+            i.add_incoming(i0v, entry)
+            o.add_incoming(offv, entry)
+            builder.cbranch(builder.icmp_signed("<", i, i1v), body_bb, tail_bb)
+
+            builder.position_at_end(body_bb)
+            b0, k0 = _row_terms(builder, i, myv, b2v, cv, 0.5)
+            b1, k1 = _row_terms(builder, i, myv, b2v, cv, 1.5)
+            p = _weights_vec(builder, d, ad, n, halves(builder, b0, b1), halves(builder, k0, k1), cutv, lane_ok,
+                             ops)
+            for half, oo in ((lo_half, o), (hi_half, builder.add(o, stv))):
+                _acc_rgb(context, builder, aryty, da, oo, plv, cols, builder.shuffle_vector(p, p, half), ops)
+            i.add_incoming(builder.add(i, ir.Constant(_I64, 2)), builder.basic_block)
+            o.add_incoming(builder.add(o, builder.add(stv, stv)), builder.basic_block)
+            builder.branch(cond_bb)
+
+            builder.position_at_end(tail_bb)
+            builder.cbranch(builder.icmp_signed("==", i, i1v), odd_bb, end_bb)
+
+            builder.position_at_end(odd_bb)  # an odd row left: on its own, in 8 lanes
+            bo, ko = _row_terms(builder, i, myv, b2v, cv, 0.5)
+            d8 = builder.shuffle_vector(d, d, lo_half)
+            ad8 = builder.shuffle_vector(ad, ad, lo_half)
+            ok8 = builder.icmp_signed("<", col8, _splat(builder, njv, _I64, 8))
+            p8 = _weights_vec(builder, d8, ad8, 8, _splat(builder, bo, _F64, 8), _splat(builder, ko, _F64, 8), cutv,
+                              ok8, ops)
+            _acc_rgb(context, builder, aryty, da, o, plv, cols, p8, ops)
+            builder.branch(end_bb)
+
+            builder.position_at_end(end_bb)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return box8_rgb_draw
+
+
 def _make_quads(ops=HORNER):
     """Four rows of a box at most 4 columns wide in one 16-lane vector (lanes 4r..4r+3: row r),
     like :func:`_make_pairs`. ``nr`` (1-4) rows are valid; the rest are neither weighted nor
@@ -383,3 +486,4 @@ _, _, _, _, axpy4 = _make(4)
 # The banded path's variants (see FUSED).
 _, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, FUSED)
 _, est_box_weights8x2, est_box_weights_rgb8x2 = _make_pairs(FUSED)
+est_box8_rgb_draw = _make_box8_draw(FUSED)

@@ -17,7 +17,9 @@ square roots), a counting sort of (tile, Gaussian) pairs and an indirection per 
   render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
 - Boxes at most 8 columns wide, nearly all at scale 1/4, are drawn two rows per 16-lane vector
   (:func:`.kernels._make_box8_rows`, shared with the tiled path), with the exp polynomial
-  evaluated by Estrin's scheme and every multiply-add fused (:data:`._simd.FUSED`).
+  evaluated by Estrin's scheme and every multiply-add fused (:data:`._simd.FUSED`). RGB boxes,
+  the common case, take one intrinsic for all their rows (:func:`._simd._make_box8_draw`: the
+  same operations per pixel, with the column set-up and constants kept in registers).
 
 Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`. Bands
 only pay off when consecutive Gaussians are near each other (the codec's order): in random order
@@ -282,6 +284,7 @@ def _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff,
     """Draw every Gaussian that reaches rows B0..B1 into the zeroed planar ``buf`` and copy it out."""
     n = geo.shape[1]
     nch = colours.shape[1]
+    rgb = nch == 3
     w = xr1 - x0 + 1
     s2 = scale * scale
     for blk in range(rows.shape[1]):
@@ -300,8 +303,6 @@ def _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff,
             b2 = geo[1, g]
             c = geo[2, g]
             amp = float64(aux[0, g])
-            for ch in range(nch):
-                cg[ch] = float32(colours[g, ch] * amp)
             nj = j1 - j0 + 1
             off = (i0 - B0) * stride + j0 - x0
             # The box's full width (not the clipped nj) picks the path, so a region render draws
@@ -310,6 +311,13 @@ def _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff,
             # Boxes under 4 columns too: the tiled path's four-rows-per-vector packing drew them
             # 2-8 % slower here overall (forward at 1/4, one-process A/B), the branch between the
             # two packings being hard to predict.
+            if width < 8.0 and rgb:
+                _simd.est_box8_rgb_draw(buf, off, stride, plane, float32(colours[g, 0] * amp),
+                                        float32(colours[g, 1] * amp), float32(colours[g, 2] * amp), j0, mx, a, nj,
+                                        my, b2, c, i0, i1, cutoff)
+                continue
+            for ch in range(nch):
+                cg[ch] = float32(colours[g, ch] * amp)
             if width < 8.0:
                 _simd.box_columns8x2(dxs, adxs, j0, mx, a)
                 _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
