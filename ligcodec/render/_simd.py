@@ -144,11 +144,16 @@ def _box_columns_intrinsic(n, col):
 def _acc_rgb(context, builder, aryty, da, off, plane, colours, w, ops):
     """IR of ``dst[off + k plane :][:len(w)] += colours[k] w`` for the three channels k (float32):
     the channel updates shared by every packing of rows into lanes."""
+    _acc_rgb_ptr(builder, context.make_array(aryty)(context, builder, da).data, off, plane, colours, w, ops)
+
+
+def _acc_rgb_ptr(builder, data, off, plane, colours, w, ops):
+    """:func:`_acc_rgb` on the array's data pointer (float32)."""
     vw = w.type
     for cch in colours:
-        pd = _vec_ptr(context, builder, aryty, da, off, vw)
-        builder.store(ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, vw.count), w), pd,
-                      align=4)
+        pd = builder.bitcast(builder.gep(data, [off]), vw.as_pointer())
+        new = ops.acc(builder, builder.load(pd, align=4), _splat(builder, cch, _F32, vw.count), w)
+        builder.store(new, pd, align=4)
         off = builder.add(off, plane)
 
 
@@ -334,15 +339,11 @@ def _row_terms(builder, i, myv, b2v, cv, half):
     return builder.fmul(b2v, dy), builder.fmul(builder.fmul(cv, dy), dy)
 
 
-def _make_box8_draw(ops):
-    """``box8_rgb_draw``: every row of one RGB box at most 8 columns wide in one intrinsic, the
-    rows two at a time as :func:`box_weights_rgb8x2` and an odd last row as
-    :func:`box_weights_rgb8` (the same operations per lane, so the same pixels bit for bit).
-
-    Why one intrinsic: drawn from numba as a loop of row intrinsics, each pair reloaded ``dx``
-    from a scratch array, rebuilt its constants from the constant pool and spilled the loop's
-    scalars (the draw function holds every path, so registers are short). Here the column set-up,
-    the lane mask, the colour and constant splats stay in vector registers across the rows."""
+def _emit_box8_rgb(builder, dptr, offv, stv, plv, cols, j0v, mxv, av, njv, myv, b2v, cv, i0v, i1v, cutv, ops):
+    """IR drawing rows ``i0v..i1v`` of one RGB box at most 8 columns wide (columns ``j0v`` to
+    ``j0v + njv - 1``, the first row at ``dptr[offv:]``, float32): rows two at a time as
+    :func:`box_weights_rgb8x2` and an odd last row as :func:`box_weights_rgb8`, the same
+    operations per lane, so the same pixels bit for bit. Leaves ``builder`` after the box."""
     n = 16
     col = _vconst(_I64, n, [i % 8 for i in range(n)])
     col8 = _vconst(_I64, 8, list(range(8)))
@@ -350,70 +351,178 @@ def _make_box8_draw(ops):
     lo_half = ir.Constant(ir.VectorType(_I32, 8), list(range(8)))
     hi_half = ir.Constant(ir.VectorType(_I32, 8), list(range(8, 16)))
 
-    def halves(builder, lo, hi):
+    def halves(lo, hi):
         return builder.shuffle_vector(_splat(builder, lo, _F64, n), _splat(builder, hi, _F64, n), halves_mask)
 
+    d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
+    lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
+    entry = builder.basic_block
+    cond_bb = builder.append_basic_block("box8.cond")
+    body_bb = builder.append_basic_block("box8.body")
+    tail_bb = builder.append_basic_block("box8.tail")
+    odd_bb = builder.append_basic_block("box8.odd")
+    end_bb = builder.append_basic_block("box8.end")
+    builder.branch(cond_bb)
+
+    builder.position_at_end(cond_bb)
+    i = builder.phi(_I64)
+    o = builder.phi(_I64)
+    i.add_incoming(i0v, entry)
+    o.add_incoming(offv, entry)
+    builder.cbranch(builder.icmp_signed("<", i, i1v), body_bb, tail_bb)
+
+    builder.position_at_end(body_bb)
+    b0, k0 = _row_terms(builder, i, myv, b2v, cv, 0.5)
+    b1, k1 = _row_terms(builder, i, myv, b2v, cv, 1.5)
+    p = _weights_vec(builder, d, ad, n, halves(b0, b1), halves(k0, k1), cutv, lane_ok, ops)
+    for half, oo in ((lo_half, o), (hi_half, builder.add(o, stv))):
+        _acc_rgb_ptr(builder, dptr, oo, plv, cols, builder.shuffle_vector(p, p, half), ops)
+    i.add_incoming(builder.add(i, ir.Constant(_I64, 2)), builder.basic_block)
+    o.add_incoming(builder.add(o, builder.add(stv, stv)), builder.basic_block)
+    builder.branch(cond_bb)
+
+    builder.position_at_end(tail_bb)
+    builder.cbranch(builder.icmp_signed("==", i, i1v), odd_bb, end_bb)
+
+    builder.position_at_end(odd_bb)  # an odd row left: on its own, in 8 lanes
+    bo, ko = _row_terms(builder, i, myv, b2v, cv, 0.5)
+    ok8 = builder.icmp_signed("<", col8, _splat(builder, njv, _I64, 8))
+    d8 = builder.shuffle_vector(d, d, lo_half)
+    ad8 = builder.shuffle_vector(ad, ad, lo_half)
+    bo8, ko8 = _splat(builder, bo, _F64, 8), _splat(builder, ko, _F64, 8)
+    p8 = _weights_vec(builder, d8, ad8, 8, bo8, ko8, cutv, ok8, ops)
+    _acc_rgb_ptr(builder, dptr, o, plv, cols, p8, ops)
+    builder.branch(end_bb)
+    builder.position_at_end(end_bb)
+
+
+def _box8_block_function(module, ops, col_ty):
+    """The LLVM function behind :func:`_make_box8_block`'s intrinsic, defined once per module.
+
+    A function of its own, not inlined: inside the draw kernel (which holds every path) LLVM
+    kept the arrays' pointers on the stack and rebuilt the constants and lane masks for every
+    row pair; alone, its loops keep them in registers. Arguments: ``dst`` (band buffer),
+    ``stride``, ``plane``, the data of ``box``, ``geo``, ``aux``, ``means``, ``colours`` (of LLVM
+    type ``col_ty``, float or double), ``n`` (Gaussians), ``scale``, ``cutoff``, ``x0``, ``b0``,
+    ``b1``, ``g0``, ``g1``."""
+    name = f"ligcodec_box8_rgb_block_{'fused' if ops.fused else 'horner'}_{col_ty}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    p32, p64, pi32 = _F32.as_pointer(), _F64.as_pointer(), _I32.as_pointer()
+    fnty = ir.FunctionType(_I64, [p32, _I64, _I64, pi32, p64, p32, p64, col_ty.as_pointer(), _I64, _F64, _F64,
+                                  _I64, _I64, _I64, _I64, _I64])
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    for k in (0, 3, 4, 5, 6, 7):
+        fn.args[k].add_attribute("noalias")
+    dptr, stv, plv, boxp, geop, auxp, meansp, colp, nv, scv, cutv, x0v, b0v, b1v, g0v, g1v = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def at(ptr, row, g, width):
+        """``ptr[row * width + g]``: element (row, g) of a C-ordered [rows, width] array."""
+        idx = g if row == 0 else builder.add(builder.mul(ir.Constant(_I64, row), width), g)
+        return builder.load(builder.gep(ptr, [idx]))
+
+    def at_t(ptr, g, k, nk):
+        """``ptr[g * nk + k]``: element (g, k) of a C-ordered [N, nk] array."""
+        return builder.load(builder.gep(ptr, [builder.add(builder.mul(g, ir.Constant(_I64, nk)),
+                                                          ir.Constant(_I64, k))]))
+
+    entry = builder.basic_block
+    loop_bb = builder.append_basic_block("blk.loop")
+    test_bb = builder.append_basic_block("blk.test")
+    small_bb = builder.append_basic_block("blk.small")
+    draw_bb = builder.append_basic_block("blk.draw")
+    next_bb = builder.append_basic_block("blk.next")
+    exit_bb = builder.append_basic_block("blk.exit")
+    builder.branch(loop_bb)
+
+    builder.position_at_end(loop_bb)
+    g = builder.phi(_I64)
+    g.add_incoming(g0v, entry)
+    builder.cbranch(builder.icmp_signed("<", g, g1v), test_bb, exit_bb)
+
+    builder.position_at_end(test_bb)
+    i0 = builder.sext(at(boxp, 2, g, nv), _I64)
+    i0 = builder.select(builder.icmp_signed(">", i0, b0v), i0, b0v)
+    i1 = builder.sext(at(boxp, 3, g, nv), _I64)
+    i1 = builder.select(builder.icmp_signed("<", i1, b1v), i1, b1v)
+    j0 = builder.sext(at(boxp, 0, g, nv), _I64)
+    j1 = builder.sext(at(boxp, 1, g, nv), _I64)
+    empty = builder.or_(builder.icmp_signed(">", i0, i1), builder.icmp_signed(">", j0, j1))
+    builder.cbranch(empty, next_bb, small_bb)
+
+    builder.position_at_end(small_bb)  # not a small box: the caller draws it
+    builder.cbranch(builder.fcmp_ordered("<", at(auxp, 1, g, nv), ir.Constant(_F32, 8.0)), draw_bb, exit_bb)
+
+    builder.position_at_end(draw_bb)
+    mx = builder.fmul(at_t(meansp, g, 0, 2), scv)  # as in setup
+    my = builder.fmul(at_t(meansp, g, 1, 2), scv)
+    amp = builder.fpext(at(auxp, 0, g, nv), _F64)
+    # float32(colours[g, ch] * amp), in float64 as numba computes it
+    cols = [at_t(colp, g, ch, 3) for ch in range(3)]
+    cols = [v if v.type == _F64 else builder.fpext(v, _F64) for v in cols]
+    cols = [builder.fptrunc(builder.fmul(v, amp), _F32) for v in cols]
+    nj = builder.add(builder.sub(j1, j0), ir.Constant(_I64, 1))
+    off = builder.add(builder.mul(builder.sub(i0, b0v), stv), builder.sub(j0, x0v))
+    _emit_box8_rgb(builder, dptr, off, stv, plv, cols, j0, mx, at(geop, 0, g, nv), nj, my, at(geop, 1, g, nv),
+                   at(geop, 2, g, nv), i0, i1, cutv, ops)
+    builder.branch(next_bb)
+
+    builder.position_at_end(next_bb)
+    g.add_incoming(builder.add(g, ir.Constant(_I64, 1)), next_bb)
+    builder.branch(loop_bb)
+
+    builder.position_at_end(exit_bb)
+    res = builder.phi(_I64)
+    res.add_incoming(g, loop_bb)
+    res.add_incoming(g, small_bb)
+    builder.ret(res)
+    return fn
+
+
+def _make_box8_block(ops):
+    """``box8_rgb_block``: the banded path's draw of consecutive RGB Gaussians whose boxes are at
+    most 8 columns wide (:func:`_emit_box8_rgb` for each), in a function of its own
+    (:func:`_box8_block_function`).
+
+    Why in IR: as numba code, the per-Gaussian loads and the row loop shared one large function
+    with every other path, so each Gaussian reloaded the arrays' pointers and strides from the
+    stack, and each row pair rebuilt its constants, reloaded ``dx`` from a scratch array and
+    spilled the loop's scalars."""
+
     @intrinsic
-    def box8_rgb_draw(typingctx, dst, off, stride, plane, c0, c1, c2, j0, mx, a, nj, my, b2, c, i0, i1,
-                      cutoff):
-        """Rows ``i0..i1`` of a box at most 8 columns wide, the first row at ``dst[off:]``, columns
-        ``j0..j0 + nj - 1``: ``dst[off + r stride + k plane + t] += ck w``. Arguments as
-        :func:`box_columns8x2` and :func:`box_weights_rgb8x2`."""
-        sig = types.void(dst, types.int64, types.int64, types.int64, types.float32, types.float32,
-                         types.float32, types.int64, types.float64, types.float64, types.int64, types.float64,
-                         types.float64, types.float64, types.int64, types.int64, types.float64)
+    def box8_rgb_block(typingctx, dst, stride, plane, box, geo, aux, means, colours, scale, cutoff, x0, b0,
+                       b1, g0, g1):
+        """Draw Gaussians ``g0, g0 + 1, ...`` (rows ``b0..b1`` of the band buffer ``dst``, whose
+        column 0 is output column ``x0``) as :func:`reduced._draw_band` would, and return the
+        index of the first one that is not a small box (box width ``aux[1, g] >= 8``), or ``g1``.
+        Gaussians whose box misses the band are skipped. C-ordered arrays: ``box [4, N]`` int32,
+        ``geo [3, N]`` float64, ``aux [2, N]`` float32, ``means [N, 2]`` float64, ``colours [N, 3]``
+        float32 or float64, ``dst`` float32."""
+        f32, f64 = (types.float32,), (types.float64,)
+        want = ((dst, f32), (box, (types.int32,)), (geo, f64), (aux, f32), (means, f64),
+                (colours, f32 + f64))
+        for ty, dtypes in want:
+            if not (isinstance(ty, types.Array) and ty.layout == "C" and ty.dtype in dtypes):
+                return None
+        i64, f64 = types.int64, types.float64
+        sig = types.int64(dst, i64, i64, box, geo, aux, means, colours, f64, f64, i64, i64, i64, i64, i64)
 
         def codegen(context, builder, signature, args):
-            da, offv, stv, plv, c0v, c1v, c2v, j0v, mxv, av, njv, myv, b2v, cv, i0v, i1v, cutv = args
-            aryty = signature.args[0]
-            cols = (c0v, c1v, c2v)
-            d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
-            lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
-            entry = builder.basic_block
-            cond_bb = builder.append_basic_block("box8.cond")
-            body_bb = builder.append_basic_block("box8.body")
-            tail_bb = builder.append_basic_block("box8.tail")
-            odd_bb = builder.append_basic_block("box8.odd")
-            end_bb = builder.append_basic_block("box8.end")
-            builder.branch(cond_bb)
-
-            builder.position_at_end(cond_bb)
-            i = builder.phi(_I64)
-            o = builder.phi(_I64)
-            i.add_incoming(i0v, entry)
-            o.add_incoming(offv, entry)
-            builder.cbranch(builder.icmp_signed("<", i, i1v), body_bb, tail_bb)
-
-            builder.position_at_end(body_bb)
-            b0, k0 = _row_terms(builder, i, myv, b2v, cv, 0.5)
-            b1, k1 = _row_terms(builder, i, myv, b2v, cv, 1.5)
-            p = _weights_vec(builder, d, ad, n, halves(builder, b0, b1), halves(builder, k0, k1), cutv, lane_ok,
-                             ops)
-            for half, oo in ((lo_half, o), (hi_half, builder.add(o, stv))):
-                _acc_rgb(context, builder, aryty, da, oo, plv, cols, builder.shuffle_vector(p, p, half), ops)
-            i.add_incoming(builder.add(i, ir.Constant(_I64, 2)), builder.basic_block)
-            o.add_incoming(builder.add(o, builder.add(stv, stv)), builder.basic_block)
-            builder.branch(cond_bb)
-
-            builder.position_at_end(tail_bb)
-            builder.cbranch(builder.icmp_signed("==", i, i1v), odd_bb, end_bb)
-
-            builder.position_at_end(odd_bb)  # an odd row left: on its own, in 8 lanes
-            bo, ko = _row_terms(builder, i, myv, b2v, cv, 0.5)
-            d8 = builder.shuffle_vector(d, d, lo_half)
-            ad8 = builder.shuffle_vector(ad, ad, lo_half)
-            ok8 = builder.icmp_signed("<", col8, _splat(builder, njv, _I64, 8))
-            p8 = _weights_vec(builder, d8, ad8, 8, _splat(builder, bo, _F64, 8), _splat(builder, ko, _F64, 8), cutv,
-                              ok8, ops)
-            _acc_rgb(context, builder, aryty, da, o, plv, cols, p8, ops)
-            builder.branch(end_bb)
-
-            builder.position_at_end(end_bb)
-            return context.get_dummy_value()
+            data = [context.make_array(ty)(context, builder, v).data if isinstance(ty, types.Array) else v
+                    for ty, v in zip(signature.args, args)]
+            box_ary = context.make_array(signature.args[3])(context, builder, args[3])
+            nv = cgutils.unpack_tuple(builder, box_ary.shape, 2)[1]
+            col_ty = _F32 if signature.args[7].dtype == types.float32 else _F64
+            fn = _box8_block_function(builder.module, ops, col_ty)
+            return builder.call(fn, data[:8] + [nv] + data[8:])
 
         return sig, codegen
 
-    return box8_rgb_draw
+    return box8_rgb_block
 
 
 def _make_quads(ops=HORNER):
@@ -486,4 +595,4 @@ _, _, _, _, axpy4 = _make(4)
 # The banded path's variants (see FUSED).
 _, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, FUSED)
 _, est_box_weights8x2, est_box_weights_rgb8x2 = _make_pairs(FUSED)
-est_box8_rgb_draw = _make_box8_draw(FUSED)
+est_box8_rgb_block = _make_box8_block(FUSED)
