@@ -134,3 +134,34 @@ def test_projection_backward_matches_autograd(rng, scale):
                             gm.numpy(), gc.numpy(), gk.numpy())
     for a, b in zip(ours, (m.grad, c.grad, k.grad)):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-9, atol=1e-9 * float(b.abs().max()))
+
+
+def test_backward_does_not_depend_on_the_order_of_the_gaussians(rng):
+    """SCENARIO: random Gaussians, and the same sorted by kernels.tile_order (the order in which
+    the backward kernel visits them), through the backward kernel. EXPECTED RESULT: the
+    gradients of one are those of the other permuted, bit for bit; tile_order sorts by the tile
+    of the centre (clamped to the region), puts Gaussians that miss the region last, and is
+    empty (index order) for Gaussians already in its order."""
+    from ligcodec.render import kernels
+    from ligcodec.render.raster import project, rasterize_backward
+
+    g = random_gaussians(rng, 3000, 300, 200, 3, sigma=(0.5, 6))
+    params, _ = project(g, 1.0)
+    boxes = kernels.gaussian_boxes(params, 0, 0, 300, 200)
+    order = kernels.tile_order(params, boxes, 0, 0, 300, 200, 64)
+    assert sorted(order) == list(range(len(g)))
+    drawn = (boxes[order, 0] <= boxes[order, 1]) & (boxes[order, 2] <= boxes[order, 3])
+    assert 0 < drawn.sum() < len(g) and drawn[: drawn.sum()].all()  # those that miss come last
+    # tiles of the centres, 5 x 4 of them, centres outside the region counted in the edge tiles
+    key = np.clip(np.floor(params[order, 1] / 64), 0, 3) * 5 + np.clip(np.floor(params[order, 0] / 64), 0, 4)
+    assert (np.diff(key[drawn]) >= 0).all()
+
+    tiled = g.take(order)
+    params_t, _ = project(tiled, 1.0)
+    assert len(kernels.tile_order(params_t, kernels.gaussian_boxes(params_t, 0, 0, 300, 200), 0, 0, 300, 200,
+                                  64)) == 0
+    grad = rng.normal(size=(200, 300, 3)).astype(np.float32)
+    shuffled = rasterize_backward(*project(g, 1.0), (0, 0, 300, 200), grad)
+    in_order = rasterize_backward(*project(tiled, 1.0), (0, 0, 300, 200), grad)
+    for a, b in zip(shuffled, in_order):
+        assert np.array_equal(a[order], b)

@@ -527,21 +527,63 @@ def _copy_out(buf, stride, plane, nrows, ncols, out, r0, c0):
                     orow[j, ch] = src[ch * plane + j]
 
 
+@njit(cache=True)
+def tile_order(params, boxes, x0, y0, w, h, ts):
+    """A permutation of the Gaussians by the ``ts``-px tile (raster order) of their centre, stable
+    within a tile (so the codec's order, tiles of 64 full-res px, is kept at scale 1);
+    Gaussians that miss the region ``(x0, y0, w, h)`` come last. Empty if that is already their
+    order (the codec's order at scale 1), which :func:`backward` takes as ``arange(N)``.
+
+    Why: :func:`backward` reads each Gaussian's pixels from the gradient planes, so in random
+    order nearly every row it reads is a cache miss (200k shuffled Gaussians on 2048^2: backward
+    373 ms, 4.8x the forward). In this order consecutive Gaussians read the same cache lines."""
+    n = boxes.shape[0]
+    ntx = (w + ts - 1) // ts
+    ntiles = ntx * ((h + ts - 1) // ts)
+    key = np.empty(n, np.int64)
+    start = np.zeros(ntiles + 2, np.int64)
+    ordered = True
+    for g in range(n):
+        if boxes[g, 0] > boxes[g, 1] or boxes[g, 2] > boxes[g, 3]:
+            k = ntiles
+        else:  # a centre outside the region still has its box inside: clamp to the edge tiles
+            tx = min(max(np.int64(math.floor((params[g, 0] - x0) / ts)), 0), ntx - 1)
+            ty = min(max(np.int64(math.floor((params[g, 1] - y0) / ts)), 0), ntiles // ntx - 1)
+            k = ty * ntx + tx
+        key[g] = k
+        start[k + 1] += 1
+        if g > 0 and k < key[g - 1]:
+            ordered = False
+    if ordered:
+        return np.empty(0, np.int64)
+    for k in range(ntiles + 1):
+        start[k + 1] += start[k]
+    order = np.empty(n, np.int64)
+    for g in range(n):
+        order[start[key[g]]] = g
+        start[key[g]] += 1
+    return order
+
+
 @njit(cache=True, parallel=True, fastmath=_FAST)
-def backward(params, cols, cutoff, boxes, x0, y0, grad_planes):
+def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     """Gradients of ``sum(grad_out * render)`` w.r.t. means, conic (a, b, c) and cols (float64).
 
     ``grad_planes [C, h, w + _LANES]`` (float32, planar, zero slack columns) is the image gradient
     of the region whose origin is (x0, y0). Each Gaussian sums over its own pixels: with ``s_p = w_p * <grad_p, cols>`` the
     moments of s_p in (dx, dy) give dL/da = -1/2 sum s dx^2, dL/db = -sum s dx dy,
     dL/dc = -1/2 sum s dy^2, dL/dmx = a sum s dx + b sum s dy, dL/dmy = b sum s dx + c sum s dy.
+    The Gaussians are visited in ``order`` (:func:`tile_order`; empty: index order): each one's
+    gradients depend on it alone, so the results do not depend on the order, only the speed does.
     """
     n = params.shape[0]
     nch = cols.shape[1]
     g_means = np.zeros((n, 2), np.float64)
     g_conic = np.zeros((n, 3), np.float64)
     g_cols = np.zeros((n, nch), np.float64)
-    for g in prange(n):
+    reorder = order.shape[0] > 0
+    for k in prange(n):
+        g = order[k] if reorder else np.int64(k)  # (the prange index is unsigned)
         j0b, j1b, i0, i1 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
         if j0b > j1b or i0 > i1:
             continue

@@ -43,7 +43,9 @@ def rasterize_backward(params, cols, region, grad_out):
     grad_out = np.asarray(grad_out, np.float32)
     planes = np.zeros((grad_out.shape[2], h, w + kernels._LANES), np.float32)
     planes[:, :, :w] = np.moveaxis(grad_out, -1, 0)
-    return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes)
+    # 64-px tiles: 48 KB of RGB gradient planes each, in L2 while its Gaussians are visited.
+    order = kernels.tile_order(params, boxes, x0, y0, w, h, 64)
+    return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes, order)
 
 
 def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
