@@ -27,6 +27,10 @@ CASES = [
     (50, 50, 60, 4, 1.0, (10, 5, 23, 31)),
     (60, 40, 50, 2, 0.3, None),
     (33, 47, 70, 5, 1.6, (7, 9, 30, 40)),
+    # RGB boxes under 8 columns take the backward's box path: all of them at 1/4, clipped by
+    # the region's edges (odd rows, partial columns) in both cases
+    (96, 80, 150, 3, 0.25, (3, 2, 17, 15)),
+    (48, 40, 100, 3, 1.0, (7, 5, 30, 22)),
 ]
 
 

@@ -332,10 +332,15 @@ def _columns_vec(builder, j0v, mxv, av, col, n):
     return d, builder.fmul(_splat(builder, av, _F64, n), d)
 
 
+def _row_dy(builder, i, myv, half):
+    """``dy = (i + half) - my`` of row ``i`` (float64), as ``kernels._box8_rows`` computes it."""
+    return builder.fsub(builder.fadd(builder.sitofp(i, _F64), ir.Constant(_F64, half)), myv)
+
+
 def _row_terms(builder, i, myv, b2v, cv, half):
     """``(2 b dy, c dy^2)`` of row ``i``, ``dy = (i + half) - my``: the float operations of
     ``kernels._box8_rows`` (``i + 0.5 - my``, ``b2 * dy``, ``c * dy * dy``)."""
-    dy = builder.fsub(builder.fadd(builder.sitofp(i, _F64), ir.Constant(_F64, half)), myv)
+    dy = _row_dy(builder, i, myv, half)
     return builder.fmul(b2v, dy), builder.fmul(builder.fmul(cv, dy), dy)
 
 
@@ -596,3 +601,152 @@ _, _, _, _, axpy4 = _make(4)
 _, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, FUSED)
 _, est_box_weights8x2, est_box_weights_rgb8x2 = _make_pairs(FUSED)
 est_box8_rgb_block = _make_box8_block(FUSED)
+
+
+def _tree_sum(builder, v):
+    """Sum of a float32 vector by halving (a fixed order, so the same bits on every run), as
+    float64."""
+    n = v.type.count
+    while n > 1:
+        n //= 2
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), list(range(n))))
+        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), list(range(n, 2 * n))))
+        v = builder.fadd(lo, hi)
+    return builder.fpext(builder.extract_element(v, ir.Constant(_I32, 0)), _F64)
+
+
+def _box_backward_function(module, ncols):
+    """The LLVM function behind :func:`box8_backward_rgb` (``ncols`` 8: two rows per 16-lane
+    vector) and :func:`box16_backward_rgb` (16: one row), a function of its own for the same
+    reason as :func:`_box8_block_function`. Arguments: the gradient planes' data, row stride,
+    plane size, ``y0``, ``x0``, ``i0``, ``i1``, ``j0``, ``nj``, ``mx``, ``my``, ``a``, ``2b``, ``c``,
+    the three colours, ``cutoff`` and a pointer to the nine float64 sums."""
+    name = f"ligcodec_box{ncols}_backward_rgb"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    p32 = _F32.as_pointer()
+    args = [p32] + [_I64] * 8 + [_F64] * 5 + [_F32] * 3 + [_F64, _F64.as_pointer()]
+    fnty = ir.FunctionType(ir.VoidType(), args)
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.args[0].add_attribute("noalias")
+    fn.args[-1].add_attribute("noalias")
+    (planes, rsv, psv, y0v, x0v, i0v, i1v, j0v, njv, mxv, myv, av, b2v, cv, k0v, k1v, k2v, cutv,
+     outp) = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    n = 16
+    nrows = n // ncols
+    v16 = ir.VectorType(_F32, n)
+    col = _vconst(_I64, n, [i % ncols for i in range(n)])
+    row_of_lane = _vconst(_I64, n, [i // ncols for i in range(n)])
+    vrow = ir.VectorType(_F32, ncols).as_pointer()
+
+    def per_row(vals, ty):
+        """A 16-lane vector holding ``vals[r]`` in the lanes of row r."""
+        if nrows == 1:
+            return _splat(builder, vals[0], ty, n)
+        mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
+        return builder.shuffle_vector(_splat(builder, vals[0], ty, n), _splat(builder, vals[1], ty, n), mask)
+
+    d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
+    dx = builder.fptrunc(d, v16)
+    lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
+    ks = [_splat(builder, k, _F32, n) for k in (k0v, k1v, k2v)]
+    col0 = builder.sub(j0v, x0v)
+    entry = builder.basic_block
+    cond_bb = builder.append_basic_block("bwd.cond")
+    body_bb = builder.append_basic_block("bwd.body")
+    end_bb = builder.append_basic_block("bwd.end")
+    builder.branch(cond_bb)
+
+    builder.position_at_end(cond_bb)
+    i = builder.phi(_I64)
+    i.add_incoming(i0v, entry)
+    accs = [builder.phi(v16) for _ in BOX_BACKWARD_SUMS]
+    for acc in accs:
+        acc.add_incoming(_f32c(n, 0.0), entry)
+    builder.cbranch(builder.icmp_signed("<=", i, i1v), body_bb, end_bb)
+
+    builder.position_at_end(body_bb)
+    # Rows i (and i + 1) in one vector; a row past the box weighs 0 and reads row i instead.
+    row = builder.add(_splat(builder, i, _I64, n), row_of_lane)
+    ok = builder.and_(lane_ok, builder.icmp_signed("<=", row, _splat(builder, i1v, _I64, n)))
+    halves = [0.5 + r for r in range(nrows)]
+    terms = [_row_terms(builder, i, myv, b2v, cv, h) for h in halves]
+    bvec = per_row([t[0] for t in terms], _F64)
+    kvec = per_row([t[1] for t in terms], _F64)
+    w = _weights_vec(builder, d, ad, n, bvec, kvec, cutv, ok, HORNER)
+    dy = per_row([builder.fptrunc(_row_dy(builder, i, myv, h), _F32) for h in halves], _F32)
+    offs = []
+    for r in range(nrows):
+        ir_ = builder.add(i, ir.Constant(_I64, r))
+        ir_ = builder.select(builder.icmp_signed("<=", ir_, i1v), ir_, i)
+        offs.append(builder.add(builder.mul(builder.sub(ir_, y0v), rsv), col0))
+    es = []
+    for ch in range(3):
+        base = builder.mul(ir.Constant(_I64, ch), psv)
+        parts = [builder.load(builder.bitcast(builder.gep(planes, [builder.add(base, o)]), vrow), align=4)
+                 for o in offs]
+        both = ir.Constant(ir.VectorType(_I32, n), list(range(n)))
+        es.append(parts[0] if nrows == 1 else builder.shuffle_vector(parts[0], parts[1], both))
+    new = [_fma(builder, es[ch], w, accs[ch]) for ch in range(3)]
+    sw = builder.fmul(_fma(builder, es[2], ks[2], _fma(builder, es[1], ks[1], builder.fmul(es[0], ks[0]))), w)
+    t = builder.fmul(sw, dx)
+    u = builder.fmul(sw, dy)
+    new += [builder.fadd(accs[3], sw), builder.fadd(accs[4], t), _fma(builder, t, dx, accs[5]),
+            builder.fadd(accs[6], u), _fma(builder, t, dy, accs[7]), _fma(builder, u, dy, accs[8])]
+    for acc, v in zip(accs, new):
+        acc.add_incoming(v, builder.basic_block)
+    i.add_incoming(builder.add(i, ir.Constant(_I64, nrows)), builder.basic_block)
+    builder.branch(cond_bb)
+
+    builder.position_at_end(end_bb)
+    for k, acc in enumerate(accs):
+        builder.store(_tree_sum(builder, acc), builder.gep(outp, [ir.Constant(_I64, k)]))
+    builder.ret_void()
+    return fn
+
+
+def _make_box_backward(ncols):
+    @intrinsic
+    def box_backward_rgb(typingctx, planes, y0, x0, i0, i1, j0, nj, mx, my, a, b2, c, k0, k1, k2, cutoff):
+        if not (isinstance(planes, types.Array) and planes.layout == "C" and planes.dtype == types.float32
+                and planes.ndim == 3):
+            return None
+        i64, f64, f32 = types.int64, types.float64, types.float32
+        sig = types.UniTuple(f64, 9)(planes, i64, i64, i64, i64, i64, i64, f64, f64, f64, f64, f64, f32, f32,
+                                     f32, f64)
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            _, rows, stride = cgutils.unpack_tuple(builder, ary.shape, 3)
+            out = cgutils.alloca_once(builder, _F64, size=9)
+            fn = _box_backward_function(builder.module, ncols)
+            builder.call(fn, [ary.data, stride, builder.mul(rows, stride)] + list(args[1:]) + [out])
+            vals = [builder.load(builder.gep(out, [ir.Constant(_I64, k)])) for k in range(9)]
+            return context.make_tuple(builder, signature.return_type, vals)
+
+        return sig, codegen
+
+    box_backward_rgb.__doc__ = f"""The sums of :data:`BOX_BACKWARD_SUMS` (a tuple of nine float64) over
+    one RGB Gaussian whose box is at most {ncols} columns wide: rows ``i0..i1``, columns ``j0..j0 + nj - 1``
+    of the gradient planes ``planes [3, h, w + 16]`` (float32, C order; the region's origin is
+    ``(x0, y0)``), ``e`` a pixel's gradient, ``w`` its weight exactly as the tiled forward
+    computes it (:func:`_weights_ir`, :data:`HORNER`: ``q`` in float64 from ``mx, my, a, 2b,
+    c``), ``dx``, ``dy`` its offsets from the centre, ``k0..k2`` the colours.
+
+    Why: per row, the span loop of :func:`.kernels.backward` ran 16 lanes for a handful of
+    pixels and reduced six sums across the lanes; here ({'two rows' if ncols == 8 else 'one row'}
+    per 16-lane vector) the sums stay in vector registers across the rows and are reduced once
+    per Gaussian."""
+    return box_backward_rgb
+
+
+#: What :func:`box8_backward_rgb` and :func:`box16_backward_rgb` return, in this order: the
+#: colour gradients sum(e_k w), then the moments of s = w <e, colours>: sum s, s dx, s dx^2, s dy,
+#: s dx dy, s dy^2.
+BOX_BACKWARD_SUMS = ("e0w", "e1w", "e2w", "s", "sdx", "sdx2", "sdy", "sdxdy", "sdy2")
+box8_backward_rgb = _make_box_backward(8)
+box16_backward_rgb = _make_box_backward(16)

@@ -575,6 +575,11 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     dL/dc = -1/2 sum s dy^2, dL/dmx = a sum s dx + b sum s dy, dL/dmy = b sum s dx + c sum s dy.
     The Gaussians are visited in ``order`` (:func:`tile_order`; empty: index order): each one's
     gradients depend on it alone, so the results do not depend on the order, only the speed does.
+
+    RGB Gaussians whose box is under 16 columns (all at scale 1/4, most of a codec file's detail
+    level) take :func:`._simd.box8_backward_rgb` / :func:`._simd.box16_backward_rgb`: the pixels
+    and weights of the forward's box paths, the sums kept in vector registers across the rows.
+    Wider ones walk the exact ellipse span of each row.
     """
     n = params.shape[0]
     nch = cols.shape[1]
@@ -592,6 +597,24 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
         a = p[2]
         b = p[3]
         c = p[4]
+        if nch == 3 and p[5] < 8.0:  # box under 16 columns: the pixels the forward's box paths draw
+            k0, k1, k2 = float32(cols[g, 0]), float32(cols[g, 1]), float32(cols[g, 2])
+            nj = j1b - j0b + 1
+            if p[5] < 4.0:
+                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.box8_backward_rgb(
+                    grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+            else:
+                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.box16_backward_rgb(
+                    grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+            g_cols[g, 0] = e0w
+            g_cols[g, 1] = e1w
+            g_cols[g, 2] = e2w
+            g_conic[g, 0] = -0.5 * sxx
+            g_conic[g, 1] = -sxy
+            g_conic[g, 2] = -0.5 * syy
+            g_means[g, 0] = a * sx + b * sy
+            g_means[g, 1] = b * sx + c * sy
+            continue
         sx = 0.0
         sy = 0.0
         sxx = 0.0
