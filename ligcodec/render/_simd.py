@@ -617,7 +617,8 @@ def _tree_sum(builder, v):
 
 def _box_backward_function(module, ncols):
     """The LLVM function behind :func:`box8_backward_rgb` (``ncols`` 8: two rows per 16-lane
-    vector) and :func:`box16_backward_rgb` (16: one row), a function of its own for the same
+    vector) and :func:`box16_backward_rgb` (16: one row, 16 columns at a time), a function of its
+    own for the same
     reason as :func:`_box8_block_function`. Arguments: the gradient planes' data, row stride,
     plane size, ``y0``, ``x0``, ``i0``, ``i1``, ``j0``, ``nj``, ``mx``, ``my``, ``a``, ``2b``, ``c``,
     the three colours, ``cutoff`` and a pointer to the nine float64 sums."""
@@ -650,9 +651,16 @@ def _box_backward_function(module, ncols):
         mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
         return builder.shuffle_vector(_splat(builder, vals[0], ty, n), _splat(builder, vals[1], ty, n), mask)
 
-    d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
-    dx = builder.fptrunc(d, v16)
-    lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
+    def columns(c):
+        """``dx``, ``a dx`` (float64), ``dx`` (float32) and the lanes inside the box, of the 16
+        columns from ``j0 + c``."""
+        d, ad = _columns_vec(builder, builder.add(j0v, c), mxv, av, col, n)
+        lane_ok = builder.icmp_signed("<", col, _splat(builder, builder.sub(njv, c), _I64, n))
+        return d, ad, builder.fptrunc(d, v16), lane_ok
+
+    zero = ir.Constant(_I64, 0)
+    if ncols == 8:  # one chunk of columns: set up once
+        d, ad, dx, lane_ok = columns(zero)
     ks = [_splat(builder, k, _F32, n) for k in (k0v, k1v, k2v)]
     col0 = builder.sub(j0v, x0v)
     entry = builder.basic_block
@@ -664,12 +672,16 @@ def _box_backward_function(module, ncols):
     builder.position_at_end(cond_bb)
     i = builder.phi(_I64)
     i.add_incoming(i0v, entry)
+    c = builder.phi(_I64)  # the chunk's first column, relative to j0
+    c.add_incoming(zero, entry)
     accs = [builder.phi(v16) for _ in BOX_BACKWARD_SUMS]
     for acc in accs:
         acc.add_incoming(_f32c(n, 0.0), entry)
     builder.cbranch(builder.icmp_signed("<=", i, i1v), body_bb, end_bb)
 
     builder.position_at_end(body_bb)
+    if ncols == 16:  # rows of any width, 16 columns at a time
+        d, ad, dx, lane_ok = columns(c)
     # Rows i (and i + 1) in one vector; a row past the box weighs 0 and reads row i instead.
     row = builder.add(_splat(builder, i, _I64, n), row_of_lane)
     ok = builder.and_(lane_ok, builder.icmp_signed("<=", row, _splat(builder, i1v, _I64, n)))
@@ -683,7 +695,7 @@ def _box_backward_function(module, ncols):
     for r in range(nrows):
         ir_ = builder.add(i, ir.Constant(_I64, r))
         ir_ = builder.select(builder.icmp_signed("<=", ir_, i1v), ir_, i)
-        offs.append(builder.add(builder.mul(builder.sub(ir_, y0v), rsv), col0))
+        offs.append(builder.add(builder.mul(builder.sub(ir_, y0v), rsv), builder.add(col0, c)))
     es = []
     for ch in range(3):
         base = builder.mul(ir.Constant(_I64, ch), psv)
@@ -699,7 +711,10 @@ def _box_backward_function(module, ncols):
             builder.fadd(accs[6], u), _fma(builder, t, dy, accs[7]), _fma(builder, u, dy, accs[8])]
     for acc, v in zip(accs, new):
         acc.add_incoming(v, builder.basic_block)
-    i.add_incoming(builder.add(i, ir.Constant(_I64, nrows)), builder.basic_block)
+    c_next = builder.add(c, ir.Constant(_I64, ncols))
+    row_done = builder.icmp_signed(">=", c_next, njv)
+    i.add_incoming(builder.select(row_done, builder.add(i, ir.Constant(_I64, nrows)), i), builder.basic_block)
+    c.add_incoming(builder.select(row_done, zero, c_next), builder.basic_block)
     builder.branch(cond_bb)
 
     builder.position_at_end(end_bb)
@@ -730,8 +745,9 @@ def _make_box_backward(ncols):
 
         return sig, codegen
 
+    width = "at most 8 columns wide" if ncols == 8 else "of any width (16 columns at a time)"
     box_backward_rgb.__doc__ = f"""The sums of :data:`BOX_BACKWARD_SUMS` (a tuple of nine float64) over
-    one RGB Gaussian whose box is at most {ncols} columns wide: rows ``i0..i1``, columns ``j0..j0 + nj - 1``
+    one RGB Gaussian whose box is {width}: rows ``i0..i1``, columns ``j0..j0 + nj - 1``
     of the gradient planes ``planes [3, h, w + 16]`` (float32, C order; the region's origin is
     ``(x0, y0)``), ``e`` a pixel's gradient, ``w`` its weight exactly as the tiled forward
     computes it (:func:`_weights_ir`, :data:`HORNER`: ``q`` in float64 from ``mx, my, a, 2b,

@@ -576,10 +576,10 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     The Gaussians are visited in ``order`` (:func:`tile_order`; empty: index order): each one's
     gradients depend on it alone, so the results do not depend on the order, only the speed does.
 
-    RGB Gaussians whose box is under 16 columns (all at scale 1/4, most of a codec file's detail
-    level) take :func:`._simd.box8_backward_rgb` / :func:`._simd.box16_backward_rgb`: the pixels
-    and weights of the forward's box paths, the sums kept in vector registers across the rows.
-    Wider ones walk the exact ellipse span of each row.
+    RGB Gaussians whose box is under 16 columns, or wider but not needle-like, take
+    :func:`._simd.box8_backward_rgb` / :func:`._simd.box16_backward_rgb`: every pixel of the box
+    weighed as the forward's box paths weigh it, the sums kept in vector registers across the
+    rows. The others walk the exact ellipse span of each row.
     """
     n = params.shape[0]
     nch = cols.shape[1]
@@ -597,7 +597,10 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
         a = p[2]
         b = p[3]
         c = p[4]
-        if nch == 3 and p[5] < 8.0:  # box under 16 columns: the pixels the forward's box paths draw
+        # RGB boxes under 16 columns (the pixels the forward's box paths draw), and wider ones
+        # whose ellipse fills the box enough (sqrt(1 - rho^2) >= 0.6, over 47 % of it): every
+        # pixel of the box is weighed, so a needle across its box is left to the span path.
+        if nch == 3 and (p[5] < 8.0 or p[8] * p[6] * p[6] >= 0.36 * p[5] * p[5]):
             k0, k1, k2 = float32(cols[g, 0]), float32(cols[g, 1]), float32(cols[g, 2])
             nj = j1b - j0b + 1
             if p[5] < 4.0:
