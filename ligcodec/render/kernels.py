@@ -527,6 +527,31 @@ def _copy_out(buf, stride, plane, nrows, ncols, out, r0, c0):
                     orow[j, ch] = src[ch * plane + j]
 
 
+@njit(cache=True, parallel=True)
+def _tile_keys(params, boxes, x0, y0, w, h, ts):
+    """``(key [N], decreases)``: the tile of each Gaussian for :func:`tile_order` and how often a
+    key is below the one before. In parallel and branch-free (1.2 -> 0.3 ms for 200k Gaussians
+    on two threads)."""
+    n = boxes.shape[0]
+    ntx = (w + ts - 1) // ts
+    nty = (h + ts - 1) // ts
+    inv = 1.0 / ts
+    key = np.empty(n, np.int64)
+    for g in prange(n):
+        # a centre outside the region (its box inside) counts in the edge tile; clamped as floats
+        # first, so that no value (NaN included) reaches the integer conversion out of range
+        fx = math.floor((params[g, 0] - x0) * inv)
+        fy = math.floor((params[g, 1] - y0) * inv)
+        tx = np.int64(min(fx if fx > 0.0 else 0.0, ntx - 1.0))
+        ty = np.int64(min(fy if fy > 0.0 else 0.0, nty - 1.0))
+        missed = boxes[g, 0] > boxes[g, 1] or boxes[g, 2] > boxes[g, 3]
+        key[g] = ntx * nty if missed else ty * ntx + tx
+    decreases = 0
+    for g in prange(1, n):
+        decreases += key[g] < key[g - 1]
+    return key, decreases
+
+
 @njit(cache=True)
 def tile_order(params, boxes, x0, y0, w, h, ts):
     """A permutation of the Gaussians by the ``ts``-px tile (raster order) of their centre, stable
@@ -538,24 +563,13 @@ def tile_order(params, boxes, x0, y0, w, h, ts):
     order nearly every row it reads is a cache miss (200k shuffled Gaussians on 2048^2: backward
     373 ms, 4.8x the forward). In this order consecutive Gaussians read the same cache lines."""
     n = boxes.shape[0]
-    ntx = (w + ts - 1) // ts
-    ntiles = ntx * ((h + ts - 1) // ts)
-    key = np.empty(n, np.int64)
-    start = np.zeros(ntiles + 2, np.int64)
-    ordered = True
-    for g in range(n):
-        if boxes[g, 0] > boxes[g, 1] or boxes[g, 2] > boxes[g, 3]:
-            k = ntiles
-        else:  # a centre outside the region still has its box inside: clamp to the edge tiles
-            tx = min(max(np.int64(math.floor((params[g, 0] - x0) / ts)), 0), ntx - 1)
-            ty = min(max(np.int64(math.floor((params[g, 1] - y0) / ts)), 0), ntiles // ntx - 1)
-            k = ty * ntx + tx
-        key[g] = k
-        start[k + 1] += 1
-        if g > 0 and k < key[g - 1]:
-            ordered = False
-    if ordered:
+    key, decreases = _tile_keys(params, boxes, x0, y0, w, h, ts)
+    if decreases == 0:
         return np.empty(0, np.int64)
+    ntiles = ((w + ts - 1) // ts) * ((h + ts - 1) // ts)
+    start = np.zeros(ntiles + 2, np.int64)
+    for g in range(n):
+        start[key[g] + 1] += 1
     for k in range(ntiles + 1):
         start[k + 1] += start[k]
     order = np.empty(n, np.int64)
