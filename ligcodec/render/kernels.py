@@ -530,8 +530,8 @@ def _copy_out(buf, stride, plane, nrows, ncols, out, r0, c0):
 @njit(cache=True, parallel=True)
 def _tile_keys(params, boxes, x0, y0, w, h, ts):
     """``(key [N], decreases)``: the tile of each Gaussian for :func:`tile_order` and how often a
-    key is below the one before. In parallel and branch-free (1.2 -> 0.3 ms for 200k Gaussians
-    on two threads)."""
+    key is below the one before. In parallel and branch-free: :func:`tile_order` of 200k Gaussians
+    already in order went 1.2 -> 0.6 ms on two threads."""
     n = boxes.shape[0]
     ntx = (w + ts - 1) // ts
     nty = (h + ts - 1) // ts

@@ -21,7 +21,7 @@ square roots), a counting sort of (tile, Gaussian) pairs and an indirection per 
   consecutive small RGB boxes, the common case, are drawn by one LLVM function of their own
   (:func:`._simd._make_box8_block`: the same operations per pixel, with the arrays' pointers,
   the column set-up and the constants kept in registers); at scale 1/4 that made the render
-  12-14 % faster.
+  12-15 % faster.
 
 Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`. Bands
 only pay off when consecutive Gaussians are near each other (the codec's order): in random order
