@@ -265,6 +265,13 @@ span_weights16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(
 _, box_columns8, box_weights8, box_weights_rgb8, axpy8 = _make(8)
 
 
+def _halves(builder, lo, hi, ty):
+    """A 16-lane vector of ``ty`` holding the scalar ``lo`` in lanes 0-7 and ``hi`` in lanes 8-15:
+    the per-row values of two rows packed into one vector."""
+    mask = ir.Constant(ir.VectorType(_I32, 16), list(range(8)) + list(range(24, 32)))
+    return builder.shuffle_vector(_splat(builder, lo, ty, 16), _splat(builder, hi, ty, 16), mask)
+
+
 def _make_pairs(ops=HORNER):
     """Two rows of an 8-column box in one 16-lane vector: lanes 0-7 are row i, lanes 8-15 row
     i + 1, the same columns. Per lane the operations are those of :func:`box_weights8`, so a pixel
@@ -274,17 +281,12 @@ def _make_pairs(ops=HORNER):
     vf = ir.VectorType(_F32, n)
     col = _vconst(_I64, n, [i % 8 for i in range(n)])
     zero = ir.Constant(_I64, 0)
-    halves_mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
-
-    def halves(builder, lo, hi, ty):
-        return builder.shuffle_vector(_splat(builder, lo, ty, n), _splat(builder, hi, ty, n), halves_mask)
-
     box_columns8x2 = _box_columns_intrinsic(n, col)  # columns j0..j0+7, twice
 
     def pair_row(context, builder, types_dx, dxa, adxa, njv, b0, k0, b1, k1, cutv):
         lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
-        return _weights_ir(context, builder, types_dx, dxa, adxa, n, halves(builder, b0, b1, _F64),
-                           halves(builder, k0, k1, _F64), cutv, lane_ok, ops)
+        return _weights_ir(context, builder, types_dx, dxa, adxa, n, _halves(builder, b0, b1, _F64),
+                           _halves(builder, k0, k1, _F64), cutv, lane_ok, ops)
 
     @intrinsic
     def box_weights8x2(typingctx, w, dx, adx, nj, b0, k0, b1, k1, cutoff):
@@ -352,13 +354,8 @@ def _emit_box8_rgb(builder, dptr, offv, stv, plv, cols, j0v, mxv, av, njv, myv, 
     n = 16
     col = _vconst(_I64, n, [i % 8 for i in range(n)])
     col8 = _vconst(_I64, 8, list(range(8)))
-    halves_mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
     lo_half = ir.Constant(ir.VectorType(_I32, 8), list(range(8)))
     hi_half = ir.Constant(ir.VectorType(_I32, 8), list(range(8, 16)))
-
-    def halves(lo, hi):
-        return builder.shuffle_vector(_splat(builder, lo, _F64, n), _splat(builder, hi, _F64, n), halves_mask)
-
     d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
     lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
     entry = builder.basic_block
@@ -379,7 +376,8 @@ def _emit_box8_rgb(builder, dptr, offv, stv, plv, cols, j0v, mxv, av, njv, myv, 
     builder.position_at_end(body_bb)
     b0, k0 = _row_terms(builder, i, myv, b2v, cv, 0.5)
     b1, k1 = _row_terms(builder, i, myv, b2v, cv, 1.5)
-    p = _weights_vec(builder, d, ad, n, halves(b0, b1), halves(k0, k1), cutv, lane_ok, ops)
+    p = _weights_vec(builder, d, ad, n, _halves(builder, b0, b1, _F64), _halves(builder, k0, k1, _F64), cutv,
+                     lane_ok, ops)
     for half, oo in ((lo_half, o), (hi_half, builder.add(o, stv))):
         _acc_rgb_ptr(builder, dptr, oo, plv, cols, builder.shuffle_vector(p, p, half), ops)
     i.add_incoming(builder.add(i, ir.Constant(_I64, 2)), builder.basic_block)
@@ -646,10 +644,7 @@ def _box_backward_function(module, ncols):
 
     def per_row(vals, ty):
         """A 16-lane vector holding ``vals[r]`` in the lanes of row r."""
-        if nrows == 1:
-            return _splat(builder, vals[0], ty, n)
-        mask = ir.Constant(ir.VectorType(_I32, n), list(range(8)) + list(range(n + 8, 2 * n)))
-        return builder.shuffle_vector(_splat(builder, vals[0], ty, n), _splat(builder, vals[1], ty, n), mask)
+        return _splat(builder, vals[0], ty, n) if nrows == 1 else _halves(builder, vals[0], vals[1], ty)
 
     def columns(c):
         """``dx``, ``a dx`` (float64), ``dx`` (float32) and the lanes inside the box, of the 16
@@ -685,12 +680,12 @@ def _box_backward_function(module, ncols):
     # Rows i (and i + 1) in one vector; a row past the box weighs 0 and reads row i instead.
     row = builder.add(_splat(builder, i, _I64, n), row_of_lane)
     ok = builder.and_(lane_ok, builder.icmp_signed("<=", row, _splat(builder, i1v, _I64, n)))
-    halves = [0.5 + r for r in range(nrows)]
-    terms = [_row_terms(builder, i, myv, b2v, cv, h) for h in halves]
+    centres = [0.5 + r for r in range(nrows)]
+    terms = [_row_terms(builder, i, myv, b2v, cv, h) for h in centres]
     bvec = per_row([t[0] for t in terms], _F64)
     kvec = per_row([t[1] for t in terms], _F64)
     w = _weights_vec(builder, d, ad, n, bvec, kvec, cutv, ok, HORNER)
-    dy = per_row([builder.fptrunc(_row_dy(builder, i, myv, h), _F32) for h in halves], _F32)
+    dy = per_row([builder.fptrunc(_row_dy(builder, i, myv, h), _F32) for h in centres], _F32)
     offs = []
     for r in range(nrows):
         ir_ = builder.add(i, ir.Constant(_I64, r))
