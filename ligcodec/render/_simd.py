@@ -346,6 +346,11 @@ def _row_terms(builder, i, myv, b2v, cv, half):
     return builder.fmul(b2v, dy), builder.fmul(builder.fmul(cv, dy), dy)
 
 
+def _new_blocks(builder, prefix, *names):
+    """Basic blocks ``prefix.name`` appended to the current function, for a loop's control flow."""
+    return [builder.append_basic_block(f"{prefix}.{name}") for name in names]
+
+
 def _emit_box8_rgb(builder, dptr, offv, stv, plv, cols, j0v, mxv, av, njv, myv, b2v, cv, i0v, i1v, cutv, ops):
     """IR drawing rows ``i0v..i1v`` of one RGB box at most 8 columns wide (columns ``j0v`` to
     ``j0v + njv - 1``, the first row at ``dptr[offv:]``, float32): rows two at a time as
@@ -359,11 +364,8 @@ def _emit_box8_rgb(builder, dptr, offv, stv, plv, cols, j0v, mxv, av, njv, myv, 
     d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
     lane_ok = builder.icmp_signed("<", col, _splat(builder, njv, _I64, n))
     entry = builder.basic_block
-    cond_bb = builder.append_basic_block("box8.cond")
-    body_bb = builder.append_basic_block("box8.body")
-    tail_bb = builder.append_basic_block("box8.tail")
-    odd_bb = builder.append_basic_block("box8.odd")
-    end_bb = builder.append_basic_block("box8.end")
+    cond_bb, body_bb, tail_bb, odd_bb, end_bb = _new_blocks(builder, "box8", "cond", "body", "tail", "odd",
+                                                             "end")
     builder.branch(cond_bb)
 
     builder.position_at_end(cond_bb)
@@ -434,12 +436,8 @@ def _box8_block_function(module, ops, col_ty):
                                                           ir.Constant(_I64, k))]))
 
     entry = builder.basic_block
-    loop_bb = builder.append_basic_block("blk.loop")
-    test_bb = builder.append_basic_block("blk.test")
-    small_bb = builder.append_basic_block("blk.small")
-    draw_bb = builder.append_basic_block("blk.draw")
-    next_bb = builder.append_basic_block("blk.next")
-    exit_bb = builder.append_basic_block("blk.exit")
+    blocks = _new_blocks(builder, "blk", "loop", "test", "small", "draw", "next", "exit")
+    loop_bb, test_bb, small_bb, draw_bb, next_bb, exit_bb = blocks
     builder.branch(loop_bb)
 
     builder.position_at_end(loop_bb)
@@ -659,9 +657,7 @@ def _box_backward_function(module, ncols):
     ks = [_splat(builder, k, _F32, n) for k in (k0v, k1v, k2v)]
     col0 = builder.sub(j0v, x0v)
     entry = builder.basic_block
-    cond_bb = builder.append_basic_block("bwd.cond")
-    body_bb = builder.append_basic_block("bwd.body")
-    end_bb = builder.append_basic_block("bwd.end")
+    cond_bb, body_bb, end_bb = _new_blocks(builder, "bwd", "cond", "body", "end")
     builder.branch(cond_bb)
 
     builder.position_at_end(cond_bb)
