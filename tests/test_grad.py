@@ -141,9 +141,9 @@ def test_projection_backward_matches_autograd(rng, scale):
 
 
 def test_backward_does_not_depend_on_the_order_of_the_gaussians(rng):
-    """SCENARIO: random Gaussians, and the same sorted by kernels.tile_order (the order in which
-    the backward kernel visits them), through the backward kernel. EXPECTED RESULT: the
-    gradients of one are those of the other permuted, bit for bit; tile_order sorts by the tile
+    """SCENARIO: random Gaussians, the same sorted by kernels.tile_order (the order in which the
+    backward kernel visits them) and sorted by finer tiles, through the backward. EXPECTED
+    RESULT: the gradients of each are the others' permuted, bit for bit; tile_order sorts by the tile
     of the centre (clamped to the region), puts Gaussians that miss the region last, and is
     empty (index order) for Gaussians already in its order."""
     from ligcodec.render import kernels
@@ -165,7 +165,18 @@ def test_backward_does_not_depend_on_the_order_of_the_gaussians(rng):
     assert len(kernels.tile_order(params_t, kernels.gaussian_boxes(params_t, 0, 0, 300, 200), 0, 0, 300, 200,
                                   64)) == 0
     grad = rng.normal(size=(200, 300, 3)).astype(np.float32)
-    shuffled = rasterize_backward(*project(g, 1.0), (0, 0, 300, 200), grad)
+    # Three ways through rasterize_backward: already in order (no permutation), random (the
+    # parameters gathered into order), and in 16-px tiles (runs of Gaussians, visited in order
+    # through the index).
     in_order = rasterize_backward(*project(tiled, 1.0), (0, 0, 300, 200), grad)
-    for a, b in zip(shuffled, in_order):
+    shuffled = rasterize_backward(*project(g, 1.0), (0, 0, 300, 200), grad)
+    fine = np.floor(g.means / 16).astype(np.int64)
+    by16 = np.lexsort((fine[:, 0], fine[:, 1]))
+    params16, _ = project(g.take(by16), 1.0)
+    boxes16 = kernels.gaussian_boxes(params16, 0, 0, 300, 200)
+    order16 = kernels.tile_order(params16, boxes16, 0, 0, 300, 200, 64)
+    assert 0 < kernels.order_breaks(order16) < len(g) // 16 <= kernels.order_breaks(order)
+    in_runs = rasterize_backward(*project(g.take(by16), 1.0), (0, 0, 300, 200), grad)
+    for a, b, c in zip(shuffled, in_order, in_runs):
         assert np.array_equal(a[order], b)
+        assert np.array_equal(a[by16], c)

@@ -579,6 +579,39 @@ def tile_order(params, boxes, x0, y0, w, h, ts):
     return order
 
 
+@njit(cache=True, parallel=True)
+def order_breaks(order):
+    """How many times ``order[k + 1] != order[k] + 1``: few when a permutation moves whole runs
+    (the codec's order re-tiled), about N when it scatters (random order)."""
+    breaks = 0
+    for k in prange(order.shape[0] - 1):
+        breaks += order[k + 1] != order[k] + 1
+    return breaks
+
+
+@njit(cache=True, parallel=True)
+def take_rows(a, order):
+    """``a[order]`` for a 2-D array, in parallel (numpy's fancy indexing of a [200k, 9] float64
+    array took 30 ms, this ~1 ms)."""
+    out = np.empty((order.shape[0], a.shape[1]), a.dtype)
+    for k in prange(order.shape[0]):
+        g = order[k]
+        for j in range(a.shape[1]):
+            out[k, j] = a[g, j]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def put_rows(a, order):
+    """The inverse of :func:`take_rows`: ``out[order] = a``."""
+    out = np.empty_like(a)
+    for k in prange(order.shape[0]):
+        g = order[k]
+        for j in range(a.shape[1]):
+            out[g, j] = a[k, j]
+    return out
+
+
 @njit(cache=True, parallel=True, fastmath=_FAST)
 def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     """Gradients of ``sum(grad_out * render)`` w.r.t. means, conic (a, b, c) and cols (float64).
