@@ -684,9 +684,9 @@ def _box_backward_function(module, ncols):
     dy = per_row([builder.fptrunc(_row_dy(builder, i, myv, h), _F32) for h in centres], _F32)
     offs = []
     for r in range(nrows):
-        ir_ = builder.add(i, ir.Constant(_I64, r))
-        ir_ = builder.select(builder.icmp_signed("<=", ir_, i1v), ir_, i)
-        offs.append(builder.add(builder.mul(builder.sub(ir_, y0v), rsv), builder.add(col0, c)))
+        row_r = builder.add(i, ir.Constant(_I64, r))
+        row_r = builder.select(builder.icmp_signed("<=", row_r, i1v), row_r, i)  # past the box: row i
+        offs.append(builder.add(builder.mul(builder.sub(row_r, y0v), rsv), builder.add(col0, c)))
     es = []
     for ch in range(3):
         base = builder.mul(ir.Constant(_I64, ch), psv)
