@@ -611,14 +611,14 @@ def _tree_sum(builder, v):
     return builder.fpext(builder.extract_element(v, ir.Constant(_I32, 0)), _F64)
 
 
-def _box_backward_function(module, ncols):
+def _box_backward_function(module, ncols, chunked):
     """The LLVM function behind :func:`box8_backward_rgb` (``ncols`` 8: two rows per 16-lane
-    vector) and :func:`box16_backward_rgb` (16: one row, 16 columns at a time), a function of its
-    own for the same
-    reason as :func:`_box8_block_function`. Arguments: the gradient planes' data, row stride,
-    plane size, ``y0``, ``x0``, ``i0``, ``i1``, ``j0``, ``nj``, ``mx``, ``my``, ``a``, ``2b``, ``c``,
-    the three colours, ``cutoff`` and a pointer to the nine float64 sums."""
-    name = f"ligcodec_box{ncols}_backward_rgb"
+    vector), :func:`box16_backward_rgb` (16: one row) and :func:`wide_backward_rgb` (16,
+    ``chunked``: each row 16 columns at a time), a function of its own for the same reason as
+    :func:`_box8_block_function`. Arguments: the gradient planes' data, row stride, plane size,
+    ``y0``, ``x0``, ``i0``, ``i1``, ``j0``, ``nj``, ``mx``, ``my``, ``a``, ``2b``, ``c``, the
+    three colours, ``cutoff`` and a pointer to the nine float64 sums."""
+    name = f"ligcodec_box{ncols}{'_wide' if chunked else ''}_backward_rgb"
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -652,7 +652,7 @@ def _box_backward_function(module, ncols):
         return d, ad, builder.fptrunc(d, v16), lane_ok
 
     zero = ir.Constant(_I64, 0)
-    if ncols == 8:  # one chunk of columns: set up once
+    if not chunked:  # one chunk of columns: set up once, not per row
         d, ad, dx, lane_ok = columns(zero)
     ks = [_splat(builder, k, _F32, n) for k in (k0v, k1v, k2v)]
     col0 = builder.sub(j0v, x0v)
@@ -671,7 +671,7 @@ def _box_backward_function(module, ncols):
     builder.cbranch(builder.icmp_signed("<=", i, i1v), body_bb, end_bb)
 
     builder.position_at_end(body_bb)
-    if ncols == 16:  # rows of any width, 16 columns at a time
+    if chunked:  # rows of any width, 16 columns at a time
         d, ad, dx, lane_ok = columns(c)
     # Rows i (and i + 1) in one vector; a row past the box weighs 0 and reads row i instead.
     row = builder.add(_splat(builder, i, _I64, n), row_of_lane)
@@ -715,7 +715,7 @@ def _box_backward_function(module, ncols):
     return fn
 
 
-def _make_box_backward(ncols):
+def _make_box_backward(ncols, chunked=False):
     @intrinsic
     def box_backward_rgb(typingctx, planes, y0, x0, i0, i1, j0, nj, mx, my, a, b2, c, k0, k1, k2, cutoff):
         if not (isinstance(planes, types.Array) and planes.layout == "C" and planes.dtype == types.float32
@@ -729,14 +729,14 @@ def _make_box_backward(ncols):
             ary = context.make_array(signature.args[0])(context, builder, args[0])
             _, rows, stride = cgutils.unpack_tuple(builder, ary.shape, 3)
             out = cgutils.alloca_once(builder, _F64, size=9)
-            fn = _box_backward_function(builder.module, ncols)
+            fn = _box_backward_function(builder.module, ncols, chunked)
             builder.call(fn, [ary.data, stride, builder.mul(rows, stride)] + list(args[1:]) + [out])
             vals = [builder.load(builder.gep(out, [ir.Constant(_I64, k)])) for k in range(9)]
             return context.make_tuple(builder, signature.return_type, vals)
 
         return sig, codegen
 
-    width = "at most 8 columns wide" if ncols == 8 else "of any width (16 columns at a time)"
+    width = "of any width (16 columns at a time)" if chunked else f"at most {ncols} columns wide"
     box_backward_rgb.__doc__ = f"""The sums of :data:`BOX_BACKWARD_SUMS` (a tuple of nine float64) over
     one RGB Gaussian whose box is {width}: rows ``i0..i1``, columns ``j0..j0 + nj - 1``
     of the gradient planes ``planes [3, h, w + 16]`` (float32, C order; the region's origin is
@@ -751,9 +751,11 @@ def _make_box_backward(ncols):
     return box_backward_rgb
 
 
-#: What :func:`box8_backward_rgb` and :func:`box16_backward_rgb` return, in this order: the
+#: What :func:`box8_backward_rgb`, :func:`box16_backward_rgb` and :func:`wide_backward_rgb` return, in
+#: this order: the
 #: colour gradients sum(e_k w), then the moments of s = w <e, colours>: sum s, s dx, s dx^2, s dy,
 #: s dx dy, s dy^2.
 BOX_BACKWARD_SUMS = ("e0w", "e1w", "e2w", "s", "sdx", "sdx2", "sdy", "sdxdy", "sdy2")
 box8_backward_rgb = _make_box_backward(8)
 box16_backward_rgb = _make_box_backward(16)
+wide_backward_rgb = _make_box_backward(16, chunked=True)

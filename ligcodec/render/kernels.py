@@ -624,7 +624,7 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     gradients depend on it alone, so the results do not depend on the order, only the speed does.
 
     RGB Gaussians whose box is under 16 columns, or wider but not needle-like, take
-    :func:`._simd.box8_backward_rgb` / :func:`._simd.box16_backward_rgb`: every pixel of the box
+    :func:`._simd.box8_backward_rgb` / ``box16_backward_rgb`` / ``wide_backward_rgb``: every pixel of the box
     weighed as the forward's box paths weigh it, the sums kept in vector registers across the
     rows. The others walk the exact ellipse span of each row.
     """
@@ -653,88 +653,86 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
             if p[5] < 4.0:
                 e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.box8_backward_rgb(
                     grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
-            else:
+            elif p[5] < 8.0:
                 e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.box16_backward_rgb(
+                    grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+            else:
+                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.wide_backward_rgb(
                     grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
             g_cols[g, 0] = e0w
             g_cols[g, 1] = e1w
             g_cols[g, 2] = e2w
-            g_conic[g, 0] = -0.5 * sxx
-            g_conic[g, 1] = -sxy
-            g_conic[g, 2] = -0.5 * syy
-            g_means[g, 0] = a * sx + b * sy
-            g_means[g, 1] = b * sx + c * sy
-            continue
-        sx = 0.0
-        sy = 0.0
-        sxx = 0.0
-        sxy = 0.0
-        syy = 0.0
-        for i in range(i0, i1 + 1):
-            j0, j1, q0, q1, q2, dx0 = _row_span(p, cutoff, i, j0b, j1b)
-            if j0 > j1:
-                continue
-            dy = i + 0.5 - my
-            nf = float32(j1 - j0 + 1)
-            m = (j1 - j0 + _LANES) // _LANES * _LANES
-            ii = i - y0
-            jo = j0 - x0
-            rs = float32(0.0)
-            rsx = float32(0.0)
-            rsxx = float32(0.0)
-            dxf0 = float32(dx0)
-            if nch == 3:
-                k0 = float32(cols[g, 0])
-                k1 = float32(cols[g, 1])
-                k2 = float32(cols[g, 2])
-                p0 = grad_planes[0, ii, jo : jo + m]
-                p1 = grad_planes[1, ii, jo : jo + m]
-                p2 = grad_planes[2, ii, jo : jo + m]
-                a0 = float32(0.0)
-                a1 = float32(0.0)
-                a2 = float32(0.0)
-                tf = float32(0.0)
-                for tt in range(m):
-                    inside = tf < nf
-                    wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if inside else float32(0.0)
-                    e0 = p0[tt] if inside else float32(0.0)
-                    e1 = p1[tt] if inside else float32(0.0)
-                    e2 = p2[tt] if inside else float32(0.0)
-                    a0 += e0 * wv
-                    a1 += e1 * wv
-                    a2 += e2 * wv
-                    sw = (e0 * k0 + e1 * k1 + e2 * k2) * wv
-                    dxv = dxf0 + tf
-                    rs += sw
-                    rsx += sw * dxv
-                    rsxx += sw * dxv * dxv
-                    tf += float32(1.0)
-                g_cols[g, 0] += a0
-                g_cols[g, 1] += a1
-                g_cols[g, 2] += a2
-            else:
-                for ch in range(nch):
-                    kc = float32(cols[g, ch])
-                    pc = grad_planes[ch, ii, jo : jo + m]
-                    acc = float32(0.0)
+        else:  # the exact span of each row
+            sx = 0.0
+            sy = 0.0
+            sxx = 0.0
+            sxy = 0.0
+            syy = 0.0
+            for i in range(i0, i1 + 1):
+                j0, j1, q0, q1, q2, dx0 = _row_span(p, cutoff, i, j0b, j1b)
+                if j0 > j1:
+                    continue
+                dy = i + 0.5 - my
+                nf = float32(j1 - j0 + 1)
+                m = (j1 - j0 + _LANES) // _LANES * _LANES
+                ii = i - y0
+                jo = j0 - x0
+                rs = float32(0.0)
+                rsx = float32(0.0)
+                rsxx = float32(0.0)
+                dxf0 = float32(dx0)
+                if nch == 3:
+                    k0 = float32(cols[g, 0])
+                    k1 = float32(cols[g, 1])
+                    k2 = float32(cols[g, 2])
+                    p0 = grad_planes[0, ii, jo : jo + m]
+                    p1 = grad_planes[1, ii, jo : jo + m]
+                    p2 = grad_planes[2, ii, jo : jo + m]
+                    a0 = float32(0.0)
+                    a1 = float32(0.0)
+                    a2 = float32(0.0)
                     tf = float32(0.0)
                     for tt in range(m):
                         inside = tf < nf
                         wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if inside else float32(0.0)
-                        e = pc[tt] if inside else float32(0.0)
-                        acc += e * wv
-                        sw = e * kc * wv
+                        e0 = p0[tt] if inside else float32(0.0)
+                        e1 = p1[tt] if inside else float32(0.0)
+                        e2 = p2[tt] if inside else float32(0.0)
+                        a0 += e0 * wv
+                        a1 += e1 * wv
+                        a2 += e2 * wv
+                        sw = (e0 * k0 + e1 * k1 + e2 * k2) * wv
                         dxv = dxf0 + tf
                         rs += sw
                         rsx += sw * dxv
                         rsxx += sw * dxv * dxv
                         tf += float32(1.0)
-                    g_cols[g, ch] += acc
-            sx += rsx
-            sy += rs * dy
-            sxx += rsxx
-            sxy += rsx * dy
-            syy += rs * dy * dy
+                    g_cols[g, 0] += a0
+                    g_cols[g, 1] += a1
+                    g_cols[g, 2] += a2
+                else:
+                    for ch in range(nch):
+                        kc = float32(cols[g, ch])
+                        pc = grad_planes[ch, ii, jo : jo + m]
+                        acc = float32(0.0)
+                        tf = float32(0.0)
+                        for tt in range(m):
+                            inside = tf < nf
+                            wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if inside else float32(0.0)
+                            e = pc[tt] if inside else float32(0.0)
+                            acc += e * wv
+                            sw = e * kc * wv
+                            dxv = dxf0 + tf
+                            rs += sw
+                            rsx += sw * dxv
+                            rsxx += sw * dxv * dxv
+                            tf += float32(1.0)
+                        g_cols[g, ch] += acc
+                sx += rsx
+                sy += rs * dy
+                sxx += rsxx
+                sxy += rsx * dy
+                syy += rs * dy * dy
         g_conic[g, 0] = -0.5 * sxx
         g_conic[g, 1] = -sxy
         g_conic[g, 2] = -0.5 * syy
