@@ -24,6 +24,18 @@ PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16 * 1024 * 1024
 MAX_GAUSSIANS_PER_CHUNK = 16 * 1024 * 1024
+#: Limits that bound what a read costs, whatever a file claims (spec sections 3, 4 and 7): every
+#: Gaussian takes at least this many bytes of its chunk, so a reader never decodes more Gaussians
+#: than it reads bytes ...
+MIN_CHUNK_BYTES_PER_GAUSSIAN = 1
+#: ... their log-scales, shear, positions and amplitudes stay where float arithmetic is exact
+#: enough and finite (e^20 px is 30 times the largest image side) ...
+MAX_LOG_SCALE = 20
+MAX_AMPLITUDE = 65536
+MAX_POSITION = float(1 << 24)
+#: ... and one chunk draws at most this many times its tile's pixels (sum of min(ellipse area,
+#: tile area) over its Gaussians; real chunks measured 15-20).
+MAX_TILE_WORK = 64
 MAX_SIDE = 1 << 24
 MAX_LEVELS = 8
 
@@ -231,8 +243,24 @@ class Index:
                 raise LigFormatError(f"index entry {i} at byte {at + 8 + i * INDEX_ENTRY_SIZE}: {count} Gaussians "
                                      f"exceeds the limit {max_count} (one per pixel of a tile, at most "
                                      f"{MAX_GAUSSIANS_PER_CHUNK})")
+            if count * MIN_CHUNK_BYTES_PER_GAUSSIAN > length:
+                raise LigFormatError(f"index entry {i} at byte {at + 8 + i * INDEX_ENTRY_SIZE}: {count} Gaussians "
+                                     f"in a chunk of {length} bytes; each takes at least "
+                                     f"{MIN_CHUNK_BYTES_PER_GAUSSIAN} byte(s), so the file is corrupt or forged")
             entries.append(IndexEntry(off, length, c, count))
+        _check_no_overlap(entries, at + _INDEX_HEAD.size)
         return cls(entries)
+
+
+def _check_no_overlap(entries, table_at: int) -> None:
+    """Two non-empty chunks never share bytes (section 3): a file cannot make a reader decode
+    the same bytes many times over."""
+    spans = sorted((e.offset, e.offset + e.length, i) for i, e in enumerate(entries) if e.length)
+    for (a0, a1, i), (b0, _, j) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise LigFormatError(f"index entries {i} and {j} at bytes {table_at + i * INDEX_ENTRY_SIZE} and "
+                                 f"{table_at + j * INDEX_ENTRY_SIZE}: chunks [{a0}, {a1}) and [{b0}, ...) overlap; "
+                                 "the file is corrupt or forged")
 
 
 class LigReader:
@@ -311,6 +339,9 @@ def write_lig(fileobj, header: Header, chunks) -> int:
         if count > max_chunk_count(header.tile):
             raise LigInputError(f"a chunk of {count} Gaussians exceeds {max_chunk_count(header.tile)} (one per pixel "
                                 f"of a {header.tile}-px tile, at most {MAX_GAUSSIANS_PER_CHUNK}); use fewer Gaussians")
+        if count * MIN_CHUNK_BYTES_PER_GAUSSIAN > len(payload):
+            raise LigInputError(f"a chunk of {count} Gaussians in {len(payload)} bytes breaks the spec's "
+                                f"{MIN_CHUNK_BYTES_PER_GAUSSIAN} byte(s) per Gaussian")
         crc = crc32(payload) if isinstance(payload, (bytes, bytearray, memoryview)) else payload.crc
         entries.append(IndexEntry(offset, len(payload), crc, count))
         offset += len(payload)

@@ -10,16 +10,28 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
-from .codec.batch import OK, decode_chunks
+from .codec.batch import LIMIT_MESSAGES, OK, decode_chunks
 from .codec.tile import decode_chunk
 from .container import LigReader
-from .errors import LigFormatError, LigIndexError, LigInputError
+from .errors import LigFormatError, LigIndexError, LigInputError, LigSizeError
 from .model import Model, tile_grid
 from .render import Gaussians
 from .render.contract import check_scale, output_size
+
+
+@contextmanager
+def _no_memory_error(scale, region):
+    """A read's memory is its output's plus what its bytes decode to (the spec's limits bound the
+    latter), so running out of memory means the output is too large for this machine: say so."""
+    try:
+        yield
+    except MemoryError:
+        raise LigSizeError(f"not enough memory for a read at scale {scale} of region {region}: read a smaller "
+                           "region or scale, or read the image in parts (img[y0:y1, x0:x1])") from None
 
 
 class _LazyLevel:
@@ -115,12 +127,17 @@ class LigImage:
         px; ``levels=[0]`` renders the coarse level alone (a preview that reads fewer bytes);
         ``levels=None`` is :meth:`Model.default_levels` (level 0 alone at scales up to a progressive
         file's ``level0_scale``, otherwise all levels)."""
-        return np.clip(self.model.render(scale=scale, region=region, levels=levels), 0, 1)
+        with _no_memory_error(scale, region):
+            out = self.model.render(scale=scale, region=region, levels=levels)
+            return np.clip(out, 0, 1, out=out)
 
     def read(self, scale=1.0, region=None, levels=None) -> np.ndarray:
         """``[h, w, C]`` in the image's dtype (uint8 or uint16) at ``scale`` and ``region``."""
         peak = 65535 if self.header.bit_depth == 16 else 255
-        return np.round(self.read_float(scale, region, levels) * peak).astype(self.dtype)
+        out = self.read_float(scale, region, levels)
+        with _no_memory_error(scale, region):
+            out *= peak
+            return np.round(out, out=out).astype(self.dtype)
 
     def read_region(self, location, level: int, size) -> np.ndarray:
         """OpenSlide-style: ``location`` (x, y) in level-0 pixels, ``size`` (w, h) in the level's
@@ -277,10 +294,13 @@ class LigImage:
                       np.array([self._origins[t] for _, t in keys], np.int64).reshape(-1, 2),
                       float(h.pos_step), np.asarray(h.chol_step, np.float64),
                       np.array([h.colour_step[lvl] for lvl, _ in keys], np.float64).reshape(len(keys), h.channels),
-                      h.colour_transform == "ycocg", means, chol, cols, status)
+                      h.colour_transform == "ycocg", h.tile, means, chol, cols, status)
         for i in np.flatnonzero(status != OK):
             lvl, t = keys[i]
             where = f"tile {t}, level {lvl}"
+            if status[i] in LIMIT_MESSAGES:
+                raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} is refused: "
+                                     f"{LIMIT_MESSAGES[status[i]]} (spec section 4); the file is corrupt or forged")
             decode_chunk(chunks[i], int(counts[i]), h.channels, where)  # raises, naming what is wrong
             raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} cannot be decoded")
         return means, chol, cols, first

@@ -40,12 +40,16 @@ def tile_grid(width: int, height: int, tile: int):
             yield ty * nx + tx, tx * tile, ty * tile, min(width, (tx + 1) * tile), min(height, (ty + 1) * tile)
 
 
-def tile_output_span(a: int, b: int, scale: float) -> tuple[int, int]:
-    """Output pixels ``[lo, hi)`` whose centres ``(j + 0.5) / scale`` fall in full-res ``[a, b)``."""
+def tile_output_span(a: int, b: int, scale: float, side: int) -> tuple[int, int]:
+    """Output pixels ``[lo, hi)`` that the tile spanning full-res ``[a, b)`` of an image side of
+    ``side`` pixels owns at ``scale``: those whose centres ``(j + 0.5) / scale`` fall in
+    ``[a, b)``, and for the last tile (``b == side``) every pixel up to the output's edge, whose
+    centre may lie past the image when ``side * scale`` is not whole (spec section 6)."""
     # (j + 0.5)/s >= a  <=>  j >= a*s - 0.5; rounding guards 0.25 * 256 - 0.5 style products.
     lo = math.ceil(round(a * scale - 0.5, 9))
-    hi = math.ceil(round(b * scale - 0.5, 9))
-    return lo, hi
+    if b >= side:
+        return lo, output_size(side, 1, scale)[0]
+    return lo, math.ceil(round(b * scale - 0.5, 9))
 
 
 @dataclass
@@ -92,8 +96,8 @@ class Model:
         out = np.zeros((h, w, self.channels), np.float32)
         rects, anchors, tiles = [], [], []
         for t, X0, Y0, X1, Y1 in self._tiles_near((x0, y0, w, h), s):
-            cx0, cx1 = tile_output_span(X0, X1, s)
-            cy0, cy1 = tile_output_span(Y0, Y1, s)
+            cx0, cx1 = tile_output_span(X0, X1, s, self.width)
+            cy0, cy1 = tile_output_span(Y0, Y1, s, self.height)
             rx0, rx1 = max(cx0, x0), min(cx1, x0 + w)
             ry0, ry1 = max(cy0, y0), min(cy1, y0 + h)
             if rx0 >= rx1 or ry0 >= ry1:

@@ -33,6 +33,10 @@ INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16777216
 MAX_GAUSSIANS_PER_CHUNK = 16777216
 MAX_SYMBOL = 8388607
+MIN_CHUNK_BYTES_PER_GAUSSIAN = 1
+MAX_LOG_SCALE = 20
+MAX_AMPLITUDE = 65536
+MAX_TILE_WORK = 64
 TABLE_MAX = 65536
 PRECISION = 24
 
@@ -326,6 +330,8 @@ def read_lig(path, backend="constriction", strict=False):
             raise ValueError(f"{where}: chunk [{off}, {off + length}) extends past the end of the file")
         if n > max_n:
             raise ValueError(f"{where}: count {n} above {max_n}")
+        if n * MIN_CHUNK_BYTES_PER_GAUSSIAN > length:
+            raise ValueError(f"{where}: count {n} above the chunk's {length} bytes / MIN_CHUNK_BYTES_PER_GAUSSIAN")
         if off != expect_off:
             # Spec: "Chunks lie in index order without gaps" (not listed in section 7).
             raise ValueError(f"{where}: chunk offset {off}, expected {expect_off} (gap or overlap)")
@@ -354,6 +360,16 @@ def read_lig(path, backend="constriction", strict=False):
             col[:, 0] = Y + Co - Cg
             col[:, 1] = Y + Cg
             col[:, 2] = Y - Co - Cg
+        # Section 4's limits on the dequantised Gaussians (section 7 rejects a chunk breaking one).
+        lim = math.exp(MAX_LOG_SCALE)
+        finite = np.isfinite(means).all() and np.isfinite(chol).all() and np.isfinite(col).all()
+        if not (finite and np.abs(means - [X0, Y0]).max() <= 2.0**24 and np.abs(log_l11).max() <= MAX_LOG_SCALE
+                and np.abs(log_l22).max() <= MAX_LOG_SCALE and np.abs(l21).max() <= lim
+                and np.abs(col).max() <= MAX_AMPLITUDE):
+            raise ValueError(f"{where}: a dequantised Gaussian breaks a limit of section 4")
+        area = 9 * math.pi * np.exp(log_l11 + log_l22)
+        if np.minimum(area, float(T) * T).sum() > MAX_TILE_WORK * float(T) * T:
+            raise ValueError(f"{where}: drawing work above MAX_TILE_WORK tiles")
         chunks[(level, tile)] = {
             "means": means,  # [N, 2] (x, y) full-res pixels
             "chol": chol,  # [N, 3] (log l11, l21, log l22): L = [[e^chol0, 0], [chol1, e^chol2]]

@@ -153,7 +153,8 @@ def test_spec_constants_match_code():
     consts = dict(line.split(" = ") for line in block.strip().splitlines())
     assert bytes.fromhex(consts["MAGIC"]) == container.MAGIC
     for name in ("VERSION_MAJOR", "VERSION_MINOR", "PREFIX_SIZE", "INDEX_ENTRY_SIZE", "MAX_HEADER_SIZE",
-                 "MAX_GAUSSIANS_PER_CHUNK"):
+                 "MAX_GAUSSIANS_PER_CHUNK", "MIN_CHUNK_BYTES_PER_GAUSSIAN", "MAX_LOG_SCALE", "MAX_AMPLITUDE",
+                 "MAX_TILE_WORK"):
         assert int(consts[name]) == getattr(container, name), name
     from ligcodec.codec import tile
 
@@ -224,7 +225,7 @@ def test_chunk_table_rejections():
         decode_chunk(b"\x80\x80\x80\x7f" + data[1:], 10, 3, "t")
 
 
-def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False):
+def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, chol_step=1.0):
     from ligcodec.codec.batch import decode_chunks
 
     lens = np.array([len(c) for c in chunks], np.int64)
@@ -234,8 +235,8 @@ def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False):
     means, chol, cols = np.empty((n, 2)), np.empty((n, 3)), np.empty((n, channels), np.float32)
     status = np.full(k, -1, np.int8)
     decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, np.asarray(counts, np.int64), first,
-                  np.zeros((k, 2), np.int64), 1.0, np.ones(3), np.full((k, channels), colour_step), ycocg,
-                  means, chol, cols, status)
+                  np.zeros((k, 2), np.int64), 1.0, np.full(3, chol_step), np.full((k, channels), colour_step), ycocg,
+                  tile, means, chol, cols, status)
     return means, chol, cols, first, status
 
 
@@ -243,14 +244,15 @@ def test_batch_decoder_matches_chunk_decoder():
     """SCENARIO: chunks of different sizes (one empty, one with a uniform-coded wide stream)
     decoded together by the parallel batch kernel.
     EXPECTED RESULT: each chunk's rows hold exactly what the per-chunk decoder gives, dequantised
-    with unit steps (positions q + 0.5, covariance indices as they are, colours as float32)."""
+    with unit steps (positions q + 0.5, covariance indices as they are) and colour step 2^-8 (exact
+    in float32 for every symbol, so the widest stream stays within the amplitude limit)."""
     from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk, encode_chunk
 
     rng = np.random.default_rng(5)
     chunks, counts, refs = [], [], []
     for n in (37, 0, 1, 300):
         qx, qy = rng.integers(-40, 300, n), np.sort(rng.integers(-20, 300, n))
-        qc = np.stack([rng.integers(-60, 90, n), rng.integers(-5, 5, n), np.zeros(n, np.int64)], 1)
+        qc = np.stack([rng.integers(-20, 5, n), rng.integers(-5, 5, n), np.zeros(n, np.int64)], 1)
         qk = rng.laplace(0, 20, (n, 3)).astype(np.int64)
         if n > 1:
             qk[0, 2], qk[-1, 2] = -MAX_SYMBOL, MAX_SYMBOL
@@ -258,7 +260,7 @@ def test_batch_decoder_matches_chunk_decoder():
         chunks.append(data)
         counts.append(n)
         refs.append(decode_chunk(data, n, 3, "t") if n else None)
-    means, chol, cols, first, status = _batch(chunks, counts, 3)
+    means, chol, cols, first, status = _batch(chunks, counts, 3, colour_step=2.0**-8)
     assert (status == 0).all()
     for i, ref in enumerate(refs):
         if ref is None:
@@ -268,7 +270,7 @@ def test_batch_decoder_matches_chunk_decoder():
         assert np.array_equal(means[a:b], np.stack([qx + 0.5, qy + 0.5], 1))
         # l22 index 0: exp(0) = 1, so the shear column is its index exactly.
         assert np.array_equal(chol[a:b], qc.astype(np.float64))
-        assert np.array_equal(cols[a:b], qk.astype(np.float32))
+        assert np.array_equal(cols[a:b], (qk * 2.0**-8).astype(np.float32))
 
 
 def test_batch_decoder_flags_bad_chunks():
@@ -278,10 +280,29 @@ def test_batch_decoder_flags_bad_chunks():
     from ligcodec.codec.tile import encode_chunk
 
     qk = np.arange(30).reshape(10, 3)
-    data = encode_chunk(np.arange(10), np.arange(10), qk, qk)
+    data = encode_chunk(np.arange(10), np.arange(10), qk // 4, qk)
     bad = [data[:5], data + b"\0", b"\xff" * 8 + data, b"\x80\x80\x80\x7f" + data[1:], data[:-4] + b"\0\0\0\0"]
     *_, status = _batch([data] + bad + [b"x"], [10] * (1 + len(bad)) + [0], 3)
     assert status[0] == 0 and (status[1:] != 0).all()
+
+
+def test_batch_decoder_enforces_the_spec_limits():
+    """SCENARIO: well-formed chunks whose dequantised Gaussians break one limit of spec section 4
+    each: a log-scale of 44 (it overflowed float32 and crashed the renderer), an amplitude above
+    MAX_AMPLITUDE, and 300 Gaussians each covering the whole tile (a drawing-work bomb).
+    EXPECTED RESULT: BAD_GEOMETRY, BAD_AMPLITUDE and TOO_MUCH_WORK; the same chunks with the
+    limits respected decode OK."""
+    from ligcodec.codec import batch
+    from ligcodec.codec.tile import encode_chunk
+
+    def chunk(n, l11, colour):
+        qc = np.stack([np.full(n, l11), np.ones(n, np.int64), np.full(n, 2)], 1)
+        return encode_chunk(np.arange(n), np.arange(n), qc, np.full((n, 3), colour))
+
+    cases = [(chunk(1, 44, 1), 1), (chunk(1, 3, 70000), 1), (chunk(300, 12, 1), 300),
+             (chunk(1, 19, 65536), 1), (chunk(60, 12, 1), 60)]
+    *_, status = _batch([c for c, _ in cases], [n for _, n in cases], 3)
+    assert list(status) == [batch.BAD_GEOMETRY, batch.BAD_AMPLITUDE, batch.TOO_MUCH_WORK, batch.OK, batch.OK]
 
 
 def test_file_reads_match_the_chunk_decoder(lig_file):

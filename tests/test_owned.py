@@ -27,8 +27,8 @@ def _reference(m, s):
     ow, oh = output_size(W, H, s)
     out = np.zeros((oh, ow, m.channels), np.float64)
     for t, x0, y0, x1, y1 in tile_grid(W, H, T):
-        cx0, cx1 = tile_output_span(x0, x1, s)
-        cy0, cy1 = tile_output_span(y0, y1, s)
+        cx0, cx1 = tile_output_span(x0, x1, s, W)
+        cy0, cy1 = tile_output_span(y0, y1, s, H)
         for lvl in m.levels:
             full = render_reference(lvl[t], (W, H), scale=s)
             out[cy0:cy1, cx0:cx1] += full[cy0:cy1, cx0:cx1]

@@ -13,15 +13,46 @@ error messages: a chunk this kernel rejects is decoded again by it, which raises
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
+from ..container import MAX_AMPLITUDE, MAX_LOG_SCALE, MAX_POSITION, MAX_TILE_WORK
 from . import ans
 from .dequant import dequantise_chol_into
 from .tile import MAX_SYMBOL, TABLE_MAX, _VARINT_MAX_BYTES
 
 #: Status codes of :func:`decode_chunks` per chunk.
-OK, BAD_TABLE, BAD_WORDS = 0, 1, 2
+OK, BAD_TABLE, BAD_WORDS, BAD_GEOMETRY, BAD_AMPLITUDE, TOO_MUCH_WORK = 0, 1, 2, 3, 4, 5
+#: What each rejection of the spec's section 4 limits means, for error messages.
+LIMIT_MESSAGES = {
+    BAD_GEOMETRY: f"a Gaussian's position, log-scale (|log l| <= {MAX_LOG_SCALE}) or shear is out of range or not finite",
+    BAD_AMPLITUDE: f"a Gaussian's amplitude is above {MAX_AMPLITUDE} or not finite",
+    TOO_MUCH_WORK: f"its Gaussians would draw more than {MAX_TILE_WORK} times the tile's pixels",
+}
+#: ``exp(MAX_LOG_SCALE)``: the largest shear ``|l21|``.
+_MAX_L21 = math.exp(MAX_LOG_SCALE)
+_ELLIPSE = 9.0 * math.pi  # area of q <= 9 is 9 pi sqrt(det S) = 9 pi l11 l22
+
+
+@numba.njit(cache=True, nogil=True)
+def _check_limits(means, chol, colours, r0, n, ox, oy, tile_area):
+    """OK, or why rows ``r0:r0 + n`` (one chunk) break the spec's section 4 limits. Every
+    comparison is written so that NaN fails it."""
+    work = 0.0
+    for r in range(r0, r0 + n):
+        if not (abs(means[r, 0] - ox) <= MAX_POSITION and abs(means[r, 1] - oy) <= MAX_POSITION
+                and abs(chol[r, 0]) <= MAX_LOG_SCALE and abs(chol[r, 2]) <= MAX_LOG_SCALE
+                and abs(chol[r, 1]) <= _MAX_L21):
+            return BAD_GEOMETRY
+        for ch in range(colours.shape[1]):
+            if not (abs(colours[r, ch]) <= MAX_AMPLITUDE):
+                return BAD_AMPLITUDE
+        work += min(_ELLIPSE * math.exp(chol[r, 0] + chol[r, 2]), tile_area)
+    if work > MAX_TILE_WORK * tile_area:
+        return TOO_MUCH_WORK
+    return OK
 
 
 @numba.njit(cache=True, nogil=True)
@@ -96,13 +127,14 @@ def _decode_one(data, start, end, n, nch, params, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_step, colour_steps, ycocg,
+def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_step, colour_steps, ycocg, tile,
                   means, chol, colours, status):
     """Decode chunk ``c`` (bytes ``data[starts[c]:ends[c]]``, ``counts[c]`` Gaussians, tile
     origin ``origins[c]``, colour steps ``colour_steps[c] [C]``) into rows ``first[c]:`` of
     ``means [N, 2]`` (float64, image pixels), ``chol [N, 3]`` (float64) and ``colours [N, C]``
     (float32, inverse colour transform applied when ``ycocg``). ``status[c]`` gets OK or the
-    reason the chunk was rejected; its rows are then undefined."""
+    reason the chunk was rejected (its stream table or words, or the limits of the spec's section
+    4 on the dequantised Gaussians of a ``tile``-px tile); its rows are then undefined."""
     nch = colours.shape[1]
     for c in numba.prange(len(starts)):
         n = counts[c]
@@ -135,3 +167,4 @@ def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_ste
                 coded[2] = y - co - cg
             for ch in range(nch):
                 colours[r, ch] = np.float32(coded[ch])
+        status[c] = _check_limits(means, chol, colours, r0, n, ox, oy, np.float64(tile) * tile)

@@ -100,6 +100,8 @@ def _row_span(p, cutoff, i, lo_x, hi_x):
     centre = mx + p[7] * dy - 0.5
     lo = centre - hw
     hi = centre + hw
+    if not (lo <= hi_x and hi >= lo_x):  # misses the window, or NaN: never convert it to an int
+        return 1, 0, float32(0.0), float32(0.0), float32(0.0), 0.0
     j0 = int(math.ceil(lo)) if lo > lo_x else lo_x
     j1 = int(math.floor(hi)) if hi < hi_x else hi_x
     dx = j0 + 0.5 - mx
@@ -322,6 +324,10 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
     centre = mx + p[7] * dy - 0.5
     lo = centre - hw
     hi = centre + hw
+    # A span that misses the window (or NaN) returns before any float becomes an int: a centre
+    # of 1e19 px would otherwise convert to a garbage index (it did: a segfault on a forged file).
+    if not (lo <= hi_x and hi >= lo_x):
+        return 0, 1, 0, float32(0.0), float32(0.0), float32(0.0)
     j0 = int(math.ceil(lo)) if lo > lo_x else lo_x
     j1 = int(math.floor(hi)) if hi < hi_x else hi_x
     ja = int(math.ceil(lo)) if lo > anchor else anchor
