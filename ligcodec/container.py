@@ -19,7 +19,7 @@ from .errors import LigFormatError, LigInputError
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
 VERSION_MAJOR = 2
-VERSION_MINOR = 1
+VERSION_MINOR = 2
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16 * 1024 * 1024
@@ -40,6 +40,10 @@ MAX_SIDE = 1 << 24
 MAX_LEVELS = 8
 
 _PREFIX = struct.Struct("<8sBBHII")
+#: Section 8: the alpha mask's entry table and the footer that finds it.
+ALPHA_TAG = b"LIGALPHA"
+_ALPHA_ENTRY = struct.Struct("<QII")
+_ALPHA_FOOTER = struct.Struct("<8sQ")
 _INDEX_HEAD = struct.Struct("<II")
 _ENTRY = struct.Struct("<QIIII")
 
@@ -125,6 +129,8 @@ class Header:
     #: as a standalone reduced image), so such reads need only level-0 bytes. None: every level
     #: at every scale.
     level0_scale: float | None = None
+    #: 2.2: the file ends with an alpha mask (section 8).
+    alpha_mask: bool = False
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -165,6 +171,8 @@ class Header:
         v = self.level0_scale
         if v is not None and not (_pos(v) and v < 1 and self.levels >= 2):
             bad(f"level0_scale {v!r} must be a number in (0, 1), and only with 2 or more levels")
+        if self.alpha_mask is not False and not (self.alpha_mask is True and self.channels in (2, 4)):
+            bad(f"alpha_mask {self.alpha_mask!r} must be true, and only with 2 or 4 channels")
         return self
 
     def pack(self) -> bytes:
@@ -173,6 +181,8 @@ class Header:
         d.update(encoder=self.encoder, metadata=self.metadata)
         if self.level0_scale is not None:
             d["level0_scale"] = float(self.level0_scale)
+        if self.alpha_mask:
+            d["alpha_mask"] = True
         return msgpack.packb(d, use_bin_type=True)
 
     @classmethod
@@ -187,8 +197,9 @@ class Header:
         if missing:
             raise LigFormatError(f"header at byte {PREFIX_SIZE} lacks required keys {missing}")
         extra = {k: d[k] for k in ("encoder", "metadata") if isinstance(d.get(k), dict)}
-        if "level0_scale" in d:  # an invalid value is rejected by validate(), not ignored
-            extra["level0_scale"] = d["level0_scale"]
+        for k in ("level0_scale", "alpha_mask"):  # an invalid value is rejected by validate(), not ignored
+            if k in d:
+                extra[k] = d[k]
         h = cls(**{k: d[k] for k in _REQUIRED}, **extra)
         return h.validate(LigFormatError, f"header at byte {PREFIX_SIZE}")
 
@@ -277,6 +288,7 @@ class LigReader:
             self._f.seek(0, 2)
             self.file_size = self._f.tell()
             self.bytes_read = 0
+            self._alpha = None
             self.prefix = Prefix.parse(self._read(0, min(PREFIX_SIZE, self.file_size)), self.file_size)
             raw = self._read(PREFIX_SIZE, self.prefix.header_size)
             if crc32(raw) != self.prefix.header_crc:
@@ -301,6 +313,18 @@ class LigReader:
     def entry(self, level: int, tile: int) -> IndexEntry:
         return self.index.entries[level * self.header.n_tiles + tile]
 
+    def alpha_chunk(self, tile: int) -> bytes:
+        """Tile ``tile``'s alpha mask chunk (section 8), CRC-checked; the table is read on first use."""
+        if not self.header.alpha_mask:
+            raise LigInputError(f"{self.path} has no alpha mask")
+        if self._alpha is None:
+            self._alpha = _parse_alpha_table(self._read, self.file_size, self.header.n_tiles)
+        off, length, crc = self._alpha[tile]
+        data = self._read(off, length) if length else b""
+        if crc32(data) != crc:
+            raise LigFormatError(f"alpha mask of tile {tile} at byte {off} is corrupt (CRC mismatch)")
+        return data
+
     def chunk(self, level: int, tile: int) -> bytes:
         e = self.entry(level, tile)
         data = self._read(e.offset, e.length) if e.length else b""
@@ -322,8 +346,44 @@ class LigReader:
         self.close()
 
 
-def write_lig(fileobj, header: Header, chunks) -> int:
-    """Write a complete file: ``chunks[level][tile] = (payload, count)``. Returns its size.
+def _parse_alpha_table(read, file_size: int, n_tiles: int) -> list:
+    """Section 8's footer and entry table: ``[(offset, length, crc)]`` per tile."""
+    if file_size < _ALPHA_FOOTER.size:
+        raise LigFormatError("the header announces an alpha mask, but the file is too short to end with one")
+    tag, at = _ALPHA_FOOTER.unpack(read(file_size - _ALPHA_FOOTER.size, _ALPHA_FOOTER.size))
+    end = file_size - _ALPHA_FOOTER.size
+    size = 8 + _ALPHA_ENTRY.size * n_tiles
+    if tag != ALPHA_TAG or at + size != end:
+        raise LigFormatError(f"alpha mask footer at byte {end}: tag {tag!r} and table offset {at} do not describe a "
+                             f"table of {n_tiles} entries ending there; the file is truncated or corrupt")
+    k, crc = _INDEX_HEAD.unpack(read(at, 8))
+    body = read(at + 8, size - 8)
+    if k != n_tiles or crc32(body) != crc:
+        raise LigFormatError(f"alpha mask table at byte {at} is corrupt ({k} entries for {n_tiles} tiles, or a CRC "
+                             "mismatch)")
+    out = [_ALPHA_ENTRY.unpack_from(body, i * _ALPHA_ENTRY.size) for i in range(k)]
+    for i, (off, length, _) in enumerate(out):
+        if off + length > at:
+            raise LigFormatError(f"alpha mask entry {i} at byte {at + 8 + i * _ALPHA_ENTRY.size}: chunk [{off}, "
+                                 f"{off + length}) does not lie before the table at byte {at}")
+    return out
+
+
+def _write_alpha(fileobj, offset: int, masks) -> int:
+    """Section 8 at ``offset``: the mask chunks, their table and the footer. Returns the end."""
+    entries = []
+    for m in masks:
+        fileobj.write(m)
+        entries.append(_ALPHA_ENTRY.pack(offset, len(m), crc32(m)))
+        offset += len(m)
+    body = b"".join(entries)
+    fileobj.write(_INDEX_HEAD.pack(len(masks), crc32(body)) + body + _ALPHA_FOOTER.pack(ALPHA_TAG, offset))
+    return offset + 8 + len(body) + _ALPHA_FOOTER.size
+
+
+def write_lig(fileobj, header: Header, chunks, alpha=None) -> int:
+    """Write a complete file: ``chunks[level][tile] = (payload, count)``, and with
+    ``header.alpha_mask`` the mask chunks ``alpha[tile]`` (section 8). Returns its size.
 
     A payload is bytes, or a reference into another file (the encoder's journal) with ``len()``,
     ``crc``, ``path`` and ``read(f)``: those are copied one at a time, never all held in memory."""
@@ -364,4 +424,8 @@ def write_lig(fileobj, header: Header, chunks) -> int:
     finally:
         for f in sources.values():
             f.close()
+    if header.alpha_mask:
+        if alpha is None or len(alpha) != header.n_tiles:
+            raise LigInputError(f"the header announces an alpha mask: give {header.n_tiles} mask chunks")
+        return _write_alpha(fileobj, offset, alpha)
     return offset

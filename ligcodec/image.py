@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .codec.alpha import apply_mask, read_mask
 from .codec.batch import LIMIT_MESSAGES, OK, decode_chunks
 from .codec.tile import decode_chunk
 from .container import LigReader
@@ -79,6 +80,7 @@ class LigImage:
         self.header = h = self._reader.header
         self._lock = threading.Lock()
         self._cache: OrderedDict = OrderedDict()
+        self._masks: OrderedDict = OrderedDict()  # tile -> decoded alpha mask (section 8)
         self._cache_size = cache_tiles
         self._origins = {t: (x0, y0) for t, x0, y0, _, _ in tile_grid(h.width, h.height, h.tile)}
         self.model = _LazyModel(self, h.width, h.height, h.channels, h.tile,
@@ -129,7 +131,10 @@ class LigImage:
         file's ``level0_scale``, otherwise all levels)."""
         with _no_memory_error(scale, region):
             out = self.model.render(scale=scale, region=region, levels=levels)
-            return np.clip(out, 0, 1, out=out)
+            np.clip(out, 0, 1, out=out)
+            if self.header.alpha_mask:
+                self._apply_alpha(out, check_scale(scale), region)
+            return out
 
     def read(self, scale=1.0, region=None, levels=None) -> np.ndarray:
         """``[h, w, C]`` in the image's dtype (uint8 or uint16) at ``scale`` and ``region``."""
@@ -236,6 +241,26 @@ class LigImage:
         return a if dtype is None else a.astype(dtype)
 
     # ------------------------------------------------------------------------ internals
+    def _apply_alpha(self, out, s, region):
+        """Section 8: exact 0 / 1 alpha where the source was, from the tiles' masks."""
+        ow, oh = output_size(self.header.width, self.header.height, s)
+        reg = (0, 0, ow, oh) if region is None else tuple(int(v) for v in region)
+        for t, rect, _, box in self.model.owned_rects(s, reg):
+            apply_mask(out[:, :, -1], self._mask(t, box), s, box, rect, reg[:2])
+
+    def _mask(self, t, box):
+        with self._lock:
+            if t in self._masks:
+                self._masks.move_to_end(t)
+                return self._masks[t]
+        X0, Y0, X1, Y1 = box
+        m = read_mask(self._reader.alpha_chunk(t), X1 - X0, Y1 - Y0, f"alpha mask of tile {t}")
+        with self._lock:
+            self._masks[t] = m
+            while len(self._masks) > 64:
+                self._masks.popitem(last=False)
+        return m
+
     def _tile(self, level: int, tile: int) -> Gaussians:
         means, chol, cols, _ = self._gather([tile], [level])
         return Gaussians(means, chol, cols)

@@ -94,19 +94,12 @@ class Model:
         x0, y0, w, h = check_region(region, ow, oh)
         levels = self.default_levels(s) if levels is None else self._check_levels(levels)
         out = np.zeros((h, w, self.channels), np.float32)
-        rects, anchors, tiles = [], [], []
-        for t, X0, Y0, X1, Y1 in self._tiles_near((x0, y0, w, h), s):
-            cx0, cx1 = tile_output_span(X0, X1, s, self.width)
-            cy0, cy1 = tile_output_span(Y0, Y1, s, self.height)
-            rx0, rx1 = max(cx0, x0), min(cx1, x0 + w)
-            ry0, ry1 = max(cy0, y0), min(cy1, y0 + h)
-            if rx0 >= rx1 or ry0 >= ry1:
-                continue
-            rects.append((rx0, ry0, rx1, ry1))
-            anchors.append(cx0)
-            tiles.append(t)
-        if not rects:
+        owned = self.owned_rects(s, (x0, y0, w, h))
+        if not owned:
             return out
+        tiles = [t for t, *_ in owned]
+        rects = [rect for _, rect, _, _ in owned]
+        anchors = [anchor for _, _, anchor, _ in owned]
         # All tiles and levels in one projection and one kernel call (see render/owned.py).
         means, chol, colours, seg = self.gather(tiles, levels)
         if seg[-1] == 0:
@@ -114,6 +107,21 @@ class Model:
         params, cols = kernels.project(means, chol, colours, s, aa_variance(s), CUTOFF_Q)
         render_owned(params, cols, CUTOFF_Q, seg, np.array(rects, np.int64), np.array(anchors, np.int64),
                      x0, y0, out)
+        return out
+
+    def owned_rects(self, s: float, region) -> list:
+        """``[(tile, (x0, y0, x1, y1), anchor, (X0, Y0, X1, Y1))]``: the output pixels (half-open,
+        inside ``region = (x, y, w, h)``) each tile owns at scale ``s``, the tile's first output
+        column, and its full-res rectangle; tiles owning nothing there are left out."""
+        x0, y0, w, h = region
+        out = []
+        for t, X0, Y0, X1, Y1 in self._tiles_near(region, s):
+            cx0, cx1 = tile_output_span(X0, X1, s, self.width)
+            cy0, cy1 = tile_output_span(Y0, Y1, s, self.height)
+            rx0, rx1 = max(cx0, x0), min(cx1, x0 + w)
+            ry0, ry1 = max(cy0, y0), min(cy1, y0 + h)
+            if rx0 < rx1 and ry0 < ry1:
+                out.append((t, (rx0, ry0, rx1, ry1), cx0, (X0, Y0, X1, Y1)))
         return out
 
     def _check_levels(self, levels) -> list[int]:

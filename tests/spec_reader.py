@@ -376,11 +376,81 @@ def read_lig(path, backend="constriction", strict=False):
             "colours": col,  # [N, C] amplitudes in channel space (after inverse YCoCg)
             "q": {"qx": qx, "qy": qy, "q0": q0, "q1": q1, "q2": q2, "c": np.stack(cq, axis=1)},
         }
+    alpha = None
+    if header.get("alpha_mask") is not None:
+        if header["alpha_mask"] is not True or C not in (2, 4):
+            raise ValueError("header: alpha_mask must be true, with 2 or 4 channels")
+        alpha, expect_off = _read_alpha(buf, size, header, nx, ny, expect_off)
     if expect_off != size:
         # Not stated in the spec either way; reported, not an error.
         header = dict(header)
         header["_trailing_bytes"] = size - expect_off
-    return {"header": header, "chunks": chunks}
+    return {"header": header, "chunks": chunks, "alpha": alpha}
+
+
+def _read_alpha(buf, size, header, nx, ny, chunks_end):
+    """Section 8: {tile: None | 0 | 1 | class map [h, w]}, and where the section's chunks begin."""
+    W, Ht, T = header["width"], header["height"], header["tile"]
+    if size < 16 or buf[size - 16 : size - 8] != b"LIGALPHA":
+        raise ValueError(f"offset {size - 16}: alpha mask footer tag missing")
+    (at,) = struct.unpack_from("<Q", buf, size - 8)
+    n = nx * ny
+    if at + 8 + 16 * n != size - 16:
+        raise ValueError(f"offset {size - 8}: alpha table offset {at} does not end at the footer")
+    k, crc = struct.unpack_from("<II", buf, at)
+    table = buf[at + 8 : at + 8 + 16 * n]
+    if k != n or zlib.crc32(table) != crc:
+        raise ValueError(f"offset {at}: alpha table count or CRC wrong")
+    out = {}
+    for t in range(n):
+        off, length, ccrc = struct.unpack_from("<QII", table, 16 * t)
+        if off + length > at or zlib.crc32(buf[off : off + length]) != ccrc:
+            raise ValueError(f"alpha entry {t}: chunk outside the section or CRC mismatch")
+        data = buf[off : off + length]
+        tx, ty = t % nx, t // nx
+        w, h = min(T, W - tx * T), min(T, Ht - ty * T)
+        if not data:
+            out[t] = None
+        elif len(data) == 1 and data[0] in (0, 1):
+            out[t] = data[0]
+        elif data[0] == 3:
+            d = zlib.decompressobj()
+            raw = d.decompress(data[1:], w * h + 1)
+            if len(raw) != w * h or d.unconsumed_tail or d.unused_data or not d.eof:
+                raise ValueError(f"alpha entry {t}: stream is not exactly {w}x{h} bytes")
+            m = np.frombuffer(raw, np.uint8).reshape(h, w)
+            if m.max() > 2:
+                raise ValueError(f"alpha entry {t}: class above 2")
+            out[t] = m
+        else:
+            raise ValueError(f"alpha entry {t}: bad mask chunk")
+    return out, size
+
+
+def apply_alpha_full(decoded, samples):
+    """Section 8 at scale 1 (the footprint of output pixel (i, j) is full-res pixel (i, j)):
+    alpha 0 or the top value where the class map says so. ``samples``: to_samples' output."""
+    alpha = decoded.get("alpha")
+    if alpha is None:
+        return samples
+    h = decoded["header"]
+    W, T = h["width"], h["tile"]
+    nx = -(-W // T)
+    top = 2 ** h["bit_depth"] - 1
+    out = samples.copy()
+    for t, m in alpha.items():
+        if m is None:
+            continue
+        tx, ty = t % nx, t // nx
+        x0, y0 = tx * T, ty * T
+        x1, y1 = min(x0 + T, W), min(y0 + T, h["height"])
+        view = out[y0:y1, x0:x1, -1]
+        if isinstance(m, np.ndarray):
+            view[m == 0] = 0
+            view[m == 1] = top
+        else:
+            view[...] = top if m == 1 else 0
+    return out
 
 
 # --------------------------------------------------------------------------- render
