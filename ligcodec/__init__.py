@@ -1,5 +1,6 @@
 """ligcodec: large images as levels of 2D Gaussians."""
 
+from . import _numba_cache  # noqa: F401  (first: stamps the kernel caches before any is defined)
 from .errors import LigError, LigFormatError, LigIndexError, LigInputError, LigSizeError
 from .image import LigImage, decode, open  # noqa: A004
 from .model import Model

@@ -1,0 +1,72 @@
+"""numba's on-disk cache, keyed on every kernel source of the package, not only the caller's file.
+
+numba decides whether a cached function is stale from its own source file alone. A kernel inlines
+helpers and LLVM intrinsics from other modules (``render/_simd.py`` into ``kernels.py``, ``owned.py``
+and ``reduced.py``), so after editing ``_simd.py`` the callers' caches kept the old code until their
+own files changed: an A/B benchmark or a test could run yesterday's kernel. Here every cached
+function of ligcodec is stamped with one digest of all the package's numba sources, so an edit to
+any of them recompiles everything that might inline it. Installed from ``ligcodec/__init__.py``,
+before any kernel is defined; functions outside ligcodec keep numba's own locators.
+
+It uses numba's locator classes (``numba.core.caching``), which are not a stable API: if they
+are missing, numba's default stamping stays in place (and the trap with it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _kernel_sources() -> list[Path]:
+    """The package's modules that define or inline numba code."""
+    out = []
+    for p in sorted(_PACKAGE.rglob("*.py")):
+        text = p.read_text(encoding="utf-8", errors="replace")
+        if "njit" in text or "numba.extending" in text or "from numba import" in text:
+            out.append(p)
+    return out
+
+
+def sources_digest() -> bytes:
+    h = hashlib.sha256()
+    for p in _kernel_sources():
+        h.update(str(p.relative_to(_PACKAGE)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.digest()
+
+
+def _install() -> bool:
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    bases = [getattr(caching, n, None) for n in ("UserProvidedCacheLocator", "InTreeCacheLocator",
+                                                  "UserWideCacheLocator")]
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    if impl is None or any(b is None for b in bases) or not hasattr(impl, "_locator_classes"):
+        return False
+    digest = sources_digest()
+    root = str(_PACKAGE)
+
+    def make(base):
+        class PackageStamped(base):
+            def get_source_stamp(self):
+                return digest
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if not str(Path(py_file).resolve()).startswith(root):
+                    return None
+                return super().from_function(py_func, py_file)
+
+        PackageStamped.__name__ = f"LigcodecStamped{base.__name__}"
+        return PackageStamped
+
+    ours = [make(b) for b in bases]
+    impl._locator_classes = ours + [c for c in impl._locator_classes if not c.__name__.startswith("LigcodecStamped")]
+    return True
+
+
+INSTALLED = _install()
