@@ -1,12 +1,15 @@
 """ligcodec: large images as levels of 2D Gaussians."""
 
-from . import _numba_cache  # noqa: F401  (first: stamps the kernel caches before any is defined)
+# First: stamps numba's kernel caches with all kernel sources before any kernel is defined.
+from . import _numba_cache
 from .errors import LigError, LigFormatError, LigIndexError, LigInputError, LigSizeError
 from .image import LigImage, decode, open  # noqa: A004
 from .model import Model
 from .render import Gaussians
 
 __version__ = "0.1.0"
+#: Whether the kernel caches carry the package-wide stamp (see ligcodec/_numba_cache.py).
+KERNEL_CACHES_STAMPED = _numba_cache.INSTALLED
 
 __all__ = ["Gaussians", "LigError", "LigFormatError", "LigIndexError", "LigInputError", "LigImage", "LigSizeError",
            "Model", "decode", "encode", "fit", "open"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from .errors import LigFormatError, LigInputError
+from .limits import MAX_LEVELS, MAX_SIDE
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
 VERSION_MAJOR = 2
@@ -36,8 +37,6 @@ MAX_POSITION = float(1 << 24)
 #: ... and one chunk draws at most this many times its tile's pixels (sum of min(ellipse area,
 #: tile area) over its Gaussians; real chunks measured 15-20).
 MAX_TILE_WORK = 64
-MAX_SIDE = 1 << 24
-MAX_LEVELS = 8
 
 _PREFIX = struct.Struct("<8sBBHII")
 #: Section 8: the alpha mask's entry table and the footer that finds it.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import LigFormatError, LigInputError, LigSizeError
 
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
@@ -16,9 +17,6 @@ PIL_OUTPUTS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
 #: Suffixes of image files, which `ligcodec encode` refuses as the name of its .lig output.
 IMAGE_SUFFIXES = TIFF_SUFFIXES | set(PIL_OUTPUTS) | {".gif", ".bmp", ".jp2", ".j2k", ".jxl", ".avif", ".heic"}
 
-#: Largest PNG/JPEG/WebP decoded whole (3 channels: 768 MB); above it, Pillow's own
-#: decompression-bomb guard would stop at ~179 MP with a warning-turned-error.
-MAX_DECODED_PIXELS = 1 << 28
 
 
 def check_output_dir(path) -> None:
@@ -54,11 +52,11 @@ def read_image(path) -> np.ndarray:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
         try:
-            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_DECODED_PIXELS)
+            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, limits.MAX_IN_MEMORY_PIXELS)
             with Image.open(path) as im:
-                if im.width * im.height > MAX_DECODED_PIXELS:
+                if im.width * im.height > limits.MAX_IN_MEMORY_PIXELS:
                     raise LigSizeError(f"{path}: {im.width}x{im.height} pixels; PNG/JPEG/WebP inputs are decoded "
-                                       f"whole, up to {MAX_DECODED_PIXELS} pixels. Convert it to a tiled TIFF "
+                                       f"whole, up to {limits.MAX_IN_MEMORY_PIXELS} pixels. Convert it to a tiled TIFF "
                                        "(read tile by tile, any size)")
                 im = ImageOps.exif_transpose(im)
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import LigFormatError, LigInputError, LigSizeError
+from .limits import MAX_IN_MEMORY_PIXELS
 from .render import Gaussians
 from .render import kernels
 from .render.contract import CUTOFF_Q, aa_variance, check_region, check_scale, output_size
@@ -196,9 +197,6 @@ class Model:
         return cls(meta["width"], meta["height"], meta["channels"], meta["tile"], levels, meta.get("info", {}))
 
 
-#: Largest image the in-memory encoder accepts (it holds a float32 copy: 3 GB for RGB at this
-#: size). Larger images need the streaming encoder, which does not exist yet.
-MAX_IN_MEMORY_PIXELS = 1 << 28
 
 
 def to_float_image(image) -> tuple[np.ndarray, int]:
@@ -213,7 +211,7 @@ def to_float_image(image) -> tuple[np.ndarray, int]:
     if a.shape[0] * a.shape[1] > MAX_IN_MEMORY_PIXELS:
         raise LigSizeError(
             f"image of {a.shape[1]}x{a.shape[0]} pixels exceeds the in-memory encoder's limit of "
-            f"{MAX_IN_MEMORY_PIXELS} pixels; encode it in parts (streaming encode is not implemented yet)"
+            f"{MAX_IN_MEMORY_PIXELS} pixels; give a tiled TIFF (its path) to ligcodec.encode, which streams it tile by tile"
         )
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0, 8

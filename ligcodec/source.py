@@ -21,11 +21,8 @@ import numpy as np
 
 from .errors import LigFormatError, LigInputError, LigSizeError
 from .io import TIFF_SUFFIXES, read_image
+from .limits import MAX_ENCODE_PIXELS
 
-#: Largest image the encoder accepts, in pixels (2^36 = 64 gigapixels). The .lig format allows
-#: 2^24 px per side; this bound keeps the chunk index (24 bytes per tile and level) and the
-#: encoder's per-tile bookkeeping in memory to tens of MB.
-MAX_ENCODE_PIXELS = 1 << 36
 
 
 class Source:

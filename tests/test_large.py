@@ -301,11 +301,11 @@ def test_oversized_png_gets_a_size_error_not_a_bomb_traceback(tmp_path, monkeypa
     EXPECTED RESULT: LigSizeError that names the file and suggests a tiled TIFF."""
     from PIL import Image
 
-    import ligcodec.io
+    import ligcodec.limits
 
     p = tmp_path / "big.png"
     Image.fromarray(_image()).save(p)
-    monkeypatch.setattr(ligcodec.io, "MAX_DECODED_PIXELS", 1000)
+    monkeypatch.setattr(ligcodec.limits, "MAX_IN_MEMORY_PIXELS", 1000)
     with pytest.raises(LigSizeError, match="tiled TIFF"):
         encode(p, tmp_path / "o.lig", **FAST)
     assert not (tmp_path / "o.lig").exists()

@@ -5,7 +5,8 @@
 - :func:`render_torch`, :func:`rasterize_torch` — differentiable torch paths (import torch lazily).
 """
 
-from .contract import AA_VARIANCE, CUTOFF_SIGMA, MAX_RENDER_PIXELS, MAX_SIDE, output_size
+from ..limits import MAX_IN_MEMORY_PIXELS, MAX_SIDE
+from .contract import AA_VARIANCE, CUTOFF_SIGMA, output_size
 from .gaussians import Gaussians
 from .raster import rasterize, rasterize_backward, render
 from .reference import render_reference
@@ -13,7 +14,7 @@ from .reference import render_reference
 __all__ = [
     "AA_VARIANCE",
     "CUTOFF_SIGMA",
-    "MAX_RENDER_PIXELS",
+    "MAX_IN_MEMORY_PIXELS",
     "MAX_SIDE",
     "Gaussians",
     "output_size",

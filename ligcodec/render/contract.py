@@ -29,16 +29,13 @@ import math
 import numpy as np
 
 from ..errors import LigInputError, LigSizeError
+from ..limits import MAX_IN_MEMORY_PIXELS, MAX_SIDE
 
 #: Mahalanobis cut-off: the support of a Gaussian is ``q <= CUTOFF_Q`` (a 3-sigma ellipse).
 CUTOFF_SIGMA = 3.0
 CUTOFF_Q = CUTOFF_SIGMA * CUTOFF_SIGMA
 #: Variance (output px^2) of the anti-aliasing low-pass as the scale goes to 0 (see above).
 AA_VARIANCE = 1.0 / 12.0
-#: Largest image side we accept (float64 means keep sub-pixel precision far beyond this).
-MAX_SIDE = 1 << 24
-#: Largest single render in pixels; bigger outputs are rendered region by region.
-MAX_RENDER_PIXELS = 1 << 28
 
 
 def aa_variance(scale: float) -> float:
@@ -81,7 +78,7 @@ def check_size(width, height) -> tuple[int, int]:
     return w, h
 
 
-def check_region(region, out_w: int, out_h: int, max_pixels: int | None = MAX_RENDER_PIXELS) -> tuple[int, int, int, int]:
+def check_region(region, out_w: int, out_h: int, max_pixels: int | None = MAX_IN_MEMORY_PIXELS) -> tuple[int, int, int, int]:
     """Validate ``region = (x, y, w, h)`` in output pixels; ``None`` means the whole output.
     ``max_pixels``: the largest render held in memory at once (None: the caller streams it)."""
     if region is None:
