@@ -64,6 +64,13 @@ class _LazyModel(Model):
     def gather(self, tiles, levels):
         return self._image._gather(tiles, levels)
 
+    def tile_counts(self, tiles, levels) -> list[int]:
+        """From the index: no chunk is read."""
+        r = self._image._reader
+        n = r.header.n_tiles
+        e = r.index.entries
+        return [sum(e[lvl * n + t].count for lvl in levels) for t in tiles]
+
     def level_counts(self) -> list[int]:
         """From the index: no chunk is read."""
         r = self._image._reader
@@ -257,7 +264,8 @@ class LigImage:
         m = read_mask(self._reader.alpha_chunk(t), X1 - X0, Y1 - Y0, f"alpha mask of tile {t}")
         with self._lock:
             self._masks[t] = m
-            while len(self._masks) > 64:
+            # Keep at most ~64 MB of decoded class maps (a 4096-px tile's is 16 MB).
+            while len(self._masks) > 1 and sum(getattr(v, "nbytes", 0) for v in self._masks.values()) > 64 << 20:
                 self._masks.popitem(last=False)
         return m
 
@@ -315,18 +323,19 @@ class LigImage:
         chol = np.empty((n, 3), np.float64)
         cols = np.empty((n, h.channels), np.float32)
         status = np.zeros(len(keys), np.int8)
+        legacy = r.prefix.minor < 2  # 2.0/2.1 table rule (spec section 4)
         decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, counts, first,
                       np.array([self._origins[t] for _, t in keys], np.int64).reshape(-1, 2),
                       float(h.pos_step), np.asarray(h.chol_step, np.float64),
                       np.array([h.colour_step[lvl] for lvl, _ in keys], np.float64).reshape(len(keys), h.channels),
-                      h.colour_transform == "ycocg", h.tile, means, chol, cols, status)
+                      h.colour_transform == "ycocg", h.tile, legacy, means, chol, cols, status)
         for i in np.flatnonzero(status != OK):
             lvl, t = keys[i]
             where = f"tile {t}, level {lvl}"
             if status[i] in LIMIT_MESSAGES:
                 raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} is refused: "
                                      f"{LIMIT_MESSAGES[status[i]]} (spec section 4); the file is corrupt or forged")
-            decode_chunk(chunks[i], int(counts[i]), h.channels, where)  # raises, naming what is wrong
+            decode_chunk(chunks[i], int(counts[i]), h.channels, where, legacy)  # raises, naming what is wrong
             raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} cannot be decoded")
         return means, chol, cols, first
 

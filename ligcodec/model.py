@@ -32,6 +32,11 @@ from .render.contract import CUTOFF_Q, aa_variance, check_region, check_scale, o
 from .render.owned import render_owned
 
 
+#: Most Gaussians :meth:`Model.render` gathers and projects at once (~200 bytes each while
+#: rendering): what bounds a read's memory on images of any size.
+GROUP_GAUSSIANS = 1 << 20
+
+
 def tile_grid(width: int, height: int, tile: int):
     """Yield ``(index, x0, y0, x1, y1)`` of the full-res tiles, row-major."""
     nx = math.ceil(width / tile)
@@ -98,17 +103,30 @@ class Model:
         owned = self.owned_rects(s, (x0, y0, w, h))
         if not owned:
             return out
-        tiles = [t for t, *_ in owned]
-        rects = [rect for _, rect, _, _ in owned]
-        anchors = [anchor for _, _, anchor, _ in owned]
-        # All tiles and levels in one projection and one kernel call (see render/owned.py).
-        means, chol, colours, seg = self.gather(tiles, levels)
-        if seg[-1] == 0:
-            return out
-        params, cols = kernels.project(means, chol, colours, s, aa_variance(s), CUTOFF_Q)
-        render_owned(params, cols, CUTOFF_Q, seg, np.array(rects, np.int64), np.array(anchors, np.int64),
-                     x0, y0, out)
+        # All tiles and levels in one projection and one kernel call (see render/owned.py), in
+        # groups of tiles of at most GROUP_GAUSSIANS: a small read of a huge image (1/128 of a
+        # gigapixel) otherwise held every Gaussian of the image at once (3.5 GB). Each pixel
+        # belongs to one tile, so the groups change no pixel.
+        counts = self.tile_counts([t for t, *_ in owned], levels)
+        start = 0
+        while start < len(owned):
+            stop, total = start + 1, counts[start]
+            while stop < len(owned) and total + counts[stop] <= GROUP_GAUSSIANS:
+                total += counts[stop]
+                stop += 1
+            group = owned[start:stop]
+            start = stop
+            means, chol, colours, seg = self.gather([t for t, *_ in group], levels)
+            if seg[-1] == 0:
+                continue
+            params, cols = kernels.project(means, chol, colours, s, aa_variance(s), CUTOFF_Q)
+            render_owned(params, cols, CUTOFF_Q, seg, np.array([r for _, r, _, _ in group], np.int64),
+                         np.array([a for _, _, a, _ in group], np.int64), x0, y0, out)
         return out
+
+    def tile_counts(self, tiles, levels) -> list[int]:
+        """Gaussians of each tile over ``levels`` (a lazy model reads them from the index)."""
+        return [sum(len(self.levels[lvl][t]) for lvl in levels) for t in tiles]
 
     def owned_rects(self, s: float, region) -> list:
         """``[(tile, (x0, y0, x1, y1), anchor, (X0, Y0, X1, Y1))]``: the output pixels (half-open,

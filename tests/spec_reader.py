@@ -37,6 +37,9 @@ MIN_CHUNK_BYTES_PER_GAUSSIAN = 1
 MAX_LOG_SCALE = 20
 MAX_AMPLITUDE = 65536
 MAX_TILE_WORK = 64
+TABLE_BASE = 512
+TABLE_PER_GAUSSIAN = 16
+LEGACY_TABLE_PER_BYTE = 64
 TABLE_MAX = 65536
 PRECISION = 24
 
@@ -214,7 +217,7 @@ def _unzz(u):
     return u >> 1 if u % 2 == 0 else -(u >> 1) - 1
 
 
-def _decode_chunk(buf, off, length, n, C, where, backend, strict):
+def _decode_chunk(buf, off, length, n, C, where, backend, strict, minor=2):
     end = off + length
     pos = off
     S = 5 + C
@@ -239,6 +242,13 @@ def _decode_chunk(buf, off, length, n, C, where, backend, strict):
         _, lo, hi, _, _ = entries[-1]
         if lo < -MAX_SYMBOL or hi > MAX_SYMBOL:
             raise ValueError(f"{where}: stream {s + 1} symbol range [{lo}, {hi}] outside +-MAX_SYMBOL")
+    # Section 4: the widest table a chunk of n Gaussians may use (2.0/2.1: TABLE_MAX, bounded by
+    # the chunk's length instead).
+    legacy = minor < 2
+    limit = TABLE_MAX if legacy else min(TABLE_MAX, TABLE_BASE + TABLE_PER_GAUSSIAN * n)
+    values = sum(hi - lo + 1 for kind, lo, hi, _, _ in entries if kind == "geometric" and lo != hi and hi - lo + 1 <= limit)
+    if legacy and values > 4096 + LEGACY_TABLE_PER_BYTE * length:
+        raise ValueError(f"{where}: 2.1 chunk's tables hold {values} values, too many for {length} bytes")
     rest = end - pos
     if rest % 4:
         raise ValueError(f"{where}: {rest} bytes of ANS data is not a whole number of 32-bit words (byte {pos})")
@@ -254,7 +264,7 @@ def _decode_chunk(buf, off, length, n, C, where, backend, strict):
                 streams.append(np.full(n, lo, dtype=np.int64))
                 continue
             m = hi - lo + 1
-            if kind == "uniform" or m > TABLE_MAX:
+            if kind == "uniform" or m > limit:
                 sym = coder.decode_uniform(m, n)
             else:
                 w = _laplace_weights(lo, hi, loc, k)
@@ -342,7 +352,7 @@ def read_lig(path, backend="constriction", strict=False):
             continue
         if length == 0:
             raise ValueError(f"{where}: {n} Gaussians in an empty chunk")
-        qx, dqy, q0, q1, q2, *cq = _decode_chunk(buf, off, length, n, C, where, backend, strict)
+        qx, dqy, q0, q1, q2, *cq = _decode_chunk(buf, off, length, n, C, where, backend, strict, minor)
         qy = np.cumsum(dqy)
         if strict and n > 1 and np.any(dqy[1:] < 0):  # section 4 says >= 0; not in section 7
             raise ValueError(f"{where}: y differences are negative")

@@ -158,7 +158,7 @@ def test_spec_constants_match_code():
         assert int(consts[name]) == getattr(container, name), name
     from ligcodec.codec import tile
 
-    for name in ("MAX_SYMBOL", "TABLE_MAX"):
+    for name in ("MAX_SYMBOL", "TABLE_MAX", "TABLE_BASE", "TABLE_PER_GAUSSIAN", "LEGACY_TABLE_PER_BYTE"):
         assert int(consts[name]) == getattr(tile, name), name
 
 
@@ -236,7 +236,7 @@ def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, cho
     status = np.full(k, -1, np.int8)
     decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, np.asarray(counts, np.int64), first,
                   np.zeros((k, 2), np.int64), 1.0, np.full(3, chol_step), np.full((k, channels), colour_step), ycocg,
-                  tile, means, chol, cols, status)
+                  tile, False, means, chol, cols, status)
     return means, chol, cols, first, status
 
 
@@ -556,11 +556,11 @@ def _level0_share(im):
 
 def test_progressive_header(progressive_pair):
     """SCENARIO: a default and a progressive encode. EXPECTED RESULT: only the progressive file
-    holds level0_scale (1/4), and both are format 2.1 (the CLI test checks what `info` says)."""
+    holds level0_scale (1/4), and both are format 2.2 (the CLI test checks what `info` says)."""
     default, prog, _ = progressive_pair
     with ligcodec.open(default) as a, ligcodec.open(prog) as b:
         assert a.header.level0_scale is None and b.header.level0_scale == 0.25
-        assert a._reader.prefix.minor == b._reader.prefix.minor == 1
+        assert a._reader.prefix.minor == b._reader.prefix.minor == 2
         assert "fit" in b.header.encoder and b.header.encoder["fit"]["downsample"] == 4
 
 

@@ -241,3 +241,53 @@ def test_kernels_never_index_outside_their_buffers():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_wide_streams_cannot_make_a_reader_build_huge_tables(tmp_path):
+    """SCENARIO: chunks of 2 Gaussians whose every stream spans 60,001 values (a forged 900 KB
+    file of 12,800 such chunks made the reader build six billion table entries: minutes). In a
+    2.2 file the spec codes streams wider than TABLE_BASE + TABLE_PER_GAUSSIAN n uniformly; the
+    same bytes in a file marked 2.1 ask for 65,536-value tables.
+    EXPECTED RESULT: the 2.2 file decodes with uniform models (its Gaussians are the ones
+    written); the 2.1 one is refused for holding more table values than its bytes allow."""
+    from ligcodec.codec.tile import decode_chunk
+
+    x, y = np.array([0, 1]), np.array([0, 1])
+    qc = np.array([[-300, -30000, -300], [300, 30000, 300]])
+    qk = np.array([[-30000] * 3, [30000] * 3])
+    payload = encode_chunk(x, y, qc, qk)
+    got = decode_chunk(payload, 2, 3, "t")
+    assert np.array_equal(got[2], qc) and np.array_equal(got[3], qk)
+    header = _header(64, 64, 64, chol_step=(1 / 64, 1 / 4096, 1 / 64), colour_step=1 / 4096)
+    path = _write(tmp_path / "wide.lig", header, [[(payload, 2)]])
+    with ligcodec.open(path) as img:
+        img.read()
+    data = bytearray(path.read_bytes())
+    data[9] = 1  # minor version 1: the legacy table rule
+    legacy = tmp_path / "legacy.lig"
+    legacy.write_bytes(bytes(data))
+    with ligcodec.open(legacy) as img:
+        with pytest.raises(LigFormatError, match="tables hold"):
+            img.read()
+
+
+def test_render_in_groups_changes_no_pixel(monkeypatch, tmp_path):
+    """SCENARIO: a real file read at 1, 1/2 and 1/3 (and a region) with the per-call Gaussian cap
+    lowered so that every tile is gathered and drawn in a group of its own (what bounds the
+    memory of a small read of a gigapixel image).
+    EXPECTED RESULT: the same pixels, bit for bit, as one group."""
+    import ligcodec.model
+
+    rng = np.random.default_rng(3)
+    img = (rng.random((100, 140, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "x.lig"
+    from ligcodec.fit.tiles import FitConfig
+
+    ligcodec.encode(img, path, gaussians=400, effort=1, workers=1, config=FitConfig(tile=32))
+    with ligcodec.open(path) as lig:
+        want = [lig.read(s) for s in (1.0, 0.5, 1 / 3)] + [lig.read(1.0, (7, 9, 50, 40))]
+    monkeypatch.setattr(ligcodec.model, "GROUP_GAUSSIANS", 1)
+    with ligcodec.open(path) as lig:
+        got = [lig.read(s) for s in (1.0, 0.5, 1 / 3)] + [lig.read(1.0, (7, 9, 50, 40))]
+    for a, b in zip(want, got):
+        assert np.array_equal(a, b)

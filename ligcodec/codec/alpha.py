@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 
+import numba
 import numpy as np
 
 from ..errors import LigFormatError
@@ -67,13 +68,36 @@ def read_mask(data: bytes, width: int, height: int, where: str):
 
 def _footprints(lo: int, hi: int, scale: float, a: int, b: int):
     """Full-res pixel ranges ``[f0, f1)`` of the output pixels ``lo..hi-1`` at ``scale``, clipped to
-    the tile's ``[a, b)`` and never empty (spec section 8): ``[floor(j / s), ceil((j + 1) / s))``."""
+    the tile's ``[a, b)`` and never empty (spec section 8): ``[floor(j / s), ceil((j + 1) / s))``,
+    relative to ``a``."""
     j = np.arange(lo, hi, dtype=np.float64)
     f0 = np.floor(np.round(j / scale, 6)).astype(np.int64)
     f1 = np.ceil(np.round((j + 1) / scale, 6)).astype(np.int64)
     f0 = np.clip(f0, a, b - 1)
     f1 = np.clip(f1, f0 + 1, b)
     return f0 - a, f1 - a
+
+
+@numba.njit(cache=True, nogil=True)
+def _override(classes, r0, r1, c0, c1, view):
+    """``view[i, j]`` = 1 (0) where every class in ``classes[r0[i]:r1[i], c0[j]:c1[j]]`` is opaque
+    (transparent). Each footprint is scanned until its first pixel of another class, so a read
+    costs about the mask pixels under it, with no extra memory."""
+    for i in range(view.shape[0]):
+        for j in range(view.shape[1]):
+            first = classes[r0[i], c0[j]]
+            if first == PARTIAL:
+                continue
+            same = True
+            for y in range(r0[i], r1[i]):
+                for x in range(c0[j], c1[j]):
+                    if classes[y, x] != first:
+                        same = False
+                        break
+                if not same:
+                    break
+            if same:
+                view[i, j] = 1.0 if first == OPAQUE else 0.0
 
 
 def apply_mask(alpha_out: np.ndarray, mask, scale: float, tile_box, rect, origin) -> None:
@@ -91,12 +115,7 @@ def apply_mask(alpha_out: np.ndarray, mask, scale: float, tile_box, rect, origin
     X0, Y0, X1, Y1 = tile_box
     c0, c1 = _footprints(x0, x1, scale, X0, X1)
     r0, r1 = _footprints(y0, y1, scale, Y0, Y1)
-    area = (r1 - r0)[:, None] * (c1 - c0)[None, :]
-    for cls, value in ((OPAQUE, 1.0), (TRANSPARENT, 0.0)):
-        sat = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int64)
-        np.cumsum(np.cumsum(mask == cls, 0), 1, out=sat[1:, 1:])
-        n = sat[r1][:, c1] - sat[r0][:, c1] - sat[r1][:, c0] + sat[r0][:, c0]
-        view[n == area] = value
+    _override(mask, r0, r1, c0, c1, view)
 
 
 def mask_chunks(src, tiles) -> list[bytes]:

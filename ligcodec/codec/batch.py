@@ -21,7 +21,8 @@ import numpy as np
 from ..container import MAX_AMPLITUDE, MAX_LOG_SCALE, MAX_POSITION, MAX_TILE_WORK
 from . import ans
 from .dequant import dequantise_chol_into
-from .tile import MAX_SYMBOL, TABLE_MAX, _VARINT_MAX_BYTES
+from .tile import (LEGACY_TABLE_BASE, LEGACY_TABLE_PER_BYTE, MAX_SYMBOL, TABLE_BASE, TABLE_MAX, TABLE_PER_GAUSSIAN,
+                   VARINT_MAX_BYTES)
 
 #: Status codes of :func:`decode_chunks` per chunk.
 OK, BAD_TABLE, BAD_WORDS, BAD_GEOMETRY, BAD_AMPLITUDE, TOO_MUCH_WORK = 0, 1, 2, 3, 4, 5
@@ -59,7 +60,7 @@ def _check_limits(means, chol, colours, r0, n, ox, oy, tile_area):
 def _uvarint(data, pos, end):
     """``(value, new pos)``, or ``(-1, pos)`` if the varint runs past ``end`` or is too long."""
     v = 0
-    for k in range(_VARINT_MAX_BYTES):
+    for k in range(VARINT_MAX_BYTES):
         if pos >= end:
             return -1, pos
         b = np.int64(data[pos])
@@ -76,8 +77,11 @@ def _zigzag(v):
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_one(data, start, end, n, nch, params, out):
-    """Stream table and ANS words of one chunk ``data[start:end]`` into ``out [5 + C, n]``."""
+def _decode_one(data, start, end, n, nch, legacy, params, out):
+    """Stream table and ANS words of one chunk ``data[start:end]`` into ``out [5 + C, n]``;
+    ``legacy``: a 2.0/2.1 chunk (see :func:`.tile.table_limit`)."""
+    limit = TABLE_MAX if legacy else min(TABLE_MAX, TABLE_BASE + TABLE_PER_GAUSSIAN * n)
+    values = 0
     pos = start
     for i in range(5 + nch):
         if i == 0:
@@ -104,16 +108,17 @@ def _decode_one(data, start, end, n, nch, params, out):
             return BAD_TABLE
         if lo == hi:
             kind = ans.CONST
-        elif i == 0 or hi - lo + 1 > TABLE_MAX:
+        elif i == 0 or hi - lo + 1 > limit:
             kind = ans.UNIFORM
         else:
             kind = ans.TABLE
+            values += hi - lo + 1
         params[i, 0] = kind
         params[i, 1] = lo
         params[i, 2] = hi
         params[i, 3] = loc
         params[i, 4] = k
-    if (end - pos) % 4:
+    if (end - pos) % 4 or (legacy and values > LEGACY_TABLE_BASE + LEGACY_TABLE_PER_BYTE * (end - start)):
         return BAD_TABLE
     nw = (end - pos) // 4
     words = np.empty(nw, np.uint32)
@@ -128,7 +133,7 @@ def _decode_one(data, start, end, n, nch, params, out):
 
 @numba.njit(cache=True, parallel=True)
 def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_step, colour_steps, ycocg, tile,
-                  means, chol, colours, status):
+                  legacy, means, chol, colours, status):
     """Decode chunk ``c`` (bytes ``data[starts[c]:ends[c]]``, ``counts[c]`` Gaussians, tile
     origin ``origins[c]``, colour steps ``colour_steps[c] [C]``) into rows ``first[c]:`` of
     ``means [N, 2]`` (float64, image pixels), ``chol [N, 3]`` (float64) and ``colours [N, C]``
@@ -143,7 +148,7 @@ def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_ste
             continue
         params = np.empty((5 + nch, 5), np.int64)
         out = np.empty((5 + nch, n), np.int64)
-        status[c] = _decode_one(data, starts[c], ends[c], n, nch, params, out)
+        status[c] = _decode_one(data, starts[c], ends[c], n, nch, legacy, params, out)
         if status[c] != OK:
             continue
         r0 = first[c]

@@ -17,7 +17,21 @@ MAX_SYMBOL = (1 << 23) - 1
 #: Streams with more symbols than this (``hi - lo + 1``) are coded uniformly: the table model
 #: costs O(symbols) to build, and a reader must not be made to build a giant one.
 TABLE_MAX = 1 << 16
-_VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
+#: Since format 2.2 a table also holds at most ``TABLE_BASE + TABLE_PER_GAUSSIAN n`` values for a
+#: chunk of ``n`` Gaussians (wider streams are coded uniformly): a chunk's tables then cost a fixed
+#: multiple of its Gaussians, hence of its bytes, to build. 2.0/2.1 chunks keep ``TABLE_MAX``
+#: alone, and a reader refuses one whose tables hold more than ``LEGACY_TABLE_BASE +
+#: LEGACY_TABLE_PER_BYTE x length`` values (real ones held at most 13 per byte).
+TABLE_BASE = 512
+TABLE_PER_GAUSSIAN = 16
+LEGACY_TABLE_BASE = 4096
+LEGACY_TABLE_PER_BYTE = 64
+VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
+
+
+def table_limit(n: int, legacy: bool = False) -> int:
+    """Most values a stream of a chunk of ``n`` Gaussians may have for the geometric table."""
+    return TABLE_MAX if legacy else min(TABLE_MAX, TABLE_BASE + TABLE_PER_GAUSSIAN * n)
 
 
 def dequantise_chol(qc, chol_step) -> np.ndarray:
@@ -93,16 +107,17 @@ def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
     streams = [qx, dqy] + [qc[:, k] for k in range(3)] + [qk[:, c] for c in range(qk.shape[1])]
     head = bytearray()
     models = []
+    limit = table_limit(n)
     for i, s in enumerate(streams):
         lo, hi = int(s.min()), int(s.max())
         if i == 0:
             head += _uvarint(_zigzag(lo)) + _uvarint(hi - lo)
-            models.append(_model(i, lo, hi, 0, 0))
+            models.append(_model(i, lo, hi, 0, 0, limit))
         else:
             # A stream too wide for a table is coded uniformly: its k is never used.
-            loc, k = _laplace_params(s, lo, hi) if hi - lo < TABLE_MAX else (int(np.round(np.median(s))), 0)
+            loc, k = _laplace_params(s, lo, hi) if hi - lo < limit else (int(np.round(np.median(s))), 0)
             head += _uvarint(_zigzag(loc)) + _uvarint(loc - lo) + _uvarint(hi - loc) + bytes([k])
-            models.append(_model(i, lo, hi, loc, k))
+            models.append(_model(i, lo, hi, loc, k, limit))
     coder = stream.stack.AnsCoder()
     for i, (s, (m, lo)) in reversed(list(enumerate(zip(streams, models)))):
         if m is not None:  # a constant stream (lo == hi) codes no symbols
@@ -118,17 +133,17 @@ def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
     return bytes(head) + coder.get_compressed().astype("<u4").tobytes()
 
 
-def _kind(i, lo, hi) -> int:
+def _kind(i, lo, hi, limit) -> int:
     """Model kind of stream ``i`` (spec section 4): constant, uniform (``qx`` and streams wider
-    than :data:`TABLE_MAX`) or the geometric table."""
+    than ``limit``, :func:`table_limit`) or the geometric table."""
     if lo == hi:
         return ans.CONST
-    return ans.UNIFORM if i == 0 or hi - lo + 1 > TABLE_MAX else ans.TABLE
+    return ans.UNIFORM if i == 0 or hi - lo + 1 > limit else ans.TABLE
 
 
-def _model(i, lo, hi, loc, k):
+def _model(i, lo, hi, loc, k, limit):
     """``(constriction model, or None for a constant stream, lo)`` for the encoder."""
-    kind = _kind(i, lo, hi)
+    kind = _kind(i, lo, hi, limit)
     if kind == ans.CONST:
         return None, lo
     if kind == ans.UNIFORM:
@@ -142,7 +157,7 @@ class _Reader:
 
     def uvarint(self) -> int:
         v = 0
-        for shift in range(0, 7 * _VARINT_MAX_BYTES, 7):
+        for shift in range(0, 7 * VARINT_MAX_BYTES, 7):
             if self.pos >= len(self.data):
                 raise LigFormatError(f"{self.where}: chunk of {len(self.data)} bytes is too short for its stream table")
             b = self.data[self.pos]
@@ -150,7 +165,7 @@ class _Reader:
             v |= (b & 0x7F) << shift
             if not b & 0x80:
                 return v
-        raise LigFormatError(f"{self.where}: varint longer than {_VARINT_MAX_BYTES} bytes at chunk byte {self.pos}")
+        raise LigFormatError(f"{self.where}: varint longer than {VARINT_MAX_BYTES} bytes at chunk byte {self.pos}")
 
     def zigzag(self) -> int:
         v = self.uvarint()
@@ -163,13 +178,15 @@ class _Reader:
         return self.data[self.pos - 1]
 
 
-def decode_chunk(data: bytes, n: int, channels: int, where: str):
-    """Inverse of :func:`encode_chunk`: ``(qx, qy, qc [n, 3], qk [n, C])``, int64."""
+def decode_chunk(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
+    """Inverse of :func:`encode_chunk`: ``(qx, qy, qc [n, 3], qk [n, C])``, int64. ``legacy``: a
+    2.0/2.1 chunk (tables up to :data:`TABLE_MAX`, bounded by its length instead)."""
     if n == 0:
         if data:
             raise LigFormatError(f"{where}: {len(data)} bytes for 0 Gaussians")
         return (np.zeros(0, np.int64),) * 2 + (np.zeros((0, 3), np.int64), np.zeros((0, channels), np.int64))
     r = _Reader(data, where)
+    limit = table_limit(n, legacy)
     params = []  # per stream: (kind, lo, hi, loc, k), see ans.decode_streams
     for i in range(5 + channels):
         if i == 0:
@@ -182,7 +199,11 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str):
             k = r.byte()
         if min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL:
             raise LigFormatError(f"{where}: stream {i} has an invalid range [{lo}, {hi}]")
-        params.append((_kind(i, lo, hi), lo, hi, loc, k))
+        params.append((_kind(i, lo, hi, limit), lo, hi, loc, k))
+    values = sum(hi - lo + 1 for kind, lo, hi, _, _ in params if kind == ans.TABLE)
+    if legacy and values > LEGACY_TABLE_BASE + LEGACY_TABLE_PER_BYTE * len(data):
+        raise LigFormatError(f"{where}: its tables hold {values} values for {len(data)} bytes, above what a 2.1 "
+                             "file may (spec section 4); re-encode it with this ligcodec")
     if (len(data) - r.pos) % 4:
         raise LigFormatError(f"{where}: {len(data) - r.pos} bytes after the stream table are not whole 32-bit words")
     words = np.frombuffer(data, "<u4", (len(data) - r.pos) // 4, r.pos).astype(np.uint32)
