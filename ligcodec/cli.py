@@ -16,19 +16,21 @@ def _region(value):
     try:
         parts = [int(v) for v in value.split(",")]
     except ValueError:
-        raise click.BadParameter("expected x,y,w,h as four integers, e.g. 0,0,512,512") from None
+        parts = []
     if len(parts) != 4:
-        raise click.BadParameter("expected x,y,w,h as four integers, e.g. 0,0,512,512")
+        raise LigInputError(f"--region {value!r}: expected x,y,w,h as four integers, e.g. 0,0,512,512")
     return tuple(parts)
 
 
 def _fit_options(fn):
     """Options shared by `encode` and `fit` (the budget, the levels and where the work runs)."""
     opts = [
-        click.argument("input", type=click.Path(dir_okay=False, path_type=Path)),
-        click.argument("output", type=click.Path(dir_okay=False, path_type=Path)),
-        click.option("--gaussians", "-n", type=click.IntRange(min=1), help="Gaussian budget (count)."),
-        click.option("--density", type=click.FloatRange(min=0, min_open=True), help="Gaussians per pixel."),
+        click.argument("input", type=click.Path(path_type=Path)),
+        click.argument("output", type=click.Path(path_type=Path)),
+        click.option("--gaussians", "-n", type=click.IntRange(min=1), help="Gaussian budget (count). "
+                     "encode lowers it, with a warning, where the file would near the image's raw size."),
+        click.option("--density", type=click.FloatRange(min=0, min_open=True),
+                     help="Gaussians per pixel (encode: capped as -n is)."),
         click.option("--levels", type=click.IntRange(1, 2), default=2, show_default=True,
                      help="1: one level; 2: coarse + detail."),
         click.option("--steps", type=click.IntRange(min=0), help="Optimiser steps per level per tile."),
@@ -61,9 +63,12 @@ def cli():
 @cli.command()
 @_fit_options
 @click.option("--quality", "-Q", type=click.IntRange(1, 100),
-              help="1..100, default 50: sets the Gaussian density (every 12.5 points double the Gaussians).")
+              help="1..100, default 50: sets the Gaussian density (every 12.5 points double the Gaussians), "
+                   "capped so that no file is larger than the image's raw samples (the top qualities can then "
+                   "give the same file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True),
-              help="Target size in bits per pixel (one pass: the result lands within ~30%).")
+              help="Target size in bits per pixel (one pass, so it lands near, not at, the target: see "
+                   "README.md; --psnr searches).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True),
               help="Target PSNR in dB: the smallest file found that reaches it (up to 4 encodes).")
 # default: codec.encoder.DEFAULT_EFFORT (not imported here, to keep the command line quick to start)
@@ -78,9 +83,10 @@ def cli():
                    "OUTPUT.partial (--no-resume starts over).")
 @click.option("--progressive", is_flag=True,
               help="Fit level 0 to stand alone at 1/4 scale: `decode --scale 0.25` (or smaller) then reads "
-                   "only level-0 bytes (28% of the file on Kodak at 1 bpp), 2.4x faster and 2.9 dB below a "
-                   "default file's 1/4 read; full resolution loses 1.2 dB (BENCHMARKS.md). For files read at "
-                   "reduced scale over slow storage or a network.")
+                   "only level-0 bytes (about a quarter of the file) and is faster, but it is below a default "
+                   "file's 1/4 read and full resolution loses too, by amounts that depend on the image and grow "
+                   "at low effort (figures and their settings: README.md, BENCHMARKS.md \"Progressive files\"). "
+                   "For files read at reduced scale over slow storage or a network.")
 def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort, steps, seed, workers, force,
            quiet, scheduler, resume, progressive):
     """Compress INPUT into OUTPUT.lig.
@@ -91,17 +97,18 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     """
     import time
 
-    from .codec.encoder import encode as encode_image, journal_path
+    from .codec.encoder import encode as encode_image, journal_path, raw_size
     from .fit import FitConfig
     from .io import IMAGE_SUFFIXES
     from .source import open_source
 
-    _check_output(output, force, input)
+    _check_input(input)
     if output.suffix.lower() in IMAGE_SUFFIXES:
         raise LigInputError(f"OUTPUT {output} is named like an image, but encode writes a .lig file: "
                             f"name it {output.with_suffix('.lig').name}")
     if sum(x is not None for x in (gaussians, quality, bpp, psnr, density)) > 1:
         raise click.UsageError("give at most one of --quality, --gaussians, --bpp, --psnr, --density")
+    _check_output(output, force, input)
     src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
     t0, first = [time.perf_counter()], [None]
@@ -136,19 +143,33 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
             again = "run the same command again" if resume else "run it again without --no-resume"
             raise _Interrupted("encode interrupted" + (f"; the finished tiles are kept in {kept}: {again} to go "
                                                        "on from them" if kept.exists() else ""))
+        if isinstance(e, OSError):  # e.g. the disk filled up, or the directory became read-only
+            kept = journal_path(output)
+            why = _os_error(e, output) if e.filename else f"cannot encode to {output}: {e.strerror or e}"
+            raise LigInputError(why + (f"; the finished tiles are kept in {kept}: run the same command again, "
+                                       "once it can be written, to go on from them" if kept.exists() else "")) from None
         raise
     if not quiet:
         click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
                    f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s"
                    + (f" ({r.passes} passes)" if r.passes > 1 else ""), err=True)
+    asked = next((f"{k} {v:g}" for k, v in (("--gaussians", gaussians), ("--density", density), ("--bpp", bpp))
+                  if v is not None), None)
+    raw = raw_size(src.width, src.height, src.channels, 8 if src.bit_depth == 32 else src.bit_depth)
+    if r.bytes > raw:  # one Gaussian and the header already take more: said even with -q
+        click.echo(f"ligcodec: warning: the image is so small that even a one-Gaussian file ({r.bytes} bytes) "
+                   f"is larger than its raw samples ({raw} bytes)", err=True)
+    elif asked and r.requested:  # said even with -q: the file is not what was asked for
+        click.echo(f"ligcodec: warning: {asked} asks for a file near or above the size of the image's raw "
+                   f"samples ({raw} bytes); capped at {r.gaussians} Gaussians, {r.bytes} bytes", err=True)
     if psnr is not None and r.psnr < psnr:  # said even with -q: the file is not what was asked for
         click.echo(f"ligcodec: warning: the target PSNR {psnr:g} dB was not reached; the best found is "
                    f"{r.psnr:.2f} dB at {r.bpp:.3f} bpp", err=True)
 
 
 @cli.command()
-@click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path),
               help="PNG or TIFF (tiled, written in bands: any size; both keep 16 bits), or 8-bit "
                    "WebP (lossless) or JPEG (quality 95, no alpha); default: INPUT's name with .png (.tif "
                    "above 64 MP) next to it.")
@@ -157,7 +178,7 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
 @click.option("--preview", is_flag=True, help="Coarse level only: reads only level-0 bytes, lower quality.")
 @click.option("--all-levels", is_flag=True,
               help="Render every level even where a progressive file's level 0 stands alone (--scale at most "
-                   "its level0_scale, see `info`): reads the whole file, ~3 dB better there.")
+                   "its level0_scale, see `info`): reads the whole file, for a better image there.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not say what was written.")
 def decode(input, output, scale, region, preview, all_levels, force, quiet):
@@ -172,6 +193,9 @@ def decode(input, output, scale, region, preview, all_levels, force, quiet):
 
     if preview and all_levels:
         raise click.UsageError("give --preview (level 0 only) or --all-levels, not both")
+    _check_input(input)
+    if output is not None:
+        _check_output(output, force, input)
     with LigImage(input) as img:
         levels = [0] if preview else list(range(img.header.levels)) if all_levels else None
         depth = img.header.bit_depth
@@ -184,8 +208,11 @@ def decode(input, output, scale, region, preview, all_levels, force, quiet):
         check_output_format(output, img.header.channels, depth)
         if output.suffix.lower() in TIFF_SUFFIXES:
             # Tiled (Big)TIFF, rendered one band of tiles at a time: memory does not grow with size.
-            write_tiff_tiled(output, w, h, img.header.channels, img.dtype,
-                             lambda by, bh: img.read(scale, (x, y + by, w, bh), levels))
+            try:
+                write_tiff_tiled(output, w, h, img.header.channels, img.dtype,
+                                 lambda by, bh: img.read(scale, (x, y + by, w, bh), levels))
+            except OSError as e:
+                raise LigInputError(_os_error(e, output)) from None
         else:
             check_region((x, y, w, h), ow, oh)  # in memory: within the render limit
             _write_output(img.read(scale=scale, region=(x, y, w, h), levels=levels), output, input, force, depth,
@@ -202,22 +229,32 @@ def fit(input, output, gaussians, density, levels, steps, seed, workers, force, 
     from .fit import FitConfig, FitSettings, fit as fit_image
     from .io import read_image
 
+    _check_input(input)
     _check_output(output, force, input)
+    if output.suffix.lower() != ".npz":
+        raise LigInputError(f"OUTPUT {output}: fit writes a NumPy .npz model: name it "
+                            f"{output.with_suffix('.npz').name}")
     img = read_image(input)
     settings = FitSettings() if steps is None else FitSettings(steps=steps)
     model = fit_image(img, gaussians, density=density, progress=not quiet,
                       config=FitConfig(levels=levels, seed=seed, workers=workers, level=settings))
     tmp = output.with_name(f".{output.name}.part.npz")
-    model.save(tmp)
-    tmp.replace(output)
+    try:
+        model.save(tmp)
+        tmp.replace(output)
+    except OSError as e:
+        raise LigInputError(_os_error(e, output)) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     if not quiet:
         click.echo(f"{output}: {model.n_gaussians} Gaussians, PSNR {model.info['psnr']:.2f} dB, "
                    f"{model.info['seconds']:.1f} s", err=True)
 
 
 @cli.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path),
               help="PNG or TIFF; default: MODEL's name with .png (.tif above 64 MP) next to it.")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Output size = scale x image size.")
 @click.option("--region", help="x,y,w,h window in output pixels.")
@@ -226,13 +263,16 @@ def render(model, output, scale, region, force):
     """Research: render MODEL (.npz from `fit`) at any scale and region."""
     from .model import Model
 
+    _check_input(model)
+    if output is not None:
+        _check_output(output, force, model)
     m = Model.load(model)
     out = m.render(scale=scale, region=_region(region))
     _write_output(out, output, model, force, m.info.get("bit_depth") if m.info.get("bit_depth") in (8, 16) else 8)
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--verbose", "-v", is_flag=True, help="Quantiser steps, encoder settings and bits per Gaussian "
               "per attribute (.lig).")
 @click.option("--check", is_flag=True, help="Also read and decode every chunk: CRCs and entropy-coded data "
@@ -242,6 +282,7 @@ def info(file, verbose, check):
     level. The levels are the codec's Gaussian levels (0 coarse, 1 detail), not pyramid levels."""
     from .model import Model
 
+    _check_input(file)
     if file.suffix.lower() != ".npz":
         return _info_lig(file, verbose, check)
     model = file
@@ -275,10 +316,14 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
                 return f"[{', '.join(map(g3, v))}]" if isinstance(v, (list, tuple)) else f"{v:.4g}"
 
             click.echo(f"  steps: position {g3(h.pos_step)} px, chol {g3(h.chol_step)}, colour {g3(h.colour_step)}")
-            for lvl, b in enumerate(h.encoder.get("bits_per_gaussian", [])):
-                parts = ", ".join(f"{k} {v:.1f}" for k, v in b.items())
-                click.echo(f"  level {lvl} bits per Gaussian: {parts}")
-            for k, v in sorted(h.encoder.items()):
+            # The encoder map is informative (spec section 2): print whatever a file holds there.
+            bpg = h.encoder.get("bits_per_gaussian")
+            for lvl, b in enumerate(bpg if isinstance(bpg, list) else []):
+                if isinstance(b, dict):
+                    parts = ", ".join(f"{k} {v:.1f}" if isinstance(v, (int, float)) else f"{k} {v!r}"
+                                      for k, v in b.items())
+                    click.echo(f"  level {lvl} bits per Gaussian: {parts}")
+            for k, v in sorted(h.encoder.items(), key=lambda kv: str(kv[0])):
                 if k not in ("fit", "bits_per_gaussian"):
                     click.echo(f"  encoder {k}: {v}")
     if check:
@@ -300,20 +345,57 @@ def _write_output(out, output, source: Path, force: bool, depth: int, quiet: boo
         big = out.shape[0] * out.shape[1] > 64_000_000
         output = source.with_suffix(".tif" if big else ".png")
     _check_output(output, force, source)
-    write_image(output, out, depth)
+    try:
+        write_image(output, out, depth)
+    except OSError as e:
+        raise LigInputError(_os_error(e, output)) from None
     if not quiet:
         click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]}, {out.shape[2]} channel(s), {depth}-bit)", err=True)
 
 
+def _check_input(path: Path):
+    """A one-line error now for an input that is missing, a directory or unreadable."""
+    if not path.exists():
+        raise LigInputError(f"{path}: no such file")
+    if path.is_dir():
+        raise LigInputError(f"{path} is a directory, not a file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise LigInputError(f"{path}: cannot read it: {e.strerror or e}") from None
+
+
 def _check_output(output: Path, force: bool, input: Path):
-    """Refuse now, before any work, what would fail or do harm at the end."""
+    """Refuse now, before any work, what would fail or do harm at the end: the input, a directory,
+    an existing file without --force, a missing directory, a directory no file can be created in."""
+    import os
+
     from .io import check_output_dir
 
+    if output.is_dir():
+        raise LigInputError(f"OUTPUT {output} is a directory; name a file (in it or elsewhere)")
     if output.exists() and output.resolve() == Path(input).resolve():
         raise LigInputError(f"refusing to overwrite the input {input}")
     if output.exists() and not force:
         raise LigInputError(f"{output} exists; pass --force to overwrite it")
     check_output_dir(output)
+    # Every output is written under a temporary name next to it and renamed: create one now.
+    probe = output.with_name(f".{output.name}.probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as e:
+        raise LigInputError(f"cannot write {output}: no file can be created in {output.absolute().parent} "
+                            f"({e.strerror or e})") from None
+    os.unlink(probe)
+
+
+def _os_error(e: OSError, output: Path) -> str:
+    """An OSError met writing ``output`` (or a temporary file next to it) as one line naming OUTPUT."""
+    why = e.strerror or str(e)
+    if e.filename is None or Path(e.filename).absolute().parent == output.absolute().parent:
+        return f"cannot write {output}: {why} (in {output.absolute().parent})"
+    return f"{e.filename}: {why}"
 
 
 class _Interrupted(Exception):
@@ -333,8 +415,9 @@ def _interrupted(e: BaseException) -> bool:
 
 
 def main(argv=None) -> int:
-    """Entry point; returns the exit code. LigError becomes a one-line message, exit code 2;
-    Ctrl-C a one-line message, exit code 130."""
+    """Entry point; returns the exit code. LigError, OSError and a bad option value become a
+    one-line message, exit code 2 (other usage mistakes click's usage message, also 2); Ctrl-C a
+    one-line message, exit code 130."""
     try:
         cli.main(args=argv, prog_name="ligcodec", standalone_mode=False)
     except _Interrupted as e:
@@ -343,11 +426,21 @@ def main(argv=None) -> int:
     except click.exceptions.Abort:  # click turns a KeyboardInterrupt it sees into Abort
         click.echo("ligcodec: interrupted", err=True)
         return 130
+    except click.BadParameter as e:
+        if isinstance(e, click.MissingParameter):  # a usage mistake: click's usage message
+            e.show()
+            return e.exit_code
+        click.echo(f"ligcodec: error: {e.format_message()}", err=True)  # a bad value: one line
+        return 2
     except click.ClickException as e:
         e.show()
         return e.exit_code
     except LigError as e:
         click.echo(f"ligcodec: error: {e}", err=True)
+        return 2
+    except OSError as e:  # a file that went away, a disk that filled up, ... (the checks cover the rest)
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"ligcodec: error: {where}{e.strerror or e}", err=True)
         return 2
     except BaseException as e:
         if not _interrupted(e):

@@ -192,3 +192,186 @@ def test_effort_default_is_the_encoders():
 
     opt = next(p for p in cli.commands["encode"].params if p.name == "effort")
     assert opt.default == DEFAULT_EFFORT
+
+
+def _one_line_error(capsys, *words):
+    """The last command printed exactly one line, `ligcodec: error: ...`, containing ``words``."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ligcodec: error: "), err
+    for w in words:
+        assert w in lines[0], (w, err)
+    return lines[0]
+
+
+def test_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys):
+    """SCENARIO: every command given an input that is missing, a directory, not an image, or (to
+    decode, info, render) not a .lig file or model. EXPECTED RESULT: one line `ligcodec: error:
+    ...` naming the file, exit code 2, and no output file."""
+    src = _png(tmp_path / "in.png", 20, 30)
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    notlig = tmp_path / "notlig.lig"
+    notlig.write_text("hello")
+    d = tmp_path / "adir"
+    d.mkdir()
+    out = tmp_path / "out.lig"
+    enc = ["-n", "20", "--steps", "3", "--workers", "1", "-q"]
+    cases = [
+        (["encode", str(tmp_path / "missing.png"), str(out), *enc], "no such file"),
+        (["encode", str(d), str(out), *enc], "is a directory"),
+        (["encode", str(junk), str(out), *enc], "junk.png"),
+        (["fit", str(tmp_path / "missing.png"), str(tmp_path / "m.npz"), *enc], "no such file"),
+        (["fit", str(d), str(tmp_path / "m.npz"), *enc], "is a directory"),
+        (["fit", str(junk), str(tmp_path / "m.npz"), *enc], "junk.png"),
+        (["decode", str(tmp_path / "missing.lig"), "-o", str(tmp_path / "o.png")], "no such file"),
+        (["decode", str(d), "-o", str(tmp_path / "o.png")], "is a directory"),
+        (["decode", str(notlig), "-o", str(tmp_path / "o.png")], "not a .lig file"),
+        (["decode", str(src), "-o", str(tmp_path / "o.png")], "PNG"),
+        (["info", str(tmp_path / "missing.lig")], "no such file"),
+        (["info", str(d)], "is a directory"),
+        (["info", str(notlig)], "not a .lig file"),
+        (["render", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "o.png")], "no such file"),
+        (["render", str(d), "-o", str(tmp_path / "o.png")], "is a directory"),
+        (["render", str(notlig), "-o", str(tmp_path / "o.png")], "cannot read model"),
+    ]
+    for argv, word in cases:
+        assert main(argv) == 2, argv
+        _one_line_error(capsys, word)
+    assert {p.name for p in tmp_path.iterdir()} == {"in.png", "junk.png", "notlig.lig", "adir"}
+
+
+def test_unreadable_input_is_one_line(tmp_path, capsys, monkeypatch):
+    """SCENARIO: an input the user may not read (permission denied; simulated where the tests run
+    as root, who may read anything) and one that fails with an I/O error while it is decoded.
+    EXPECTED RESULT: one line naming the file and the reason, exit code 2."""
+    import builtins
+    import os
+
+    src = _png(tmp_path / "in.png", 20, 30)
+    real_open = builtins.open
+
+    def denied(file, *a, **k):
+        if str(file) == str(src):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    if os.geteuid() != 0:
+        src.chmod(0)
+    else:
+        monkeypatch.setattr(builtins, "open", denied)
+    for cmd in (["encode", str(src), str(tmp_path / "o.lig")], ["fit", str(src), str(tmp_path / "o.npz")],
+                ["decode", str(src)], ["info", str(src)], ["render", str(src)]):
+        assert main(cmd) == 2, cmd
+        _one_line_error(capsys, "in.png", "Permission denied")
+    monkeypatch.undo()
+    src.chmod(0o644)
+
+    import ligcodec.io as io
+
+    def eio(*a, **k):
+        raise OSError(5, "Input/output error", str(src))
+
+    monkeypatch.setattr(io, "read_image", eio)
+    assert main(["fit", str(src), str(tmp_path / "o.npz"), "-n", "10", "-q"]) == 2
+    _one_line_error(capsys, "in.png", "Input/output error")
+
+
+def test_bad_outputs_are_one_line_and_exit_2(tmp_path, capsys):
+    """SCENARIO: every command that writes given an output that is a directory, in a directory that
+    does not exist, where no file can be created (/proc), an existing file without --force, or (fit)
+    not named .npz. EXPECTED RESULT: one line `ligcodec: error: ...`, exit code 2, before any work,
+    and nothing left behind."""
+    import os
+
+    src = _png(tmp_path / "in.png", 20, 30)
+    lig, model = tmp_path / "in.lig", tmp_path / "m.npz"
+    enc = ["-n", "20", "--steps", "3", "--workers", "1", "-q"]
+    assert main(["encode", str(src), str(lig), *enc]) == 0
+    assert main(["fit", str(src), str(model), *enc]) == 0
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "exists.png").write_bytes(b"x")
+    (tmp_path / "exists.lig").write_bytes(b"x")
+    (tmp_path / "exists.npz").write_bytes(b"x")
+    outputs = {  # output -> words of the message
+        str(tmp_path / "adir"): ["is a directory"],
+        str(tmp_path / "nodir" / "x.{}"): ["does not exist"],
+        "exists.{}": ["exists", "--force"],
+    }
+    if os.path.isdir("/proc/self"):  # Linux: no file can be created in /proc, not even by root
+        outputs["/proc/x.{}"] = ["cannot write /proc/x.", "no file can be created in /proc"]
+    for out, words in outputs.items():
+        if out.startswith("exists"):
+            out = str(tmp_path / out)
+        for argv in (["encode", str(src), out.format("lig"), *enc], ["fit", str(src), out.format("npz"), *enc],
+                     ["decode", str(lig), "-o", out.format("png")], ["render", str(model), "-o", out.format("png")]):
+            assert main(argv) == 2, argv
+            _one_line_error(capsys, *words)
+    assert main(["fit", str(src), str(tmp_path / "m.png"), *enc]) == 2
+    _one_line_error(capsys, "m.npz")
+    assert main(["decode", str(lig), "-o", str(lig), "--force"]) == 2
+    _one_line_error(capsys, "refusing to overwrite the input")
+    assert {p.name for p in tmp_path.iterdir()} == {"in.png", "in.lig", "m.npz", "adir", "exists.png", "exists.lig",
+                                                    "exists.npz"}
+    assert not [p for p in (tmp_path / "adir").iterdir()]
+
+
+def test_failed_write_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """SCENARIO: the disk fills up while the output is written (after the up-front checks passed):
+    encode's file, decode's PNG and TIFF, fit's model. EXPECTED RESULT: one line naming OUTPUT and
+    the reason, exit code 2; no partial output or temporary file; an encode's finished tiles are
+    kept and the message says how to go on from them."""
+    import errno
+
+    import ligcodec.codec.encoder as encoder
+    import ligcodec.io as io
+    import ligcodec.model as model_mod
+
+    src = _png(tmp_path / "in.png", 20, 30)
+    lig = tmp_path / "in.lig"
+    enc = ["-n", "20", "--steps", "3", "--workers", "1", "-q"]
+    assert main(["encode", str(src), str(lig), *enc]) == 0
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(encoder, "write_lig", full)
+        assert main(["encode", str(src), str(tmp_path / "x.lig"), *enc]) == 2
+        assert "x.lig.partial" in _one_line_error(capsys, "x.lig", "No space left on device", "again")
+    (tmp_path / "x.lig.partial").unlink()
+    for ext, fn in (("png", "write_image"), ("tif", "write_tiff_tiled")):
+        with monkeypatch.context() as m:
+            m.setattr(io, fn, full)
+            assert main(["decode", str(lig), "-o", str(tmp_path / f"x.{ext}")]) == 2
+            _one_line_error(capsys, f"x.{ext}", "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(model_mod.Model, "save", lambda self, path: (open(path, "wb").write(b"x"), full()))
+        assert main(["fit", str(src), str(tmp_path / "x.npz"), *enc]) == 2
+        _one_line_error(capsys, "x.npz", "No space left on device")
+    assert {p.name for p in tmp_path.iterdir()} == {"in.png", "in.lig"}
+
+
+def test_bad_option_values_are_one_line(tmp_path, capsys):
+    """SCENARIO: bad --region and --scale values to decode and render, a --quality out of range.
+    EXPECTED RESULT: one line `ligcodec: error: ...` naming the option, exit code 2 (a missing
+    argument or an unknown option still gets click's usage message, also exit code 2)."""
+    src = _png(tmp_path / "in.png", 20, 30)
+    lig, model = tmp_path / "in.lig", tmp_path / "m.npz"
+    enc = ["-n", "20", "--steps", "3", "--workers", "1", "-q"]
+    assert main(["encode", str(src), str(lig), *enc]) == 0
+    assert main(["fit", str(src), str(model), *enc]) == 0
+    o = ["-o", str(tmp_path / "o.png")]
+    for cmd in (["decode", str(lig)], ["render", str(model)]):
+        for args, word in ((["--region", "1,2"], "--region"), (["--region", "a,b,c,d"], "--region"),
+                           (["--region", "0,0,999,5"], "region"), (["--region", "0,0,0,5"], "region"),
+                           (["--region", "-5,0,4,4"], "region"), (["--scale", "abc"], "--scale"),
+                           (["--scale", "0"], "scale"), (["--scale", "-1"], "scale"), (["--scale", "nan"], "scale"),
+                           (["--scale", "inf"], "scale")):
+            assert main([*cmd, *args, *o]) == 2, (cmd, args)
+            _one_line_error(capsys, word)
+    assert main(["encode", str(src), str(tmp_path / "q.lig"), "-Q", "101"]) == 2
+    _one_line_error(capsys, "--quality")
+    assert main(["encode", str(src)]) == 2
+    assert "Usage:" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "q.lig").exists()

@@ -22,6 +22,7 @@ from ..model import tile_grid
 from ..render import Gaussians
 from ..runner import local_pool, run_unordered
 from ..source import Window, open_source
+from .alpha import mask_chunks
 from .journal import Journal, tile_digest
 from .ratecontrol import DEFAULT_DENSITY
 from .quantise import QuantSteps, adaptive_steps, quantise_level
@@ -65,6 +66,17 @@ DEFAULT_EFFORT = 7
 #: 0.4 (kodim13, 23) cost 0.25-0.43 / 1.6-1.7 dB at full resolution for 1/4 reads 6-7 dB below /
 #: level with or above the default file's.
 PROGRESSIVE_FIT = {"level0_fraction": 0.25, "downsample": 4}
+#: No budget writes a file larger than the image's raw samples (:func:`raw_size`). A budget whose
+#: file :func:`gaussians_for_bpp` expects above ``RAW_CAP`` of that size is lowered to what it
+#: expects there (a model fitted at 0.2-1.3 bpp: aimed at 0.85, files came out at 0.67-0.98 of the
+#: raw size on 256x256 RGB, grey and 16-bit Kodak crops and synthetic images at effort 1); a file
+#: that still comes out larger is encoded again, its Gaussians scaled by the measured overshoot to
+#: aim at ``RAW_RETRY`` of it.
+RAW_CAP = 0.85
+RAW_RETRY = 0.9
+#: The most bits per Gaussian :func:`gaussians_for_bpp` assumes: a budget under
+#: ``RAW_CAP x raw / MAX_MODEL_BPG`` is never capped (nor the model even consulted).
+MAX_MODEL_BPG = 90.0
 
 
 @dataclass
@@ -75,7 +87,8 @@ class EncodeResult:
     gaussians: int
     psnr: float  # of the decoded image vs the input, float samples, clamped
     seconds: float
-    passes: int = 1  # encodes it took (psnr= searches the budget)
+    passes: int = 1  # encodes it took (psnr= searches the budget; a file above the raw size is encoded again)
+    requested: int | None = None  # the Gaussian budget asked for, where the raw-size cap lowered it
 
 
 def fit_tile_task(window, n, cfg: FitConfig, seed):
@@ -155,7 +168,9 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     ``gaussians`` (count), ``density`` (per pixel), ``bpp`` (target bits per pixel, turned into a
     count by :func:`gaussians_for_bpp`) or ``psnr`` (dB: up to 4 encodes searching the budget,
     see :mod:`ligcodec.codec.ratecontrol`). ``effort`` 1..9 trades encode time for
-    quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it).
+    quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it). No budget writes a file
+    larger than the image's raw samples (:data:`RAW_CAP`): the result's ``requested`` says when
+    the count asked for was lowered, ``passes`` when the file had to be encoded again.
 
     ``progressive``: fit level 0 to stand alone at scales up to 1/4 (:data:`PROGRESSIVE_FIT`), so
     that such reads touch only its bytes, at some cost in full-resolution quality.
@@ -185,6 +200,35 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
                                **level_settings)
     t0 = time.perf_counter()
     src = open_source(image)
+    budget = {"gaussians": gaussians, "bpp": bpp, "density": density, "quality": quality}
+    passes, requested = 0, None
+    while True:
+        passes += 1
+        try:
+            r = _encode_once(src, path, **budget, effort=effort, quant=quant, config=config, seed=seed,
+                             workers=workers, scheduler=scheduler, resume=resume, progressive=progressive,
+                             metadata=metadata, progress=progress, **level_settings)
+        except _OverRaw as e:  # the file came out larger than the raw samples: fewer Gaussians
+            requested = requested or e.requested
+            budget = {"gaussians": e.retry, "bpp": None, "density": None, "quality": None}
+            continue
+        r.passes, r.seconds, r.requested = passes, time.perf_counter() - t0, requested or r.requested
+        return r
+
+
+class _OverRaw(Exception):
+    """:func:`_encode_once` wrote a file larger than the raw samples (and did not keep it)."""
+
+    def __init__(self, retry: int, requested: int):
+        super().__init__(retry)
+        self.retry, self.requested = retry, requested
+
+
+def _encode_once(src, path, *, gaussians, bpp, density, quality, effort, quant, config, seed, workers, scheduler,
+                 resume, progressive, metadata, progress, **level_settings) -> EncodeResult:
+    """:func:`encode` at one budget. Raises :class:`_OverRaw` (with a smaller count) instead of
+    writing a file larger than the raw samples, unless the budget is already one Gaussian."""
+    t0 = time.perf_counter()
     depth = 8 if src.bit_depth == 32 else src.bit_depth
     w, h, nch = src.width, src.height, src.channels
     if effort not in EFFORT_STEPS:
@@ -213,6 +257,7 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
             raise LigInputError(f"bpp must be > 0, got {bpp!r}")
         gaussians = gaussians_for_bpp(src, bpp, cfg)
     gaussians = resolve_budget(w, h, gaussians, density, default_density=DEFAULT_DENSITY)
+    requested, gaussians = gaussians, cap_to_raw(src, gaussians, depth, cfg)
     transform = "ycocg" if nch >= 3 else "none"
     # Only the fit settings that differ from the defaults (every byte counts at low rates: the
     # full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp).
@@ -279,11 +324,16 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
             header.encoder["bits_per_gaussian"] = [
                 {k: round(v / max(n, 1), 1) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
             ]
+            # Alpha: a lossless mask of the exactly transparent / opaque pixels (spec section 8).
+            alpha = mask_chunks(src, tiles) if nch in (2, 4) else None
+            header.alpha_mask = alpha is not None
             tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
             try:
                 with open(tmp, "wb") as f:
-                    size = write_lig(f, header, chunks)
-                os.replace(tmp, path)
+                    size = write_lig(f, header, chunks, alpha)
+                over = size > raw_size(w, h, nch, depth) and gaussians > 1
+                if not over:  # else (a rare miss of cap_to_raw's estimate) encode again, below
+                    os.replace(tmp, path)
             finally:
                 if tmp.exists():
                     tmp.unlink()
@@ -294,10 +344,15 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
         finally:
             journal.close()
     journal.remove()
+    if over:
+        fixed = FIXED_BYTES + CHUNK_BYTES * len(chunks) * len(tiles)
+        aim = RAW_RETRY * raw_size(w, h, nch, depth) - fixed
+        raise _OverRaw(max(1, min(int(gaussians * 0.9), int(gaussians * aim / max(size - fixed, 1)))), requested)
     sq = sum(r.err for r in recs)
     mse = sq / (w * h * nch)
     return EncodeResult(str(path), size, size * 8 / (w * h), sum(counts),
-                        10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0)
+                        10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0,
+                        requested=requested if gaussians < requested else None)
 
 
 def _check_unchanged(t, tile, recorded, now):
@@ -324,6 +379,23 @@ def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, 
     (:func:`~ligcodec.codec.quantise.adaptive_steps`; the defaults while it is not known)."""
     steps = quant or (QuantSteps() if fit_rmse is None else adaptive_steps(QuantSteps(), fit_rmse))
     return steps.for_image(levels, channels)
+
+
+def raw_size(width: int, height: int, channels: int, bit_depth: int) -> int:
+    """Bytes of the image's raw samples: width x height x channels x bytes per sample."""
+    return width * height * channels * (2 if bit_depth > 8 else 1)
+
+
+def cap_to_raw(src, gaussians: int, bit_depth: int, cfg: FitConfig) -> int:
+    """``gaussians``, lowered where :func:`gaussians_for_bpp` expects its file above
+    :data:`RAW_CAP` of the raw samples (see there). Budgets that cannot come near are returned
+    as they are without consulting the model (the usual case: bytes as before the cap)."""
+    w, h = src.width, src.height
+    chunks = cfg.levels * math.ceil(w / cfg.tile) * math.ceil(h / cfg.tile)
+    cap_bits = RAW_CAP * 8 * raw_size(w, h, src.channels, bit_depth)
+    if 8 * (FIXED_BYTES + CHUNK_BYTES * chunks) + gaussians * MAX_MODEL_BPG <= cap_bits:
+        return gaussians
+    return max(1, min(gaussians, gaussians_for_bpp(src, cap_bits / (w * h), cfg)))
 
 
 def gaussians_for_bpp(src, bpp: float, cfg: FitConfig) -> int:

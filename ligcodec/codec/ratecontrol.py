@@ -2,7 +2,11 @@
 
 Quality is one number users know from JPEG and WebP. Here it sets the Gaussian density (per
 pixel): every 12.5 points double the Gaussians (about +3 to +4 dB, measured on Kodak: 10k -> 40k
-Gaussians gave 33.9 -> 41.8 dB unquantised); quality 50 is the encoder's default density.
+Gaussians gave 33.9 -> 41.8 dB unquantised); quality 50 is the encoder's default density. At the
+top of the scale the encoder caps the count so that no file is larger than the image's raw
+samples (:func:`ligcodec.codec.encoder.cap_to_raw`): on 256x256 crops at effort 1 that cap binds
+from quality 99 on an RGB photo, 95 on a flat synthetic image, 83 on a grey photo (a third of
+the raw bytes), and the highest qualities then give the same file.
 
 A PSNR target cannot be hit in one pass (the PSNR a budget reaches depends on the content), so
 :func:`encode_for_psnr` encodes up to ``max_passes`` times, each time moving the density along the
@@ -68,6 +72,8 @@ def encode_for_psnr(image, path, target: float, *, max_passes: int = 4, toleranc
             tries.append((d, r, tmp))
             if target <= r.psnr <= target + tolerance or (r.psnr < target and d >= 1.0):
                 break
+            if r.psnr < target and getattr(r, "requested", None) is not None:
+                break  # the raw-size cap lowered this budget: a larger one gives the same file
             slope = PRIOR_DB_PER_DOUBLING
             if len(tries) >= 2:
                 (da, ra, _), (db, rb, _) = sorted(tries[-2:], key=lambda t: t[0])
