@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: timing, data paths, table printing."""
+"""Shared helpers of the benchmarks: timing, data paths, table printing, the instruction set."""
 
 from __future__ import annotations
 
@@ -34,6 +34,57 @@ def median_time(fn, repeat: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def _cpu_model_and_flags():
+    """(model name, set of flags) from /proc/cpuinfo; (platform's guess, None) elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine() or "unknown CPU", None
+    model, flags = None, None
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model name", "cpu model") and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and flags is None:
+            flags = set(value.split())
+    return model or "unknown CPU", flags
+
+
+def isa_description() -> str:
+    """One line saying which instruction set the numba kernels ran on: the host CPU model, whether
+    it has AVX-512F (/proc/cpuinfo flags), the CPU numba compiles for (``NUMBA_CPU_NAME``, else
+    the host's, as llvmlite names it) and its features (``NUMBA_CPU_FEATURES``, else the host's),
+    and the widest vector registers in a small function numba compiles here (zmm: AVX-512, ymm:
+    AVX/AVX2). The last is what the kernels use: ``NUMBA_CPU_NAME=haswell`` alone keeps the
+    host's AVX-512 features (and zmm); with ``NUMBA_CPU_FEATURES=-avx512f`` too it is AVX2."""
+    import llvmlite.binding as ll
+    from numba import njit
+    from numba.core import config
+
+    model, flags = _cpu_model_and_flags()
+    avx512 = "unknown" if flags is None else ("yes" if "avx512f" in flags else "no")
+    target = config.CPU_NAME or ll.get_host_cpu_name()
+    source = "NUMBA_CPU_NAME" if config.CPU_NAME else "host"
+    features = "host" if config.CPU_FEATURES is None else repr(config.CPU_FEATURES)
+
+    @njit(cache=False)
+    def axpy(y, a, x):
+        for i in range(y.size):
+            y[i] += a * x[i]
+
+    x = np.ones(64, np.float32)
+    axpy(x, np.float32(2.0), x)
+    asm = "\n".join(axpy.inspect_asm().values())
+    widest = next((f"{r} ({isa})" for r, isa in (("zmm", "AVX-512"), ("ymm", "AVX/AVX2"), ("xmm", "SSE"))
+                   if r in asm), "no vector registers")
+    return (f"CPU: {model}; AVX-512F: {avx512}; numba target: {target} ({source}), features: {features}; "
+            f"vector code: {widest}")
 
 
 def print_table(rows, columns):

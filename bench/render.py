@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import DATA, best_time, jpeg2000_bytes, print_table  # noqa: E402
+from bench.common import DATA, best_time, isa_description, jpeg2000_bytes, print_table  # noqa: E402
 from ligcodec.render import Gaussians, render  # noqa: E402
 from ligcodec.render.contract import output_size  # noqa: E402
 from ligcodec.render.raster import project, rasterize_backward  # noqa: E402
@@ -133,6 +133,9 @@ def main(argv=None):
             (1_000_000, 4096, (1.0, 4.0), False),
         ]
     render(make_gaussians(1000, 256), (256, 256))  # compile the kernels before timing anything
+    # The table's header line: AVX-512 and AVX2 builds of the kernels run at different speeds.
+    isa = isa_description()
+    print(f"instruction set: {isa}", flush=True)
 
     rows = []
     headline = None
@@ -167,12 +170,13 @@ def main(argv=None):
         print(f"peak RSS rendering 1M Gaussians to 4096^2 (fresh process): {rss:.0f} MB")
 
     cols = ["gaussians", "image", "sigma px", "order", "scale", "forward ms", "full-res MP/s", "backward ms", "bwd/fwd", "s1/s0.25"]
+    print(f"instruction set: {isa}")
     print_table(rows, cols)
     t1, t4 = scale_ratio_alternating(make_gaussians(200_000, 2048), 2048, rounds=15)
     print(f"scale 1 vs 1/4 timed alternately (200k Gaussians, 2048^2, best of 15 each): {t1 * 1e3:.1f} ms vs "
           f"{t4 * 1e3:.2f} ms = {t1 / t4:.1f}x")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps([dict(r, isa=isa) for r in rows], indent=1))
     if not (DATA / "large" / "photo_unsplash_janice_gill.jpg").exists():
         print(f"JPEG 2000 reference image not found under {DATA}; no ratio")
         return 0
