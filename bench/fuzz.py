@@ -863,6 +863,8 @@ def _h_channels(rng, parts, ctx):
     h = parts.header
     if h is None or not isinstance(h.get("colour_step"), list) or not isinstance(h.get("levels"), int):
         return None
+    if not 0 <= h["levels"] <= 64:  # an earlier edit made levels huge: a list that long is no test
+        return None
     c = rng.choice([1, 2, 3, 4, 5, 0])
     h["channels"] = c
     h["colour_step"] = [[0.02] * c for _ in range(max(h["levels"], 0))]
@@ -1425,8 +1427,8 @@ def make_mutant(seeds: list[tuple[str, bytes]], seed: int, i: int) -> tuple[byte
         fn = _weighted(rng, STRUCTURED)
         try:
             d = fn(rng, parts, ctx, si) if fn is _g_edit else fn(rng, parts, ctx)
-        except (ValueError, TypeError, OverflowError, struct.error, IndexError):
-            d = None
+        except (ValueError, TypeError, OverflowError, struct.error, IndexError, MemoryError):
+            d = None  # MemoryError: an edit that would build a huge structure (levels = 2^31, ...)
         if d:
             ops.append(d)
     try:

@@ -97,7 +97,8 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     """
     import time
 
-    from .codec.encoder import encode as encode_image, journal_path, raw_size
+    from .codec.encoder import journal_path
+    from .codec.ratecontrol import encode as encode_image, raw_size
     from .fit import FitConfig
     from .io import IMAGE_SUFFIXES
     from .source import open_source
@@ -179,9 +180,12 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
 @click.option("--all-levels", is_flag=True,
               help="Render every level even where a progressive file's level 0 stands alone (--scale at most "
                    "its level0_scale, see `info`): reads the whole file, for a better image there.")
+@click.option("--pyramid", is_flag=True,
+              help="With -o X.ome.tif: a tiled, pyramidal OME-TIFF (power-of-two levels as SubIFDs, written band "
+                   "by band in bounded memory) that QuPath, tifffile and OpenSlide-style readers open at every level.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not say what was written.")
-def decode(input, output, scale, region, preview, all_levels, force, quiet):
+def decode(input, output, scale, region, preview, all_levels, pyramid, force, quiet):
     """Decompress INPUT.lig to an image, at any scale and region.
 
     A progressive file (`encode --progressive`) read at --scale 0.25 or smaller reads only its
@@ -196,6 +200,8 @@ def decode(input, output, scale, region, preview, all_levels, force, quiet):
     _check_input(input)
     if output is not None:
         _check_output(output, force, input)
+    if pyramid:
+        return _decode_pyramid(input, output, scale, region, preview or all_levels, force, quiet)
     with LigImage(input) as img:
         levels = [0] if preview else list(range(img.header.levels)) if all_levels else None
         depth = img.header.bit_depth
@@ -336,6 +342,27 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
         click.echo("  check: every chunk reads and decodes")
 
 
+def _decode_pyramid(input: Path, output, scale, region, levels_given, force: bool, quiet: bool):
+    """``decode --pyramid``: the whole image, every power-of-two level, to a pyramidal OME-TIFF."""
+    from .ometiff import write_ome_pyramid
+
+    if scale != 1.0 or region or levels_given:
+        raise LigInputError("--pyramid writes the whole image at every power-of-two scale: drop --scale, --region, "
+                            "--preview and --all-levels")
+    output = output or input.with_suffix(".ome.tif")
+    if not output.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        raise LigInputError(f"{output}: --pyramid writes OME-TIFF; name the output X.ome.tif")
+    _check_output(output, force, input)
+    try:
+        sizes = write_ome_pyramid(input, output, progress=None if quiet else (
+            lambda i, n: click.echo(f"level {i + 1}/{n}", err=True)))
+    except OSError as e:
+        raise LigInputError(_os_error(e, output)) from None
+    if not quiet:
+        click.echo(f"wrote {output} ({len(sizes)} levels, {sizes[0][0]}x{sizes[0][1]} down to "
+                   f"{sizes[-1][0]}x{sizes[-1][1]})", err=True)
+
+
 def _write_output(out, output, source: Path, force: bool, depth: int, quiet: bool = False):
     """Write a decoded/rendered array; default name: the source's with .png (.tif above 64 MP),
     never overwriting without --force."""
@@ -412,6 +439,15 @@ def _interrupted(e: BaseException) -> bool:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return False
+
+
+def _add_serve():
+    from .serve.command import serve  # imports click only; the web stack loads when it runs
+
+    cli.add_command(serve)
+
+
+_add_serve()
 
 
 def main(argv=None) -> int:

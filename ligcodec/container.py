@@ -9,6 +9,7 @@ level. Writing is strict: it refuses values the spec does not allow.
 from __future__ import annotations
 
 import math
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -302,8 +303,15 @@ class LigReader:
             raise
 
     def _read(self, offset: int, size: int) -> bytes:
-        self._f.seek(offset)
-        data = self._f.read(size)
+        # pread, not seek + read: reads from several threads (a tile server) share the handle.
+        parts, got = [], 0
+        while got < size:
+            part = os.pread(self._f.fileno(), size - got, offset + got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
         self.bytes_read += len(data)
         if len(data) != size:
             raise LigFormatError(f"truncated file: wanted {size} bytes at byte {offset}, got {len(data)}")

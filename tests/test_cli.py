@@ -170,7 +170,7 @@ def test_unreachable_psnr_target_warns(tmp_path, capsys):
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     """SCENARIO: Ctrl-C arrives inside a numba kernel, which re-raises it as a SystemError whose
     cause is the KeyboardInterrupt. EXPECTED RESULT: a one-line message, exit code 130."""
-    import ligcodec.codec.encoder as encoder
+    from ligcodec.codec import ratecontrol
 
     def interrupted(*a, **k):
         try:
@@ -178,7 +178,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
         except KeyboardInterrupt as e:
             raise SystemError("CPUDispatcher(<function backward>) returned a result with an exception set") from e
 
-    monkeypatch.setattr(encoder, "encode", interrupted)
+    monkeypatch.setattr(ratecontrol, "encode", interrupted)
     src = _png(tmp_path / "in.png", 24, 24)
     assert main(["encode", str(src), str(tmp_path / "x.lig"), "-q"]) == 130
     err = capsys.readouterr().err
@@ -375,3 +375,30 @@ def test_bad_option_values_are_one_line(tmp_path, capsys):
     assert main(["encode", str(src)]) == 2
     assert "Usage:" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "q.lig").exists()
+
+
+def test_decode_pyramid_writes_an_ome_tiff_pyramid(tmp_path, capsys):
+    """SCENARIO: `ligcodec decode x.lig -o x.ome.tif --pyramid`, then the same with a .png name and
+    with --scale.
+    EXPECTED RESULT: a tiled OME-TIFF whose levels halve down from full size, each level's pixels
+    those of read(1/2^l); the other two are one-line errors, exit code 2."""
+    import tifffile
+
+    import ligcodec
+    from ligcodec.cli import main
+
+    rng = np.random.default_rng(2)
+    a = (rng.random((300, 520, 3)) * 255).astype(np.uint8)
+    lig = tmp_path / "x.lig"
+    ligcodec.encode(a, lig, gaussians=300, effort=1, workers=1)
+    out = tmp_path / "x.ome.tif"
+    assert main(["decode", str(lig), "-o", str(out), "--pyramid", "-q"]) == 0
+    with tifffile.TiffFile(out) as tf, ligcodec.open(lig) as im:
+        levels = tf.series[0].levels
+        assert [lv.shape[:2] for lv in levels] == [(300, 520), (150, 260)]
+        assert np.array_equal(levels[1].asarray(), im.read(0.5))
+    capsys.readouterr()
+    assert main(["decode", str(lig), "-o", str(tmp_path / "x.png"), "--pyramid"]) == 2
+    assert main(["decode", str(lig), "-o", str(tmp_path / "y.ome.tif"), "--pyramid", "--scale", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("ligcodec: error:") for e in err)
