@@ -16,8 +16,8 @@ __all__ = ["Gaussians", "LigError", "LigFormatError", "LigIndexError", "LigInput
 
 
 def encode(image, path, **kwargs):
-    """Encode an image array into a ``.lig`` file (see :func:`ligcodec.codec.encoder.encode`)."""
-    from .codec.encoder import encode as _encode
+    """Encode an image array into a ``.lig`` file (see :func:`ligcodec.codec.ratecontrol.encode`)."""
+    from .codec.ratecontrol import encode as _encode
 
     return _encode(image, path, **kwargs)
 

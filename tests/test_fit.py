@@ -130,3 +130,39 @@ def test_images_over_the_size_limit_are_rejected_before_allocating():
 def test_bad_budgets_are_rejected(kw):
     with pytest.raises(LigInputError):
         ligcodec.fit(smooth_image(8, 8), **kw, **ONE, **FAST)
+
+
+@pytest.mark.parametrize("kw, words", [({"levels": 3}, "levels must be 1 or 2"),
+                                       ({"downsample": 3}, "downsample must be 2, 4 or 8"),
+                                       ({"tile": 8}, "tile must be >= 16"),
+                                       ({"tile": 36, "downsample": 8}, "multiple of downsample"),
+                                       ({"level0_fraction": 1.0}, "level0_fraction must be in (0, 1)"),
+                                       ({"level0_fraction": 0}, "level0_fraction must be in (0, 1)")])
+def test_fit_config_is_checked_when_made(kw, words, tmp_path):
+    """SCENARIO: a FitConfig no fit can follow. EXPECTED RESULT: LigInputError when it is made
+    (before any encode or fit starts), naming the setting; so is a valid one changed since."""
+    with pytest.raises(LigInputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        FitConfig(**kw)
+    cfg = FitConfig()
+    cfg.levels = 3
+    with pytest.raises(LigInputError, match="levels must be 1 or 2"):
+        ligcodec.fit(smooth_image(20, 20), 10, config=cfg, **ONE)
+    with pytest.raises(LigInputError, match="levels must be 1 or 2"):
+        ligcodec.encode(smooth_image(20, 20), tmp_path / "x.lig", gaussians=10, config=cfg, **ONE)
+
+
+def test_tile_plan():
+    """SCENARIO: tile budgets from none to one per pixel, one and two levels. EXPECTED RESULT:
+    the plan the fit and the quantiser both follow: nothing for no budget, all in a full-resolution
+    level 0 for one level or a budget under 2, else a share in a coarse level 0 (at least 1, at
+    most one per coarse pixel) and the rest in level 1 at full resolution."""
+    from ligcodec.fit.plan import LevelPlan, plan_tile, tile_seed
+
+    two, one = FitConfig(), FitConfig(levels=1)
+    assert plan_tile(0, (64, 64, 3), two) == [] and plan_tile(1, (64, 64, 3), two) == [LevelPlan(1)]
+    assert plan_tile(500, (64, 64, 3), one) == [LevelPlan(500)]
+    assert plan_tile(1000, (64, 64, 3), two) == [LevelPlan(30, 2), LevelPlan(970)]
+    assert plan_tile(2, (64, 64, 3), two) == [LevelPlan(1, 2), LevelPlan(1)]
+    assert plan_tile(15, (3, 5, 1), FitConfig(level0_fraction=0.5)) == [LevelPlan(6, 2), LevelPlan(9)]
+    assert plan_tile(2, (64, 64, 3), two)[0].scale == 0.5
+    assert tile_seed(2, 5) == 2 * 1_000_003 + 5

@@ -6,7 +6,8 @@ import tifffile
 
 import ligcodec
 from ligcodec.cli import main
-from ligcodec.codec.encoder import encode, journal_path
+from ligcodec.codec.encoder import journal_path
+from ligcodec.codec.ratecontrol import encode
 from ligcodec.errors import LigError, LigFormatError, LigInputError, LigSizeError
 from ligcodec.source import ArraySource, TiffSource, open_source
 from tests.test_fit import smooth_image

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import ligcodec.codec.encoder as encoder
 from ligcodec.cli import main
-from ligcodec.codec.encoder import encode, raw_size
+from ligcodec.codec import ratecontrol
+from ligcodec.codec.ratecontrol import encode, raw_size
 from tests.test_fit import smooth_image
 
 
@@ -47,13 +47,13 @@ def test_a_file_over_raw_is_encoded_again(tmp_path, monkeypatch):
     written; the encoder encodes again with fewer Gaussians (two or more passes, ``requested``
     says what was asked), the file kept is under the raw size, and no temporary or journal file
     is left."""
-    monkeypatch.setattr(encoder, "RAW_CAP", 1e9)
+    monkeypatch.setattr(ratecontrol, "RAW_CAP", 1e9)
     a = (_grey() * 255).astype(np.uint8)
     out = tmp_path / "g.lig"
     seen = []
-    real_replace = encoder.os.replace
-    monkeypatch.setattr(encoder.os, "replace", lambda s, d: (seen.append(encoder.os.path.getsize(s)),
-                                                             real_replace(s, d)))
+    real_replace = ratecontrol.os.replace
+    monkeypatch.setattr(ratecontrol.os, "replace", lambda s, d: (seen.append(ratecontrol.os.path.getsize(s)),
+                                                                 real_replace(s, d)))
     r = encode(a, out, quality=100, effort=1, workers=1)
     assert r.passes >= 2 and r.requested > r.gaussians
     assert r.bytes == out.stat().st_size <= a.nbytes
@@ -68,7 +68,7 @@ def test_budgets_far_from_raw_do_not_consult_the_cap(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the cap consulted the size model")
 
-    monkeypatch.setattr(encoder, "gaussians_for_bpp", boom)
+    monkeypatch.setattr(ratecontrol, "gaussians_for_bpp", boom)
     a = (smooth_image(64, 96) * 255).astype(np.uint8)
     r = encode(a, tmp_path / "d.lig", gaussians=200, effort=1, workers=1, steps=20)
     assert r.requested is None and r.passes == 1

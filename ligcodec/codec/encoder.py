@@ -1,4 +1,11 @@
-"""``encode``: image -> fitted, quantised, entropy-coded ``.lig`` file."""
+"""The encode pipeline: a Gaussian count -> fitted, quantised, entropy-coded ``.lig`` file.
+
+The public entry is :func:`ligcodec.codec.ratecontrol.encode`, which turns the budget options
+(quality, bpp, psnr, ...) into a Gaussian count and calls :func:`encode_tiles`. This module keeps
+the rest: the settings that change the bytes (:func:`encode_settings`), pass 1 (fit every tile),
+the quantiser steps, pass 2 (quantise and code every tile, its levels laid out by the fitting
+plan, :mod:`ligcodec.fit.plan`), the journal that makes both passes resumable, and the file write.
+"""
 
 from __future__ import annotations
 
@@ -15,33 +22,18 @@ import numpy as np
 from ..container import MAX_HEADER_SIZE, Header, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
-from ..fit.tiles import (FitConfig, _fit_tile, as_float, downsample, render_parts, resolve_budget,
-                         single_threaded, split_by_energy, tile_areas, tile_energies)
-from ..io import check_output_dir
+from ..fit.plan import FitConfig, tile_seed
+from ..fit.tiles import (as_float, fit_tile, render_parts, single_threaded, split_by_energy, tile_areas,
+                         tile_energies)
 from ..model import tile_grid
 from ..render import Gaussians
 from ..runner import local_pool, run_unordered
-from ..source import Window, open_source
+from ..source import Window
 from .alpha import mask_chunks
 from .journal import Journal, tile_digest
-from .ratecontrol import DEFAULT_DENSITY
-from .quantise import QuantSteps, adaptive_steps, quantise_level
+from .quantise import QuantSteps, adaptive_steps, quantise_tile
 from .tile import encode_chunk
 
-#: Bits per Gaussian the budget estimate for ``bpp=`` starts from (the mean on the Kodak quick set
-#: with adaptive steps; :func:`gaussians_for_bpp` refines it per image).
-BITS_PER_GAUSSIAN = 49.0
-#: :func:`gaussians_for_bpp`'s model of the coded bits per Gaussian (RGB, chunk tables excluded):
-#: ``a + b log2(proxy) + c log2(pixels per Gaussian)``, with ``proxy`` the RMS error of a box blur of
-#: radius ``sqrt(pixels per Gaussian) / 2``, a stand-in for the fit's error, which sets the adaptive
-#: quantiser steps. Least squares on the quick set (4 images x 4 budgets, 0.2-1.3 bpp): rms error
-#: 1.3 bits (3 %) where a constant is off by 4.8 bits (up to 17 %).
-BPG_MODEL = (6.79, -9.34, 1.31)
-#: Bytes a file spends besides the Gaussians' symbols: prefix, index head, header (typical), and
-#: per chunk its index entry (24), stream table (~36 for RGB) and ANS flush (~4).
-FIXED_BYTES, CHUNK_BYTES = 28 + 160, 24 + 40
-#: :func:`gaussians_for_bpp` looks at a subsample of the image of about this many pixels.
-PROXY_PIXELS = 1_000_000
 #: ``effort`` 1..9 -> optimiser steps per level per tile (like WebP's method / JPEG XL's effort).
 #: Measured on 4 Kodak images, 10k Gaussians: 600 steps 30.41 dB in 12 s, 1500 steps 31.08 dB
 #: in 35 s per image. The default is 7: on all 24 Kodak images it gains +0.04 / +0.06 dB over 6
@@ -66,17 +58,6 @@ DEFAULT_EFFORT = 7
 #: 0.4 (kodim13, 23) cost 0.25-0.43 / 1.6-1.7 dB at full resolution for 1/4 reads 6-7 dB below /
 #: level with or above the default file's.
 PROGRESSIVE_FIT = {"level0_fraction": 0.25, "downsample": 4}
-#: No budget writes a file larger than the image's raw samples (:func:`raw_size`). A budget whose
-#: file :func:`gaussians_for_bpp` expects above ``RAW_CAP`` of that size is lowered to what it
-#: expects there (a model fitted at 0.2-1.3 bpp: aimed at 0.85, files came out at 0.67-0.98 of the
-#: raw size on 256x256 RGB, grey and 16-bit Kodak crops and synthetic images at effort 1); a file
-#: that still comes out larger is encoded again, its Gaussians scaled by the measured overshoot to
-#: aim at ``RAW_RETRY`` of it.
-RAW_CAP = 0.85
-RAW_RETRY = 0.9
-#: The most bits per Gaussian :func:`gaussians_for_bpp` assumes: a budget under
-#: ``RAW_CAP x raw / MAX_MODEL_BPG`` is never capped (nor the model even consulted).
-MAX_MODEL_BPG = 90.0
 
 
 @dataclass
@@ -91,47 +72,81 @@ class EncodeResult:
     requested: int | None = None  # the Gaussian budget asked for, where the raw-size cap lowered it
 
 
+class TooLarge(Exception):
+    """:func:`encode_tiles` made a file larger than its ``max_bytes`` (and did not keep it)."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+@dataclass
+class EncodeSettings:
+    """Everything besides the budget that changes an encode's bytes (:func:`encode_settings`)."""
+
+    cfg: FitConfig  # with the seed, the effort's fit settings and a progressive file's layout
+    effort: int
+    quant: QuantSteps | None
+    quant_lsq: int  # CG iterations of the colour solve on the quantised geometry
+    metadata: dict
+    level0_scale: float | None = None  # progressive: level 0 stands alone at scales up to this
+
+
+def encode_settings(*, effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = None, config: FitConfig | None = None,
+                    seed: int = 0, workers: int = 0, progressive: bool = False, metadata: dict | None = None,
+                    **level_settings) -> EncodeSettings:
+    """Check and resolve the settings of an encode: ``effort`` into fit settings (``level_settings``,
+    fields of :class:`FitSettings`, override them), ``progressive`` into the fit's layout."""
+    unknown = sorted(set(level_settings) - {f.name for f in fields(FitSettings)})
+    if unknown:
+        raise TypeError(f"encode() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; besides "
+                        f"its own, it takes the fit settings {', '.join(f.name for f in fields(FitSettings))}")
+    if effort not in EFFORT_STEPS:
+        raise LigInputError(f"effort must be an integer 1..9, got {effort!r}")
+    cfg = config or FitConfig()
+    level0_scale = None
+    if progressive:
+        if cfg.levels != 2:
+            raise LigInputError(f"progressive=True needs 2 levels (a standalone level 0 and the detail level), "
+                                f"got levels={cfg.levels}")
+        cfg = replace(cfg, **PROGRESSIVE_FIT)
+        level0_scale = 1.0 / cfg.downsample
+    fast = effort < FAST_BELOW
+    level_settings = {"steps": EFFORT_STEPS[effort], **(FAST_EFFORT_SETTINGS if fast else {}), **level_settings}
+    cfg = replace(cfg, seed=seed, workers=workers, level=replace(cfg.level, **level_settings))
+    return EncodeSettings(cfg, effort, quant, FAST_EFFORT_QUANT_LSQ if fast else DEFAULT_QUANT_LSQ, metadata or {},
+                          level0_scale)
+
+
+# ------------------------------------------------------------------------------ tile tasks
 def fit_tile_task(window, n, cfg: FitConfig, seed):
     """Pass 1: fit one tile. ``([(packed Gaussians, count) per level], squared error, pixel digest)``;
     ``window.load()`` gives the tile's pixels wherever this runs (a worker reads its own tile)."""
     with single_threaded():
         pixels = window.load()
         target = as_float(pixels)
-        parts = _fit_tile(target, n, cfg, seed)
+        parts = fit_tile(target, n, cfg, seed)
         recon = render_parts(parts, target.shape)
         return ([(pack_gaussians(g), len(g)) for g in parts], float(((np.clip(recon, 0, 1) - target) ** 2).sum()),
                 tile_digest(pixels))
 
 
-def code_tile_task(window, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
+def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
                    quant_lsq: int = DEFAULT_QUANT_LSQ):
-    """Pass 2: quantise and code one fitted tile (``packed`` as :func:`fit_tile_task` returned
-    it): ``([(chunk bytes, count) per level], squared error, bit stats per level, pixel digest)``."""
+    """Pass 2: quantise and code one fitted tile whose budget was ``n`` (``packed`` as
+    :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, bit
+    stats per level, pixel digest)``."""
     with single_threaded():
         pixels = window.load()
         target = as_float(pixels)
-        parts = [unpack_gaussians(b, n, target.shape[2]) for b, n in packed]
-        chunks, deq, stats = [], [], []
-        if cfg.levels == 2 and len(parts[1]) == 0:
-            # A budget under 2 (a tiny tile, e.g. the 1-px strip of a 257-px wide image): the fit
-            # put its one Gaussian in level 0 at full resolution (fit.tiles._fit_tile), so it is
-            # quantised against the full-resolution tile, not the coarse level's downsampled one.
-            levels = [quantise_level(parts[0], target, 1.0, steps, 0, transform, quant_lsq),
-                      quantise_level(parts[1], target, 1.0, steps, 1, transform, quant_lsq)]
-        elif cfg.levels == 2:
-            small = downsample(target, cfg.downsample)
-            q0 = quantise_level(parts[0], small, 1.0 / cfg.downsample, steps, 0, transform, quant_lsq)
-            coarse = render_parts([q0.gaussians], target.shape)
-            q1 = quantise_level(parts[1], target - coarse, 1.0, steps, 1, transform, quant_lsq)
-            levels = [q0, q1]
-        else:
-            levels = [quantise_level(parts[0], target, 1.0, steps, 0, transform, quant_lsq)]
+        parts = [unpack_gaussians(b, k, target.shape[2]) for b, k in packed]
+        levels = quantise_tile(parts, target, n, cfg, steps, transform, quant_lsq)
+        chunks, stats = [], []
         for q in levels:
             st = {}
             chunks.append((encode_chunk(q.qx, q.qy, q.qc, q.qk, st), len(q.qx)))
-            deq.append(q.gaussians)
             stats.append(st)
-        recon = render_parts(deq, target.shape)
+        recon = render_parts([q.gaussians for q in levels], target.shape)
         return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), stats, tile_digest(pixels)
 
 
@@ -153,190 +168,31 @@ def unpack_gaussians(data: bytes, n: int, channels: int) -> Gaussians:
     return Gaussians(means, chol, colours)
 
 
-def encode(image, path, *, gaussians: int | None = None, bpp: float | None = None, density: float | None = None,
-           effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = None, config: FitConfig | None = None,
-           quality: float | None = None, psnr: float | None = None,
-           seed: int = 0, workers: int = 0, scheduler=None, resume: bool = False, progressive: bool = False,
-           metadata: dict | None = None, progress=None, **level_settings) -> EncodeResult:
-    """Encode ``image`` into the ``.lig`` file ``path``.
-
-    ``image``: an array [H, W(, C)] (uint8/uint16, or float in [0, 1]), a path (TIFF/BigTIFF is
-    read lazily tile by tile, so images larger than memory stream; PNG/JPEG/WebP are decoded
-    whole) or a :class:`~ligcodec.source.Source`.
-
-    Budget, one of: ``quality`` 1..100 (default 50; 12.5 points double the Gaussians),
-    ``gaussians`` (count), ``density`` (per pixel), ``bpp`` (target bits per pixel, turned into a
-    count by :func:`gaussians_for_bpp`) or ``psnr`` (dB: up to 4 encodes searching the budget,
-    see :mod:`ligcodec.codec.ratecontrol`). ``effort`` 1..9 trades encode time for
-    quality (:data:`EFFORT_STEPS`; a ``steps=`` keyword overrides it). No budget writes a file
-    larger than the image's raw samples (:data:`RAW_CAP`): the result's ``requested`` says when
-    the count asked for was lowered, ``passes`` when the file had to be encoded again.
-
-    ``progressive``: fit level 0 to stand alone at scales up to 1/4 (:data:`PROGRESSIVE_FIT`), so
-    that such reads touch only its bytes, at some cost in full-resolution quality.
-
-    Where tiles run: ``workers`` local processes (0: one per core; 1: this process), or a Dask
-    distributed cluster (``scheduler``: address or ``Client``; its workers must be able to read
-    a file ``image`` at the same path). Neither changes the bytes: same input, options and seed
-    give identical files in one environment (library versions and CPU; across environments the
-    floating-point fit can differ slightly).
-
-    Safety: finished tiles go to ``path + ".partial"`` as they complete; the file is assembled
-    under a temporary name and renamed, so a failed encode leaves no partial ``.lig`` and never
-    touches an existing file until it succeeds. With ``resume=True`` an interrupted encode of the
-    same input and settings continues from the tiles in that journal.
-    """
-    unknown = sorted(set(level_settings) - {f.name for f in fields(FitSettings)})
-    if unknown:
-        raise TypeError(f"encode() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; besides "
-                        f"its own, it takes the fit settings {', '.join(f.name for f in fields(FitSettings))}")
-    check_output_dir(path)  # now, not after the fit
-    if psnr is not None:
-        from .ratecontrol import encode_for_psnr
-
-        return encode_for_psnr(image, path, psnr, gaussians=gaussians, bpp=bpp, density=density, quality=quality,
-                               effort=effort, quant=quant, config=config, seed=seed, workers=workers,
-                               scheduler=scheduler, metadata=metadata, progress=progress, progressive=progressive,
-                               **level_settings)
+# ------------------------------------------------------------------------------ the pipeline
+def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers: int = 0, scheduler=None,
+                 resume: bool = False, progress=None, max_bytes: int | None = None) -> EncodeResult:
+    """Encode the :class:`~ligcodec.source.Source` ``src`` with ``gaussians`` Gaussians into ``path``:
+    pass 1 fits every tile, pass 2 quantises and codes it, both journalled (``path + ".partial"``;
+    ``resume`` continues from it). ``workers``, ``scheduler`` and ``progress`` as for
+    :func:`ligcodec.codec.ratecontrol.encode`. A file over ``max_bytes`` is not kept:
+    :class:`TooLarge` says its size."""
     t0 = time.perf_counter()
-    src = open_source(image)
-    budget = {"gaussians": gaussians, "bpp": bpp, "density": density, "quality": quality}
-    passes, requested = 0, None
-    while True:
-        passes += 1
-        try:
-            r = _encode_once(src, path, **budget, effort=effort, quant=quant, config=config, seed=seed,
-                             workers=workers, scheduler=scheduler, resume=resume, progressive=progressive,
-                             metadata=metadata, progress=progress, **level_settings)
-        except _OverRaw as e:  # the file came out larger than the raw samples: fewer Gaussians
-            requested = requested or e.requested
-            budget = {"gaussians": e.retry, "bpp": None, "density": None, "quality": None}
-            continue
-        r.passes, r.seconds, r.requested = passes, time.perf_counter() - t0, requested or r.requested
-        return r
-
-
-class _OverRaw(Exception):
-    """:func:`_encode_once` wrote a file larger than the raw samples (and did not keep it)."""
-
-    def __init__(self, retry: int, requested: int):
-        super().__init__(retry)
-        self.retry, self.requested = retry, requested
-
-
-def _encode_once(src, path, *, gaussians, bpp, density, quality, effort, quant, config, seed, workers, scheduler,
-                 resume, progressive, metadata, progress, **level_settings) -> EncodeResult:
-    """:func:`encode` at one budget. Raises :class:`_OverRaw` (with a smaller count) instead of
-    writing a file larger than the raw samples, unless the budget is already one Gaussian."""
-    t0 = time.perf_counter()
-    depth = 8 if src.bit_depth == 32 else src.bit_depth
-    w, h, nch = src.width, src.height, src.channels
-    if effort not in EFFORT_STEPS:
-        raise LigInputError(f"effort must be an integer 1..9, got {effort!r}")
-    cfg = config or FitConfig()
-    level0_scale = None
-    if progressive:
-        if cfg.levels != 2:
-            raise LigInputError(f"progressive=True needs 2 levels (a standalone level 0 and the detail level), "
-                                f"got levels={cfg.levels}")
-        cfg = replace(cfg, **PROGRESSIVE_FIT)
-        level0_scale = 1.0 / cfg.downsample
-    fast = effort < FAST_BELOW
-    level_settings = {"steps": EFFORT_STEPS[effort], **(FAST_EFFORT_SETTINGS if fast else {}), **level_settings}
-    quant_lsq = FAST_EFFORT_QUANT_LSQ if fast else DEFAULT_QUANT_LSQ
-    cfg = replace(cfg, seed=seed, workers=workers, level=replace(cfg.level, **level_settings))
-    given = [x is not None for x in (gaussians, bpp, density, quality)]
-    if sum(given) > 1:
-        raise LigInputError("give at most one of quality=, gaussians=, bpp=, density=, psnr=")
-    if quality is not None:
-        from .ratecontrol import quality_density
-
-        density = quality_density(quality)
-    if bpp is not None:
-        if not (bpp > 0 and math.isfinite(bpp)):
-            raise LigInputError(f"bpp must be > 0, got {bpp!r}")
-        gaussians = gaussians_for_bpp(src, bpp, cfg)
-    gaussians = resolve_budget(w, h, gaussians, density, default_density=DEFAULT_DENSITY)
-    requested, gaussians = gaussians, cap_to_raw(src, gaussians, depth, cfg)
-    transform = "ycocg" if nch >= 3 else "none"
-    # Only the fit settings that differ from the defaults (every byte counts at low rates: the
-    # full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp).
-    fit_settings = _changed(asdict(cfg), asdict(FitConfig()))
-    # Everything that changes the bytes except the quantiser steps, which follow from the fits.
-    # Not `workers` or `scheduler`: where tiles run never changes the bytes.
-    encoder_info = {"gaussians": gaussians, "seed": seed, "effort": effort, "quant_lsq_iters": quant_lsq,
-                    "fit": fit_settings}
-    settings = msgpack.packb([w, h, nch, depth, transform, encoder_info, metadata or {},
-                              None if quant is None else asdict(quant)], use_bin_type=True)
-    # Check the settings now (the real header, with the steps the fits choose, comes after them).
-    _header(w, h, nch, depth, cfg, transform, choose_steps(quant, None, cfg.levels, nch), encoder_info, metadata,
-            level0_scale)
+    job = _Job.prepare(src, gaussians, settings)
     path = Path(path)
-    key = hashlib.blake2b(settings + src.identity(), digest_size=16).hexdigest()
-    journal = Journal.open(journal_path(path), key, resume)
-    tiles = list(tile_grid(w, h, cfg.tile))
-    windows = [Window(src, x0, y0, x1, y1) for _, x0, y0, x1, y1 in tiles]
+    journal = Journal.open(journal_path(path), job.key, resume)
     with local_pool(workers, scheduler) as pool:  # one pool for everything: workers start once
-        budgets = journal.budgets or split_by_energy(tile_energies(src, cfg.tile, workers, scheduler, pool),
-                                                     tile_areas(w, h, cfg.tile), gaussians, cfg.content_weight)
+        where = _Where(workers, scheduler, pool)
+        budgets = journal.budgets or job.split_budget(where)
         journal.start(budgets)
         fits, codes = journal.records["fit"], journal.tiles
-        total = 2 * len(tiles)  # progress counts both passes (the fit is most of the time)
-        done = len(fits) + len(codes)
         try:
-            if progress:  # first call: how much a resumed encode already has (0 if none)
-                progress(done, total)
-            # Pass 1: fit every tile.
-            todo = ((t, (windows[t], budgets[t], cfg, cfg.seed * 1_000_003 + t)) for t in range(len(tiles))
-                    if t not in fits and t not in codes)
-            if codes:  # resumed in pass 2: the coded tiles are not loaded again, so check them here
-                for t, digest in run_unordered(digest_task, ((t, (windows[t],)) for t in codes), workers, scheduler,
-                                               pool):
-                    _check_unchanged(t, tiles[t], codes[t].digest, digest)
-            for t, (parts, err, digest) in run_unordered(fit_tile_task, todo, workers, scheduler, pool):
-                journal.add("fit", t, parts, err, digest=digest)
-                done += 1
-                if progress:
-                    progress(done, total)
-            # Quantiser steps for the whole image (stored in the header), then pass 2: code every tile.
-            fit_rmse = math.sqrt(sum(r.err for r in fits.values()) / (w * h * nch)) if len(fits) == len(tiles) else None
-            steps = choose_steps(quant, fit_rmse, cfg.levels, nch)
-            todo = ((t, (windows[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], cfg, steps, transform,
-                         quant_lsq))
-                    for t in range(len(tiles)) if t not in codes)
-            for t, (t_chunks, err, t_stats, digest) in run_unordered(code_tile_task, todo, workers, scheduler, pool):
-                _check_unchanged(t, tiles[t], fits[t].digest, digest)
-                journal.add("code", t, t_chunks, err, t_stats, digest)
-                done += 1
-                if progress:
-                    progress(done, total)
-            header = _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata, level0_scale)
-            # Bits per Gaussian per attribute (each stream coded alone; the real file codes them
-            # jointly and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
-            recs = [codes[t] for t in range(len(tiles))]
-            chunks = [[r.chunks[li] for r in recs] for li in range(cfg.levels)]
-            counts = [sum(c[1] for c in lvl) for lvl in chunks]
-            bits = [{} for _ in range(cfg.levels)]
-            for r in recs:
-                for li, st in enumerate(r.stats):
-                    for k, v in st.items():
-                        bits[li][k] = bits[li].get(k, 0) + v
-            header.encoder["bits_per_gaussian"] = [
-                {k: round(v / max(n, 1), 1) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
-            ]
-            # Alpha: a lossless mask of the exactly transparent / opaque pixels (spec section 8).
-            alpha = mask_chunks(src, tiles) if nch in (2, 4) else None
-            header.alpha_mask = alpha is not None
-            tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
-            try:
-                with open(tmp, "wb") as f:
-                    size = write_lig(f, header, chunks, alpha)
-                over = size > raw_size(w, h, nch, depth) and gaussians > 1
-                if not over:  # else (a rare miss of cap_to_raw's estimate) encode again, below
-                    os.replace(tmp, path)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+            tally = _Tally(progress, len(fits) + len(codes), 2 * len(job.tiles))
+            _fit_pass(job, journal, budgets, where, tally)
+            steps = _pass_steps(job, fits)
+            _code_pass(job, journal, budgets, steps, where, tally)
+            recs = [codes[t] for t in range(len(job.tiles))]
+            header, chunks = _final_header(job, steps, recs)
+            size, kept = _write(job, path, header, chunks, max_bytes)
         except BaseException:
             if not fits and not codes:  # nothing worth resuming: leave nothing behind
                 journal.remove()
@@ -344,15 +200,162 @@ def _encode_once(src, path, *, gaussians, bpp, density, quality, effort, quant, 
         finally:
             journal.close()
     journal.remove()
-    if over:
-        fixed = FIXED_BYTES + CHUNK_BYTES * len(chunks) * len(tiles)
-        aim = RAW_RETRY * raw_size(w, h, nch, depth) - fixed
-        raise _OverRaw(max(1, min(int(gaussians * 0.9), int(gaussians * aim / max(size - fixed, 1)))), requested)
-    sq = sum(r.err for r in recs)
-    mse = sq / (w * h * nch)
-    return EncodeResult(str(path), size, size * 8 / (w * h), sum(counts),
-                        10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0,
-                        requested=requested if gaussians < requested else None)
+    if not kept:
+        raise TooLarge(size)
+    w, h, nch = src.width, src.height, src.channels
+    mse = sum(r.err for r in recs) / (w * h * nch)
+    return EncodeResult(str(path), size, size * 8 / (w * h), sum(c[1] for lvl in chunks for c in lvl),
+                        10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0)
+
+
+@dataclass
+class _Job:
+    """One encode: the image and its tiles, the settings, and the header's ``encoder`` entry."""
+
+    src: object
+    settings: EncodeSettings
+    depth: int
+    transform: str
+    info: dict  # everything that changes the bytes except the quantiser steps (they follow from the fits)
+    key: str  # the journal's: the settings and the input's identity
+    tiles: list
+    windows: list
+
+    @classmethod
+    def prepare(cls, src, gaussians: int, s: EncodeSettings) -> _Job:
+        """The settings and header checked, the tiles laid out."""
+        w, h, nch = src.width, src.height, src.channels
+        depth = 8 if src.bit_depth == 32 else src.bit_depth
+        transform = "ycocg" if nch >= 3 else "none"
+        # Only the fit settings that differ from the defaults (every byte counts at low rates: the
+        # full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp). Not `workers` or `scheduler`:
+        # where tiles run never changes the bytes.
+        info = {"gaussians": gaussians, "seed": s.cfg.seed, "effort": s.effort, "quant_lsq_iters": s.quant_lsq,
+                "fit": _changed(asdict(s.cfg), asdict(FitConfig()))}
+        packed = msgpack.packb([w, h, nch, depth, transform, info, s.metadata,
+                                None if s.quant is None else asdict(s.quant)], use_bin_type=True)
+        key = hashlib.blake2b(packed + src.identity(), digest_size=16).hexdigest()
+        tiles = list(tile_grid(w, h, s.cfg.tile))
+        job = cls(src, s, depth, transform, info, key, tiles, [Window(src, *t[1:]) for t in tiles])
+        # Check the settings now (the real header, with the steps the fits choose, comes after them).
+        job.header(choose_steps(s.quant, None, s.cfg.levels, nch))
+        return job
+
+    def header(self, steps: QuantSteps) -> Header:
+        src, cfg = self.src, self.settings.cfg
+        header = Header(src.width, src.height, src.channels, self.depth, cfg.tile, cfg.levels, self.transform,
+                        steps.pos_step, list(steps.chol_step), [list(map(float, r)) for r in steps.colour_step],
+                        encoder=dict(self.info), metadata=self.settings.metadata,
+                        level0_scale=self.settings.level0_scale)
+        header.validate(LigInputError, "encode settings")
+        if len(header.pack()) > MAX_HEADER_SIZE // 2:
+            raise LigInputError(f"the header would take {len(header.pack())} bytes; shorten the metadata")
+        return header
+
+    def split_budget(self, where: _Where) -> list[int]:
+        """Gaussians per tile (by area and gradient energy: :func:`~ligcodec.fit.tiles.split_by_energy`)."""
+        src, cfg = self.src, self.settings.cfg
+        energies = tile_energies(src, cfg.tile, where.workers, where.scheduler, where.pool)
+        return split_by_energy(energies, tile_areas(src.width, src.height, cfg.tile), self.info["gaussians"],
+                               cfg.content_weight)
+
+
+@dataclass
+class _Where:
+    """Where tile tasks run (:func:`~ligcodec.runner.run_unordered`)."""
+
+    workers: int
+    scheduler: object
+    pool: object
+
+    def run(self, fn, tasks):
+        return run_unordered(fn, tasks, self.workers, self.scheduler, self.pool)
+
+
+class _Tally:
+    """``progress(done, total)`` over both passes (the fit is most of the time); its first call
+    says how much a resumed encode already has (0 if none)."""
+
+    def __init__(self, progress, done: int, total: int):
+        self.progress, self.done, self.total = progress, done, total
+        if progress:
+            progress(done, total)
+
+    def step(self):
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+def _fit_pass(job: _Job, journal: Journal, budgets, where: _Where, tally: _Tally):
+    """Pass 1: fit every tile the journal has neither fitted nor coded."""
+    fits, codes, cfg = journal.records["fit"], journal.tiles, job.settings.cfg
+    todo = ((t, (job.windows[t], budgets[t], cfg, tile_seed(cfg.seed, t))) for t in range(len(job.tiles))
+            if t not in fits and t not in codes)
+    if codes:  # resumed in pass 2: the coded tiles are not loaded again, so check them here
+        for t, digest in where.run(digest_task, ((t, (job.windows[t],)) for t in codes)):
+            _check_unchanged(t, job.tiles[t], codes[t].digest, digest)
+    for t, (parts, err, digest) in where.run(fit_tile_task, todo):
+        journal.add("fit", t, parts, err, digest=digest)
+        tally.step()
+
+
+def _pass_steps(job: _Job, fits) -> QuantSteps:
+    """The quantiser steps for the whole image (stored in the header), from the fit's error."""
+    src = job.src
+    fit_rmse = (math.sqrt(sum(r.err for r in fits.values()) / (src.width * src.height * src.channels))
+                if len(fits) == len(job.tiles) else None)
+    return choose_steps(job.settings.quant, fit_rmse, job.settings.cfg.levels, src.channels)
+
+
+def _code_pass(job: _Job, journal: Journal, budgets, steps: QuantSteps, where: _Where, tally: _Tally):
+    """Pass 2: quantise and code every tile not coded yet."""
+    fits, codes, s = journal.records["fit"], journal.tiles, job.settings
+    todo = ((t, (job.windows[t], budgets[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], s.cfg, steps,
+                 job.transform, s.quant_lsq))
+            for t in range(len(job.tiles)) if t not in codes)
+    for t, (t_chunks, err, t_stats, digest) in where.run(code_tile_task, todo):
+        _check_unchanged(t, job.tiles[t], fits[t].digest, digest)
+        journal.add("code", t, t_chunks, err, t_stats, digest)
+        tally.step()
+
+
+def _final_header(job: _Job, steps: QuantSteps, recs) -> tuple[Header, list]:
+    """The header with the steps, and the chunks per level (of the coded tiles ``recs``)."""
+    header = job.header(steps)
+    levels = job.settings.cfg.levels
+    chunks = [[r.chunks[li] for r in recs] for li in range(levels)]
+    counts = [sum(c[1] for c in lvl) for lvl in chunks]
+    # Bits per Gaussian per attribute (each stream coded alone; the real file codes them
+    # jointly and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
+    bits = [{} for _ in range(levels)]
+    for r in recs:
+        for li, st in enumerate(r.stats):
+            for k, v in st.items():
+                bits[li][k] = bits[li].get(k, 0) + v
+    header.encoder["bits_per_gaussian"] = [
+        {k: round(v / max(n, 1), 1) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
+    ]
+    return header, chunks
+
+
+def _write(job: _Job, path: Path, header: Header, chunks, max_bytes: int | None) -> tuple[int, bool]:
+    """Write the file under a temporary name and move it to ``path`` unless it is larger than
+    ``max_bytes``: ``(size, kept)``. With it the alpha mask (spec section 8), if any."""
+    # Alpha: a lossless mask of the exactly transparent / opaque pixels.
+    alpha = mask_chunks(job.src, job.tiles) if job.src.channels in (2, 4) else None
+    header.alpha_mask = alpha is not None
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            size = write_lig(f, header, chunks, alpha)
+        kept = max_bytes is None or size <= max_bytes
+        if kept:  # else the caller encodes again (a rare miss of the rate control's estimate)
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return size, kept
 
 
 def _check_unchanged(t, tile, recorded, now):
@@ -364,16 +367,6 @@ def _check_unchanged(t, tile, recorded, now):
                             "(resume=False)")
 
 
-def _header(w, h, nch, depth, cfg, transform, steps, encoder_info, metadata, level0_scale=None) -> Header:
-    header = Header(w, h, nch, depth, cfg.tile, cfg.levels, transform, steps.pos_step, list(steps.chol_step),
-                    [list(map(float, r)) for r in steps.colour_step], encoder=dict(encoder_info),
-                    metadata=metadata or {}, level0_scale=level0_scale)
-    header.validate(LigInputError, "encode settings")
-    if len(header.pack()) > MAX_HEADER_SIZE // 2:
-        raise LigInputError(f"the header would take {len(header.pack())} bytes; shorten the metadata")
-    return header
-
-
 def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, channels: int) -> QuantSteps:
     """The quantiser steps: ``quant`` if given, else the defaults scaled to the fit's RMS error
     (:func:`~ligcodec.codec.quantise.adaptive_steps`; the defaults while it is not known)."""
@@ -381,57 +374,8 @@ def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, 
     return steps.for_image(levels, channels)
 
 
-def raw_size(width: int, height: int, channels: int, bit_depth: int) -> int:
-    """Bytes of the image's raw samples: width x height x channels x bytes per sample."""
-    return width * height * channels * (2 if bit_depth > 8 else 1)
-
-
-def cap_to_raw(src, gaussians: int, bit_depth: int, cfg: FitConfig) -> int:
-    """``gaussians``, lowered where :func:`gaussians_for_bpp` expects its file above
-    :data:`RAW_CAP` of the raw samples (see there). Budgets that cannot come near are returned
-    as they are without consulting the model (the usual case: bytes as before the cap)."""
-    w, h = src.width, src.height
-    chunks = cfg.levels * math.ceil(w / cfg.tile) * math.ceil(h / cfg.tile)
-    cap_bits = RAW_CAP * 8 * raw_size(w, h, src.channels, bit_depth)
-    if 8 * (FIXED_BYTES + CHUNK_BYTES * chunks) + gaussians * MAX_MODEL_BPG <= cap_bits:
-        return gaussians
-    return max(1, min(gaussians, gaussians_for_bpp(src, cap_bits / (w * h), cfg)))
-
-
-def gaussians_for_bpp(src, bpp: float, cfg: FitConfig) -> int:
-    """The Gaussian count whose file should come out at ``bpp`` (see :data:`BPG_MODEL`)."""
-    from ..fit.init import box_blur
-
-    w, h, nch = src.width, src.height, src.channels
-    npx = w * h
-    chunks = cfg.levels * math.ceil(w / cfg.tile) * math.ceil(h / cfg.tile)
-    bits = bpp * npx - 8 * (FIXED_BYTES + CHUNK_BYTES * chunks)
-    if bits <= 0:
-        return 1
-    step = max(1, int(math.sqrt(npx / PROXY_PIXELS)))
-    sub = subsample(src, step)
-    g = bits / BITS_PER_GAUSSIAN
-    for _ in range(3):
-        ppg = npx / g
-        r = max(1, int(round(math.sqrt(ppg) / 2 / step)))
-        blur = np.stack([box_blur(sub[:, :, c], r) for c in range(nch)], -1)
-        proxy = max(float(np.sqrt(np.mean((blur - sub) ** 2, dtype=np.float64))), 1e-4)
-        a, b, c = BPG_MODEL
-        bpg = a + b * math.log2(proxy) + c * math.log2(ppg) - 5.0 * (3 - min(nch, 3))  # ~5 bits a colour channel
-        g = bits / float(np.clip(bpg, 25.0, 90.0))
-    return max(1, int(g))
-
-
-def subsample(src, step: int, band: int = 1024) -> np.ndarray:
-    """``src[::step, ::step]`` as float32, read a band of rows at a time (bounded memory)."""
-    band = max(step, band // step * step)
-    rows = [as_float(src.read(0, y0, src.width, min(src.height, y0 + band))[::step, ::step])
-            for y0 in range(0, src.height, band)]
-    return np.concatenate(rows, 0)
-
-
 def journal_path(path) -> Path:
-    """Where ``encode`` keeps finished tiles of ``path`` until the file is complete."""
+    """Where an encode keeps finished tiles of ``path`` until the file is complete."""
     path = Path(path)
     return path.with_name(path.name + ".partial")
 
@@ -452,4 +396,5 @@ def _changed(d: dict, default: dict) -> dict:
     return out
 
 
-__all__ = ["EncodeResult", "FitSettings", "encode"]
+__all__ = ["DEFAULT_EFFORT", "EFFORT_STEPS", "EncodeResult", "EncodeSettings", "FitSettings", "TooLarge",
+           "encode_settings", "encode_tiles", "journal_path"]

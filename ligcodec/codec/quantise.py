@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..fit.optimise import _lsq
+from ..fit.optimise import lsq_colours
+from ..fit.plan import FitConfig, level_target, plan_tile
+from ..fit.tiles import render_parts
 from ..render import Gaussians
 from . import colour
 from .tile import MAX_SYMBOL, dequantise_chol
@@ -97,7 +99,7 @@ def _quantise_colours(geo: Gaussians, target, scale, step, transform, rounds, ls
         done = Gaussians(geo.means[fixed], geo.chol[fixed], cols[fixed])
         free = ~fixed
         rest = Gaussians(geo.means[free], geo.chol[free], cols[free])
-        cols[free] = _lsq(rest, target - _render_local(done, target.shape, scale), scale, lsq_iters).colours
+        cols[free] = lsq_colours(rest, target - _render_local(done, target.shape, scale), scale, lsq_iters).colours
     return qk
 
 
@@ -115,7 +117,7 @@ def quantise_level(g: Gaussians, target, scale, steps: QuantSteps, level: int, t
     qc[:, 1] = np.clip(np.round(g.chol[:, 1] / l22 / cs[1]), -MAX_SYMBOL, MAX_SYMBOL)
     geo = Gaussians((q + 0.5) * ps, dequantise_chol(qc, cs), g.colours)
     if lsq_iters and len(g):
-        geo = _lsq(geo, target, scale, lsq_iters)
+        geo = lsq_colours(geo, target, scale, lsq_iters)
     step = np.asarray(steps.colour_step[level])
     qk = np.clip(_quantise_colours(geo, target, scale, step, transform,
                                    COLOUR_ROUNDS if colour_rounds is None else colour_rounds, lsq_iters),
@@ -123,3 +125,21 @@ def quantise_level(g: Gaussians, target, scale, steps: QuantSteps, level: int, t
     deq = Gaussians(geo.means, geo.chol, colour.inverse(qk * step, transform))
     order = np.lexsort((q[:, 0], q[:, 1]))
     return QuantisedLevel(q[order, 0], q[order, 1], qc[order], qk[order], deq.take(order))
+
+
+def quantise_tile(parts: list[Gaussians], target, n: int, cfg: FitConfig, steps: QuantSteps, transform: str,
+                  lsq_iters: int = 40) -> list[QuantisedLevel]:
+    """Quantise a tile's fitted levels ``parts`` (tile-local; the tile's budget was ``n``), each
+    against what it was fitted to: the tile's plan (:func:`~ligcodec.fit.plan.plan_tile`), with a
+    detail level's residual taken from the levels before it as quantised. Levels past the plan
+    are empty."""
+    plan = plan_tile(n, target.shape, cfg)
+    out = []
+    for li, g in enumerate(parts):
+        if li < len(plan):
+            below = render_parts([q.gaussians for q in out], target.shape) if out else None
+            level, scale = level_target(target, plan[li], below), plan[li].scale
+        else:
+            level, scale = target, 1.0
+        out.append(quantise_level(g, level, scale, steps, li, transform, lsq_iters))
+    return out

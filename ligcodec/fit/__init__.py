@@ -8,7 +8,8 @@ import sys
 import types
 
 from .optimise import FitSettings, fit_level, psnr
-from .tiles import FitConfig, fit
+from .plan import FitConfig
+from .tiles import fit
 
 __all__ = ["FitConfig", "FitSettings", "fit", "fit_level", "psnr"]
 

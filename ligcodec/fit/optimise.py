@@ -110,7 +110,9 @@ def _grads_torch(means, chol, cols, target, scale):
     return float(loss.detach()), out.detach().cpu().numpy(), tuple(t.grad.cpu().numpy().astype(np.float64) for t in ts)
 
 
-def _lsq(g: Gaussians, target, scale, iters):
+def lsq_colours(g: Gaussians, target, scale, iters):
+    """``g`` with the colours that best fit ``target`` at ``scale`` (least squares, ``iters``
+    conjugate-gradient iterations warm-started from its colours); the geometry is kept."""
     k = aa_variance(scale)
     # Project with a column of ones appended: the projection scales colours by the anti-aliasing
     # energy factor, so that column returns the factor itself. Solve for the projected colours,
@@ -145,7 +147,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
         for r, at in enumerate(rounds):
             add_at[int(at)] = extra * (r + 1) // st.densify_rounds - extra * r // st.densify_rounds
     if st.lsq_iters:
-        g = _lsq(g, target, scale, st.lsq_iters)
+        g = lsq_colours(g, target, scale, st.lsq_iters)
     opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
                [st.lr_means, st.lr_chol, st.lr_colours])
     out = None
@@ -168,7 +170,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     means, chol, cols = opt.params
     g = Gaussians(means, chol, cols.astype(np.float32))
     if st.final_lsq and st.lsq_iters:
-        g = _lsq(g, target, scale, st.lsq_iters)
+        g = lsq_colours(g, target, scale, st.lsq_iters)
     return g
 
 

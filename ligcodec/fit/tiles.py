@@ -1,4 +1,5 @@
-"""Fitting the whole image: tiles, levels and the budget split between them."""
+"""Fitting the whole image: the budget split between the tiles, and each tile fitted as its plan
+(:mod:`ligcodec.fit.plan`) lays out its levels."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -19,30 +20,7 @@ from ..runner import run_unordered
 from ..source import Window
 from .init import gradient_energy
 from .optimise import FitSettings, fit_level
-
-
-@dataclass
-class FitConfig:
-    """Settings of :func:`fit`. Defaults are measured in bench/fit.py (see BENCHMARKS.md)."""
-
-    levels: int = 2
-    # Share of the budget for the coarse level. LIG uses 1/8; coded, its Gaussians cost more bits
-    # (~54 vs ~48) and fit worse per Gaussian: 0.03 measured +0.28 / +0.30 / +0.34 dB at equal
-    # rate (0.25 / 0.5 / 1 bpp, Kodak quick set) over 0.125, and a higher fit PSNR at equal count.
-    level0_fraction: float = 0.03
-    downsample: int = 2  # level 0 fits the image area-averaged over downsample^2 blocks
-    tile: int = 256
-    content_weight: float = 0.8  # share of the budget spread by gradient energy (rest by area)
-    seed: int = 0
-    workers: int = 0  # processes fitting tiles in parallel; 0 = one per CPU core
-    level: FitSettings = field(default_factory=FitSettings)
-
-
-def downsample(img: np.ndarray, f: int = 2) -> np.ndarray:
-    """Area average over f x f blocks (edge-replicated to a multiple of f): ``ceil(h/f) x ceil(w/f)``."""
-    h, w = img.shape[:2]
-    p = np.pad(img, ((0, -h % f), (0, -w % f), (0, 0)), mode="edge")
-    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f, -1).mean(axis=(1, 3)).astype(np.float32)
+from .plan import FitConfig, downsample, level_seed, level_target, plan_tile, tile_seed
 
 
 def resolve_budget(width: int, height: int, gaussians=None, density=None, default_density: float = 0.05) -> int:
@@ -141,7 +119,7 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
     ``workers`` overrides ``config.workers`` (0: one process per core; 1: this process). The
     model is the same for any number of workers.
     """
-    cfg = config or FitConfig()
+    cfg = replace(config) if config else FitConfig()  # checked again (FitConfig.__post_init__) if changed since
     if workers is not None:
         cfg = FitConfig(**{**asdict(cfg), "level": cfg.level, "workers": int(workers)})
     if level_settings:
@@ -149,20 +127,13 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
     img, depth = to_float_image(image)
     h, w, nch = img.shape
     gaussians = resolve_budget(w, h, gaussians, density)
-    if cfg.levels not in (1, 2):
-        raise LigInputError(f"levels must be 1 or 2, got {cfg.levels}")
-    if cfg.downsample not in (2, 4, 8):
-        raise LigInputError(f"downsample must be 2, 4 or 8, got {cfg.downsample}")
-    if cfg.tile < 16 or cfg.tile % cfg.downsample:
-        raise LigInputError(f"tile must be >= 16 and a multiple of downsample ({cfg.downsample}), got {cfg.tile}")
-
     budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight)
     tiles = list(tile_grid(w, h, cfg.tile))
     levels = [[None] * len(tiles) for _ in range(cfg.levels)]
     report = _progress(progress, len(tiles))
     t0 = time.perf_counter()
     sq_err = 0.0
-    tasks = [(img[y0:y1, x0:x1], n, cfg, cfg.seed * 1_000_003 + t) for (t, x0, y0, x1, y1), n in zip(tiles, budgets)]
+    tasks = [(img[y0:y1, x0:x1], n, cfg, tile_seed(cfg.seed, t)) for (t, x0, y0, x1, y1), n in zip(tiles, budgets)]
     for done, ((t, x0, y0, x1, y1), (parts, err)) in enumerate(zip(tiles, run_tasks(tasks, cfg.workers)), 1):
         for li, g in enumerate(parts):
             levels[li][t] = Gaussians(g.means + [x0, y0], g.chol, g.colours)
@@ -175,10 +146,8 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
 
 
 def run_tasks(tasks, workers, fn=None):
-    """Yield ``fn(*task)`` (default :func:`fit_tile_task`) in task order, here or in a spawn pool."""
-    from ..runner import run_unordered
-
-    fn = fn or fit_tile_task
+    """Yield ``fn(*task)`` (default :func:`fit_tile_job`) in task order, here or in a spawn pool."""
+    fn = fn or fit_tile_job
     ready, nxt = {}, 0
     for key, result in run_unordered(fn, enumerate(tasks), min(workers or os.cpu_count() or 1, len(tasks))):
         ready[key] = result
@@ -215,29 +184,24 @@ def render_parts(parts, shape) -> np.ndarray:
     return recon
 
 
-def fit_tile_task(target, n, cfg: FitConfig, seed):
-    """Fit one tile single-threaded: ``(parts per level in tile-local pixels, squared error)``."""
+def fit_tile_job(target, n, cfg: FitConfig, seed):
+    """:func:`fit`'s task: one tile, single-threaded: ``(parts per level in tile-local pixels,
+    squared error)``."""
     with single_threaded():
-        parts = _fit_tile(target, n, cfg, seed)
+        parts = fit_tile(target, n, cfg, seed)
         recon = render_parts(parts, target.shape)
         return parts, float(((np.clip(recon, 0, 1) - target) ** 2).sum())
 
 
-def _fit_tile(target, n, cfg: FitConfig, seed) -> list[Gaussians]:
-    nch = target.shape[2]
-    empty = Gaussians.empty(nch)
-    if n < 1:
-        return [empty] * cfg.levels
-    if cfg.levels == 1 or n < 2:
-        parts = [fit_level(target, n, scale=1.0, settings=cfg.level, seed=seed)]
-        return parts + [empty] * (cfg.levels - 1)
-    n0 = max(1, int(round(n * cfg.level0_fraction)))
-    small = downsample(target, cfg.downsample)
-    n0 = min(n0, small.shape[0] * small.shape[1])
-    g0 = fit_level(small, n0, scale=1.0 / cfg.downsample, settings=cfg.level, seed=seed)
-    coarse = rasterize(*project(g0, 1.0), (0, 0, target.shape[1], target.shape[0]))
-    g1 = fit_level(target - coarse, n - n0, scale=1.0, settings=cfg.level, seed=seed + 1)
-    return [g0, g1]
+def fit_tile(target, n, cfg: FitConfig, seed) -> list[Gaussians]:
+    """Fit ``n`` Gaussians to one tile ``target`` as :func:`~ligcodec.fit.plan.plan_tile` plans
+    them: one :class:`Gaussians` (tile-local pixels) per level of ``cfg``, empty past the plan."""
+    parts = []
+    for li, lv in enumerate(plan_tile(n, target.shape, cfg)):
+        below = render_parts(parts, target.shape) if parts else None
+        parts.append(fit_level(level_target(target, lv, below), lv.gaussians, scale=lv.scale, settings=cfg.level,
+                               seed=level_seed(seed, li)))
+    return parts + [Gaussians.empty(target.shape[2])] * (cfg.levels - len(parts))
 
 
 def _progress(progress, total):
@@ -256,3 +220,7 @@ def _progress(progress, total):
 
 def _jsonable(d):
     return {k: (_jsonable(v) if isinstance(v, dict) else v) for k, v in d.items()}
+
+
+__all__ = ["FitConfig", "as_float", "downsample", "fit", "fit_tile", "fit_tile_job", "render_parts", "resolve_budget",
+           "run_tasks", "single_threaded", "split_budget", "split_by_energy", "tile_areas", "tile_energies"]

@@ -1,0 +1,107 @@
+"""The fitting plan: what is fitted where, in one place for the fit and the quantiser.
+
+:class:`FitConfig` holds the settings (checked when it is made). :func:`plan_tile` turns a tile's
+Gaussian budget into its levels: how many Gaussians each gets and the resolution it is fitted at.
+:func:`level_target` says what a level is fitted (and later quantised) against, and
+:func:`tile_seed` / :func:`level_seed` the random seed of each fit. The fit
+(:func:`ligcodec.fit.tiles.fit_tile`) and the quantisation pass
+(:func:`ligcodec.codec.encoder.code_tile_task`) both walk this plan, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import LigInputError
+from .optimise import FitSettings
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`~ligcodec.fit.fit` and of the encoder's fit. Defaults are measured in
+    bench/fit.py (see BENCHMARKS.md). Checked when made (:class:`~ligcodec.errors.LigInputError`)."""
+
+    levels: int = 2
+    # Share of the budget for the coarse level. LIG uses 1/8; coded, its Gaussians cost more bits
+    # (~54 vs ~48) and fit worse per Gaussian: 0.03 measured +0.28 / +0.30 / +0.34 dB at equal
+    # rate (0.25 / 0.5 / 1 bpp, Kodak quick set) over 0.125, and a higher fit PSNR at equal count.
+    level0_fraction: float = 0.03
+    downsample: int = 2  # level 0 fits the image area-averaged over downsample^2 blocks
+    tile: int = 256
+    content_weight: float = 0.8  # share of the budget spread by gradient energy (rest by area)
+    seed: int = 0
+    workers: int = 0  # processes fitting tiles in parallel; 0 = one per CPU core
+    level: FitSettings = field(default_factory=FitSettings)
+
+    def __post_init__(self):
+        if self.levels not in (1, 2):
+            raise LigInputError(f"levels must be 1 or 2, got {self.levels}")
+        if self.downsample not in (2, 4, 8):
+            raise LigInputError(f"downsample must be 2, 4 or 8, got {self.downsample}")
+        if self.tile < 16 or self.tile % self.downsample:
+            raise LigInputError(f"tile must be >= 16 and a multiple of downsample ({self.downsample}), "
+                                f"got {self.tile}")
+        if not 0 < self.level0_fraction < 1:
+            raise LigInputError(f"level0_fraction must be in (0, 1), got {self.level0_fraction}")
+
+
+def tile_seed(seed: int, tile: int) -> int:
+    """The seed of tile number ``tile``'s fit (its levels add their index: :func:`level_seed`)."""
+    return seed * 1_000_003 + tile
+
+
+def level_seed(seed: int, level: int) -> int:
+    """The seed of one level's fit in a tile whose seed (:func:`tile_seed`) is ``seed``."""
+    return seed + level
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    """One level of one tile: its Gaussians and the resolution it is fitted at."""
+
+    gaussians: int
+    #: 1: the tile at full resolution, fitted to what the levels before it left (the residual);
+    #: f > 1: the tile area-averaged over f x f blocks (:func:`downsample`), rendered at scale 1/f.
+    downsample: int = 1
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / self.downsample
+
+
+def plan_tile(n: int, shape, cfg: FitConfig) -> list[LevelPlan]:
+    """The levels of a tile of ``shape`` (h, w, ...) whose budget is ``n`` Gaussians.
+
+    No Gaussians: no level. One level, or a budget under 2: everything in level 0 at full
+    resolution. Else level 0 gets ``round(n x level0_fraction)`` (at least 1, at most one per pixel
+    of the downsampled tile) fitted to the tile at ``1 / cfg.downsample``, and level 1 the rest,
+    fitted at full resolution to what level 0 leaves. Levels after the plan's are empty."""
+    if n < 1:
+        return []
+    if cfg.levels == 1 or n < 2:
+        return [LevelPlan(n)]
+    f = cfg.downsample
+    n0 = max(1, int(round(n * cfg.level0_fraction)))
+    n0 = min(n0, -(-shape[0] // f) * -(-shape[1] // f))
+    return [LevelPlan(n0, f), LevelPlan(n - n0)]
+
+
+def level_target(target: np.ndarray, level: LevelPlan, below: np.ndarray | None) -> np.ndarray:
+    """What ``level`` is fitted and quantised against: the tile ``target`` downsampled for a
+    coarse level, else ``target`` less ``below`` (the full-resolution render of the levels before
+    it; None where there are none)."""
+    if level.downsample > 1:
+        return downsample(target, level.downsample)
+    return target if below is None else target - below
+
+
+def downsample(img: np.ndarray, f: int = 2) -> np.ndarray:
+    """Area average over f x f blocks (edge-replicated to a multiple of f): ``ceil(h/f) x ceil(w/f)``."""
+    h, w = img.shape[:2]
+    p = np.pad(img, ((0, -h % f), (0, -w % f), (0, 0)), mode="edge")
+    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f, -1).mean(axis=(1, 3)).astype(np.float32)
+
+
+__all__ = ["FitConfig", "LevelPlan", "downsample", "level_seed", "level_target", "plan_tile", "tile_seed"]
