@@ -1,7 +1,7 @@
 """The kernel tests again, compiled for AVX2 (no AVX-512), whatever CPU runs the suite.
 
 numba compiles for the host CPU: on an AVX-512 machine the explicit 16-lane float32 vectors of
-render/_simd.py become single zmm instructions, on an AVX2-only one pairs of ymm instructions,
+render/simd.py become single zmm instructions, on an AVX2-only one pairs of ymm instructions,
 and LLVM vectorises (and, under fastmath, reassociates) the other loops at a different width. The
 decoder is written to give the same bits either way (explicit IR, no fast-math flags), but the
 encoder's fits are not, so an AVX2 build encodes other bytes, and a tolerance tuned on one

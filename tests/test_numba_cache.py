@@ -6,11 +6,11 @@ from ligcodec import _numba_cache
 
 
 def test_kernel_caches_are_stamped_with_all_kernel_sources():
-    """SCENARIO: the cached kernels of the decoder (owned.render_owned inlines kernels._splat,
-    which calls the LLVM intrinsics of _simd.py; batch.decode_chunks calls ans and dequant).
+    """SCENARIO: the cached kernels of the decoder (owned.render_owned inlines kernels.splat,
+    which calls the LLVM intrinsics of simd.py; batch.decode_chunks calls ans and dequant).
     EXPECTED RESULT: each cache is stamped with the digest of every numba source of the package
-    (so an edit to _simd.py makes the callers' caches stale, which numba's per-file stamp
-    missed), and that digest covers _simd.py's bytes."""
+    (so an edit to simd.py makes the callers' caches stale, which numba's per-file stamp
+    missed), and that digest covers simd.py's bytes."""
     from ligcodec.codec import batch
     from ligcodec.render import owned
 
@@ -19,11 +19,11 @@ def test_kernel_caches_are_stamped_with_all_kernel_sources():
     for fn in (owned.render_owned, batch.decode_chunks):
         assert fn._cache._cache_file._source_stamp == digest, fn
     names = [p.name for p in _numba_cache._kernel_sources()]
-    for name in ("_simd.py", "kernels.py", "owned.py", "reduced.py", "ans.py", "batch.py", "dequant.py"):
+    for name in ("simd.py", "kernels.py", "owned.py", "reduced.py", "ans.py", "batch.py", "dequant.py"):
         assert name in names
-    simd = next(p for p in _numba_cache._kernel_sources() if p.name == "_simd.py")
+    simd = next(p for p in _numba_cache._kernel_sources() if p.name == "simd.py")
     h = hashlib.sha256()
     for p in _numba_cache._kernel_sources():
-        body = p.read_bytes() + (b"#" if p == simd else b"")  # one more byte in _simd.py ...
+        body = p.read_bytes() + (b"#" if p == simd else b"")  # one more byte in simd.py ...
         h.update(str(p.relative_to(_numba_cache._PACKAGE)).encode() + b"\0" + body + b"\0")
     assert h.digest() != digest  # ... is another stamp

@@ -46,7 +46,7 @@ CASES = [(200, 300, 3, 8, False), (80, 96, 1, 16, False), (80, 96, 4, 8, False),
 #
 # - W = TERM_ERR, one term's relative error (to first order: products of two of these errors,
 #   ~(150 u)^2 ~ 1e-10, are negligible):
-#   * EXP_ERR = 73 u, the float32 exp(-q/2) of render/_simd.py (degree-6 Taylor polynomial of
+#   * EXP_ERR = 73 u, the float32 exp(-q/2) of render/simd.py (degree-6 Taylor polynomial of
 #     e^x at x = -q/32, then squared four times): truncation |x|^7 / 7! e^|x| <= 3.7e-8 relative
 #     at q <= 9, times 16 for the squarings: <= 5.9e-7 <= 10 u; float32 rounding: <= 3 u in the
 #     Horner steps (|x| <= 0.29, so the last two, near 1, dominate), doubled by each squaring,

@@ -5,7 +5,7 @@ pixels as one row of ``params [N, 9]`` (see :data:`PARAM_FIELDS`: centre, conic 
 ``q = a dx^2 + 2 b dx dy + c dy^2``, and the ellipse geometry) and ``cols [N, C]``; the output pixel
 (i, j) has its centre at (j + 0.5, i + 0.5); terms with ``q > cutoff`` are skipped. A region ``(x0, y0, w, h)`` selects a window of the output; tiles lie on a
 grid anchored at the output's origin, so a region render sums the same Gaussians in the same order
-as the full render, with per-pixel weights that do not depend on the window (:func:`_splat`): the
+as the full render, with per-pixel weights that do not depend on the window (:func:`splat`): the
 two are equal bit for bit.
 
 Where the time goes, and why the code looks like this (bench/render.py measures it):
@@ -14,19 +14,20 @@ Where the time goes, and why the code looks like this (bench/render.py measures 
 - Along a span ``q`` is a quadratic in the column offset ``t``; the weight ``exp(-q/2)`` for
   ``q`` in [0, cutoff] is a degree-6 polynomial of ``-q/32`` squared four times
   (:func:`_exp_half_neg`): pure multiply-adds, so LLVM vectorises the span loop (8 float32
-  lanes with AVX2). Relative error of a weight <= ~5e-7.
+  lanes with AVX2). Relative error of a weight: the polynomial's truncation <= ~5e-7, and with
+  float32 rounding up to ~2.1e-6 (tests/test_spec.py derives the bound the tests use).
 - LLVM's vector loop takes 16 pixels per iteration (8 lanes x 2) and leaves shorter spans to a
   scalar tail, yet most spans are 5-20 px: a 12-px span cost 23 ns, a 16-px one 15 ns. So spans
-  are padded to a multiple of :data:`_LANES` and the padding masked to weight 0 by index. The
+  are padded to a multiple of :data:`LANES` and the padding masked to weight 0 by index. The
   forward pass goes further and writes its rows as explicit fixed-width vectors
-  (:mod:`._simd`): LLVM's per-row prologue (slice bounds, alias checks, width dispatch) had
+  (:mod:`.simd`): LLVM's per-row prologue (slice bounds, alias checks, width dispatch) had
   become the main cost once rows are only a few pixels long, as at reduced scale.
 - Small Gaussians (3-sigma box <= 16 columns, e.g. all of them at scale 1/4) skip the per-row
   span geometry in the forward pass: each row of the box is one vector masked by ``q <= cutoff``
   with q in float64 per pixel, which is the contract's test itself and independent of where a
   tile or region cuts the box.
 - The forward pass accumulates into a planar float32 tile buffer (cache resident, one unit-stride
-  array per channel, :data:`_LANES` columns of slack) and copies it into the interleaved
+  array per channel, :data:`LANES` columns of slack) and copies it into the interleaved
   ``[h, w, C]`` output once per tile.
 - Forward is parallel over tiles (each tile owns its pixels: no races). Backward is parallel over
   Gaussians (each owns its gradients and only reads the image gradient: no races, and no
@@ -40,7 +41,7 @@ import math
 import numpy as np
 from numba import float32, njit, prange
 
-from . import _simd
+from . import simd
 
 #: Tile (width, height) in output pixels for binning and the forward pass. Wide, short tiles split
 #: fewer rows of a Gaussian at tile edges; 256x32 was fastest or tied at 200k Gaussians on 2048^2
@@ -57,18 +58,19 @@ PARAM_FIELDS = ("mx", "my", "a", "b", "c", "rx", "ry", "slope", "kspan")
 #: have larger ones, and there ``0 * inf`` would otherwise give NaN.
 _QMAX = 1e30
 #: Spans are padded to a multiple of this many pixels (see the module docstring).
-_LANES = 16
+LANES = 16
 #: fastmath without 'nnan'/'ninf': reassociation lets LLVM vectorise the sums, while masking by
 #: select stays exact even if an input is inf or NaN. Without 'contract' too: with it, a freshly
 #: compiled backward kernel fused multiply-adds differently from the same kernel loaded from
 #: numba's cache (gradients differed by ~1e-5), so two processes encoded different bytes. The
 #: render benchmark showed no measurable cost.
-_FAST = {"reassoc", "arcp", "nsz", "afn"}
+FASTMATH = {"reassoc", "arcp", "nsz", "afn"}
 
 
-@njit(cache=True, inline="always", fastmath=_FAST)
+@njit(cache=True, inline="always", fastmath=FASTMATH)
 def _exp_half_neg(q):
-    """``exp(-q / 2)`` for float32 ``q`` in about [0, 9.5]; relative error <= ~5e-7."""
+    """``exp(-q / 2)`` for float32 ``q`` in about [0, 9.5]; relative error <= ~5e-7 in exact
+    arithmetic, ~2.1e-6 with float32 rounding."""
     u = q * float32(-1.0 / 32.0)
     p = float32(1.0 / 720.0)
     p = p * u + float32(1.0 / 120.0)
@@ -124,13 +126,13 @@ def gaussian_boxes(params, x0, y0, w, h):
     xr1 = x0 + w - 1
     yr1 = y0 + h - 1
     for g in prange(n):
-        boxes[g, 0], boxes[g, 1] = _clip_range(params[g, 0] - 0.5, params[g, 5], x0, xr1)
-        boxes[g, 2], boxes[g, 3] = _clip_range(params[g, 1] - 0.5, params[g, 6], y0, yr1)
+        boxes[g, 0], boxes[g, 1] = clip_range(params[g, 0] - 0.5, params[g, 5], x0, xr1)
+        boxes[g, 2], boxes[g, 3] = clip_range(params[g, 1] - 0.5, params[g, 6], y0, yr1)
     return boxes
 
 
 @njit(cache=True, inline="always")
-def _clip_range(centre, radius, lo_i, hi_i):
+def clip_range(centre, radius, lo_i, hi_i):
     lo = centre - radius
     hi = centre + radius
     if not (lo <= hi_i and hi >= lo_i):  # also true for NaN: nothing to draw
@@ -197,8 +199,8 @@ def _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, cnt):
     """Store Gaussian ``g``'s clipped box and add 1 to ``cnt`` for every tile it touches
     (``sx``, ``sy``: :func:`_log2_or_neg` of the tile size)."""
     tx0, ty0, ntx, _ = _tile_grid(x0, y0, w, h, tw, th)
-    j0, j1 = _clip_range(params[g, 0] - 0.5, params[g, 5], x0, x0 + w - 1)
-    i0, i1 = _clip_range(params[g, 1] - 0.5, params[g, 6], y0, y0 + h - 1)
+    j0, j1 = clip_range(params[g, 0] - 0.5, params[g, 5], x0, x0 + w - 1)
+    i0, i1 = clip_range(params[g, 1] - 0.5, params[g, 6], y0, y0 + h - 1)
     boxes[g, 0] = j0
     boxes[g, 1] = j1
     boxes[g, 2] = i0
@@ -339,15 +341,15 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
     return j0 - ja, j0, j1, q0, q1, float32(min(a, _QMAX))
 
 
-def _make_box8_rows(w8, rgb8, w8x2, rgb8x2):
-    """``box8_rows`` drawing with the given row intrinsics of :mod:`._simd` (the tiled path's
-    exact-Horner ones, or the banded path's fused ones, :data:`._simd.FUSED`)."""
+def make_box8_rows(w8, rgb8, w8x2, rgb8x2):
+    """``box8_rows`` drawing with the given row intrinsics of :mod:`.simd` (the tiled path's
+    exact-Horner ones, or the banded path's fused ones, :data:`.simd.FUSED`)."""
 
     @njit(inline="always")
     def _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
         """Rows i0..i1 of a box at most 8 columns wide (``nj`` of them inside the window), the first
-        at ``buf[off:]``; ``dxs``, ``adxs`` from :func:`._simd.box_columns8x2`. Rows go two at a time
-        in one 16-lane vector (:func:`._simd.box_weights_rgb8x2`): each row's exp polynomial is a
+        at ``buf[off:]``; ``dxs``, ``adxs`` from :func:`.simd.box_columns8x2`. Rows go two at a time
+        in one 16-lane vector (:func:`.simd.box_weights_rgb8x2`): each row's exp polynomial is a
         chain of ~20 dependent operations, too short a row to hide it, and pairing halves the chains.
         A pixel's weight is the same whichever row of a pair it falls in."""
         nch = cg.shape[0]
@@ -361,8 +363,8 @@ def _make_box8_rows(w8, rgb8, w8x2, rgb8x2):
             else:
                 w8x2(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, b2 * dz, c * dz * dz, cutoff)
                 for ch in range(nch):
-                    _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
-                    _simd.axpy8(buf, off + stride + ch * plane, cg[ch], wv[8:])
+                    simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+                    simd.axpy8(buf, off + stride + ch * plane, cg[ch], wv[8:])
             off += 2 * stride
             i += 2
         if i == i1:  # an odd row left: on its own, in the first 8 lanes
@@ -372,18 +374,18 @@ def _make_box8_rows(w8, rgb8, w8x2, rgb8x2):
             else:
                 w8(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
                 for ch in range(nch):
-                    _simd.axpy8(buf, off + ch * plane, cg[ch], wv)
+                    simd.axpy8(buf, off + ch * plane, cg[ch], wv)
 
     return _box8_rows
 
 
-def _make_box4_rows(w4x4, rgb4x4):
-    """``box4_rows`` drawing with the given 4x4 row intrinsics of :mod:`._simd`."""
+def make_box4_rows(w4x4, rgb4x4):
+    """``box4_rows`` drawing with the given 4x4 row intrinsics of :mod:`.simd`."""
 
     @njit(inline="always")
     def _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv):
         """Like :func:`_box8_rows` for a box at most 4 columns wide, four rows per 16-lane vector
-        (``dxs``, ``adxs`` from :func:`._simd.box_columns4x4`). At scale 1/4 about a third of the
+        (``dxs``, ``adxs`` from :func:`.simd.box_columns4x4`). At scale 1/4 about a third of the
         Gaussians of bench/render.py and most detail Gaussians of a codec file are this small."""
         nch = cg.shape[0]
         i = i0
@@ -403,20 +405,20 @@ def _make_box4_rows(w4x4, rgb4x4):
                      b2 * d2, c * d2 * d2, b2 * d3, c * d3 * d3, cutoff)
                 for r in range(nr):
                     for ch in range(nch):
-                        _simd.axpy4(buf, off + r * stride + ch * plane, cg[ch], wv[4 * r :])
+                        simd.axpy4(buf, off + r * stride + ch * plane, cg[ch], wv[4 * r :])
             off += 4 * stride
             i += 4
 
     return _box4_rows
 
 
-_box8_rows = _make_box8_rows(_simd.box_weights8, _simd.box_weights_rgb8, _simd.box_weights8x2,
-                             _simd.box_weights_rgb8x2)
-_box4_rows = _make_box4_rows(_simd.box_weights4x4, _simd.box_weights_rgb4x4)
+_box8_rows = make_box8_rows(simd.box_weights8, simd.box_weights_rgb8, simd.box_weights8x2,
+                             simd.box_weights_rgb8x2)
+_box4_rows = make_box4_rows(simd.box_weights4x4, simd.box_weights_rgb4x4)
 
 
 @njit(cache=True, inline="always")
-def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs):
+def splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs):
     """Add one Gaussian (params ``p``, colours ``cg [C]``) to the planar buffer of the window
     columns X0..X1, rows from Y0 (``buf[ch * plane + (i - Y0) * stride + j - X0]``), over its box
     columns bj0..bj1 and rows i0..i1 (already clipped to the window).
@@ -424,7 +426,7 @@ def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cuto
     Gaussians whose 3-sigma box is at most 8 (16) columns wide take the small path: each row of
     the box is one 8- (16-) lane vector (four rows of 4 or two rows of 8 per 16-lane vector,
     :func:`_box4_rows`, :func:`_box8_rows`) whose pixels are masked by the contract's own test
-    ``q <= cutoff`` with q in float64 per pixel (:func:`._simd.box_weights`): no per-row sqrt,
+    ``q <= cutoff`` with q in float64 per pixel (:func:`.simd.box_weights`): no per-row sqrt,
     span clipping or loop prologue. Wider ones walk the exact ellipse spans in 16-lane chunks,
     anchored by :func:`_anchored_span`. Either way a pixel's weight does not depend on the window.
     """
@@ -438,26 +440,26 @@ def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cuto
         nj = min(X1, bj1) - ja + 1
         off = (i0 - Y0) * stride + ja - X0
         if width < 4.0:
-            _simd.box_columns4x4(dxs, adxs, ja, p[0], p[2])
+            simd.box_columns4x4(dxs, adxs, ja, p[0], p[2])
             _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
             return
         if width < 8.0:
-            _simd.box_columns8x2(dxs, adxs, ja, p[0], p[2])
+            simd.box_columns8x2(dxs, adxs, ja, p[0], p[2])
             _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
             return
-        _simd.box_columns16(dxs, adxs, ja, p[0], p[2])
+        simd.box_columns16(dxs, adxs, ja, p[0], p[2])
         if nch == 3:
             for i in range(i0, i1 + 1):
                 dy = i + 0.5 - my
-                _simd.box_weights_rgb16(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy,
+                simd.box_weights_rgb16(buf, off, plane, cg[0], cg[1], cg[2], dxs, adxs, nj, b2 * dy,
                                         c * dy * dy, cutoff)
                 off += stride
             return
         for i in range(i0, i1 + 1):
             dy = i + 0.5 - my
-            _simd.box_weights16(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
+            simd.box_weights16(wv, dxs, adxs, nj, b2 * dy, c * dy * dy, cutoff)
             for ch in range(nch):
-                _simd.axpy16(buf, off + ch * plane, cg[ch], wv)
+                simd.axpy16(buf, off + ch * plane, cg[ch], wv)
             off += stride
         return
     for i in range(i0, i1 + 1):
@@ -466,16 +468,16 @@ def _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cuto
             continue
         nf = float32(ta + j1 - j0 + 1)
         off = (i - Y0) * stride + j0 - X0
-        for t0 in range(0, j1 - j0 + 1, _LANES):
-            _simd.span_weights16(wv, float32(ta + t0), q0, q1, q2, nf)
+        for t0 in range(0, j1 - j0 + 1, LANES):
+            simd.span_weights16(wv, float32(ta + t0), q0, q1, q2, nf)
             for ch in range(nch):
-                _simd.axpy16(buf, off + ch * plane + t0, cg[ch], wv)
+                simd.axpy16(buf, off + ch * plane + t0, cg[ch], wv)
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
     """Write the render of the region into ``out [h, w, C]`` (float32), tile by tile
-    (:func:`_splat` per Gaussian). Each pixel sums its Gaussians in ``ids`` order with weights
+    (:func:`splat` per Gaussian). Each pixel sums its Gaussians in ``ids`` order with weights
     that do not depend on the window, so the result does not depend on the threads, and a region
     render equals the same window of the full render bit for bit."""
     nch = cols.shape[1]
@@ -491,12 +493,12 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
         Y0 = max(y0, (ty0 + ty) * th)
         Y1 = min(y0 + h, (ty0 + ty + 1) * th) - 1
         # Planar [C, rows, cols + slack] flattened, so that a row of a channel is buf[off:].
-        stride = X1 - X0 + 1 + _LANES
+        stride = X1 - X0 + 1 + LANES
         plane = (Y1 - Y0 + 1) * stride
         buf = np.zeros(nch * plane, np.float32)
-        wv = np.empty(_LANES, np.float32)
-        dxs = np.empty(_LANES, np.float64)
-        adxs = np.empty(_LANES, np.float64)
+        wv = np.empty(LANES, np.float32)
+        dxs = np.empty(LANES, np.float64)
+        adxs = np.empty(LANES, np.float64)
         cg = np.empty(nch, np.float32)
         anchor = (tx0 + tx) * tw  # the tile's unclipped first column: the same for every region
         for k in range(start[t], start[t + 1]):
@@ -505,14 +507,14 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
                 cg[ch] = float32(cols[g, ch])
             i0 = max(Y0, boxes[g, 2])
             i1 = min(Y1, boxes[g, 3])
-            _splat(buf, stride, plane, cg, params[g], boxes[g, 0], boxes[g, 1], i0, i1, X0, X1, Y0, anchor,
+            splat(buf, stride, plane, cg, params[g], boxes[g, 0], boxes[g, 1], i0, i1, X0, X1, Y0, anchor,
                    cutoff, wv, dxs, adxs)
-        _copy_out(buf, stride, plane, Y1 - Y0 + 1, X1 - X0 + 1, out, Y0 - y0, X0 - x0)
+        copy_out(buf, stride, plane, Y1 - Y0 + 1, X1 - X0 + 1, out, Y0 - y0, X0 - x0)
     return out
 
 
 @njit(cache=True, inline="always")
-def _copy_out(buf, stride, plane, nrows, ncols, out, r0, c0):
+def copy_out(buf, stride, plane, nrows, ncols, out, r0, c0):
     """Planar buffer rows (``buf[ch * plane + i * stride + j]``) -> ``out[r0 + i, c0 + j, ch]``.
     Slices and loop indices from 0, which LLVM can vectorise (no negative-index wraparound)."""
     nch = out.shape[2]
@@ -618,11 +620,11 @@ def put_rows(a, order):
     return out
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     """Gradients of ``sum(grad_out * render)`` w.r.t. means, conic (a, b, c) and cols (float64).
 
-    ``grad_planes [C, h, w + _LANES]`` (float32, planar, zero slack columns) is the image gradient
+    ``grad_planes [C, h, w + LANES]`` (float32, planar, zero slack columns) is the image gradient
     of the region whose origin is (x0, y0). Each Gaussian sums over its own pixels: with ``s_p = w_p * <grad_p, cols>`` the
     moments of s_p in (dx, dy) give dL/da = -1/2 sum s dx^2, dL/db = -sum s dx dy,
     dL/dc = -1/2 sum s dy^2, dL/dmx = a sum s dx + b sum s dy, dL/dmy = b sum s dx + c sum s dy.
@@ -630,7 +632,7 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     gradients depend on it alone, so the results do not depend on the order, only the speed does.
 
     RGB Gaussians whose box is under 16 columns, or wider but not needle-like, take
-    :func:`._simd.box8_backward_rgb` / ``box16_backward_rgb`` / ``wide_backward_rgb``: every pixel of the box
+    :func:`.simd.box8_backward_rgb` / ``box16_backward_rgb`` / ``wide_backward_rgb``: every pixel of the box
     weighed as the forward's box paths weigh it, the sums kept in vector registers across the
     rows. The others walk the exact ellipse span of each row.
     """
@@ -657,13 +659,13 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
             k0, k1, k2 = float32(cols[g, 0]), float32(cols[g, 1]), float32(cols[g, 2])
             nj = j1b - j0b + 1
             if p[5] < 4.0:
-                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.box8_backward_rgb(
+                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box8_backward_rgb(
                     grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
             elif p[5] < 8.0:
-                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.box16_backward_rgb(
+                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box16_backward_rgb(
                     grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
             else:
-                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _simd.wide_backward_rgb(
+                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.wide_backward_rgb(
                     grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
             g_cols[g, 0] = e0w
             g_cols[g, 1] = e1w
@@ -680,7 +682,7 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
                     continue
                 dy = i + 0.5 - my
                 nf = float32(j1 - j0 + 1)
-                m = (j1 - j0 + _LANES) // _LANES * _LANES
+                m = (j1 - j0 + LANES) // LANES * LANES
                 ii = i - y0
                 jo = j0 - x0
                 rs = float32(0.0)
@@ -766,7 +768,7 @@ def all_valid(means, chol, colours, log_limit):
 
 
 @njit(cache=True, inline="always")
-def _projected_cov(c, s2, k):
+def projected_cov(c, s2, k):
     """Cholesky entries, S' = s^2 L L^T + k I, det(s^2 S) and det S' of log-Cholesky row ``c``.
 
     det(S') = det(s^2 S) + k (s^2 tr S) + k^2 needs no subtraction of nearly equal numbers.
@@ -804,15 +806,15 @@ def project(means, chol, colours, scale, aa_var, cutoff):
 
 @njit(cache=True, inline="always")
 def _project_one(means, chol, colours, g, scale, s2, k, cutoff, params, cols):
-    l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
+    l11, l21, l22, sxx, sxy, syy, det0, det = projected_cov(chol[g], s2, k)
     amp = math.sqrt(det0 / det) if k > 0.0 else 1.0
-    _fill_params(params[g], means[g, 0] * scale, means[g, 1] * scale, sxx, sxy, syy, det, cutoff)
+    fill_params(params[g], means[g, 0] * scale, means[g, 1] * scale, sxx, sxy, syy, det, cutoff)
     for ch in range(colours.shape[1]):
         cols[g, ch] = colours[g, ch] * amp
 
 
 @njit(cache=True, inline="always")
-def _fill_params(p, mx, my, sxx, sxy, syy, det, cutoff):
+def fill_params(p, mx, my, sxx, sxy, syy, det, cutoff):
     p[0] = mx
     p[1] = my
     p[2] = syy / det
@@ -834,7 +836,7 @@ def params_from_conic(means, conic, cutoff):
         b = conic[g, 1]
         c = conic[g, 2]
         dc = a * c - b * b
-        _fill_params(params[g], means[g, 0], means[g, 1], c / dc, -b / dc, a / dc, 1.0 / dc, cutoff)
+        fill_params(params[g], means[g, 0], means[g, 1], c / dc, -b / dc, a / dc, 1.0 / dc, cutoff)
     return params
 
 
@@ -856,7 +858,7 @@ def project_backward(chol, colours, scale, aa_var, g_means_s, g_conic, g_cols_s)
     s2 = scale * scale
     k = aa_var
     for g in prange(n):
-        l11, l21, l22, sxx, sxy, syy, det0, det = _projected_cov(chol[g], s2, k)
+        l11, l21, l22, sxx, sxy, syy, det0, det = projected_cov(chol[g], s2, k)
         pa = syy / det
         pb = -sxy / det
         pc = sxx / det

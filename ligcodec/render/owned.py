@@ -7,7 +7,7 @@ time); here the Gaussians of all tiles and levels are projected once and rendere
 parallel kernel whose work items are (tile, band of rows) pairs.
 
 Exactness: a region read equals the same window of a full read bit for bit. Pixel weights come
-from :func:`.kernels._splat`, whose float operations per pixel do not depend on the window (span
+from :func:`.kernels.splat`, whose float operations per pixel do not depend on the window (span
 quadratics anchored at the tile's first column), and each pixel sums the same Gaussians in the
 same order.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import float32, njit, prange
 
-from .kernels import _LANES, _clip_range, _splat
+from .kernels import LANES, clip_range, splat
 
 #: Rows per work item: a planar RGB band buffer of 256 x 32 floats (~100 KB) stays in L2.
 BAND = 32
@@ -42,24 +42,24 @@ def render_owned(params, cols, cutoff, seg, rects, anchors, x0, y0, out):
         Y1 = min(rects[t, 3], Y0 + BAND) - 1
         anchor = anchors[t]
         width = X1 - X0 + 1
-        stride = width + _LANES
+        stride = width + LANES
         plane = (Y1 - Y0 + 1) * stride
-        buf = np.zeros(nch * plane + _LANES, np.float32)
-        wv = np.empty(_LANES, np.float32)
-        dxs = np.empty(_LANES, np.float64)
-        adxs = np.empty(_LANES, np.float64)
+        buf = np.zeros(nch * plane + LANES, np.float32)
+        wv = np.empty(LANES, np.float32)
+        dxs = np.empty(LANES, np.float64)
+        adxs = np.empty(LANES, np.float64)
         cg = np.empty(nch, np.float32)
         for g in range(seg[t], seg[t + 1]):
             p = params[g]
-            i0, i1 = _clip_range(p[1] - 0.5, p[6], Y0, Y1)
+            i0, i1 = clip_range(p[1] - 0.5, p[6], Y0, Y1)
             if i0 > i1:
                 continue
-            bj0, bj1 = _clip_range(p[0] - 0.5, p[5], X0, X1)
+            bj0, bj1 = clip_range(p[0] - 0.5, p[5], X0, X1)
             if bj0 > bj1:
                 continue
             for ch in range(nch):
                 cg[ch] = float32(cols[g, ch])
-            _splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs)
+            splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs)
         for i in range(Y1 - Y0 + 1):
             orow = out[Y0 - y0 + i, X0 - x0 : X0 - x0 + width]
             for ch in range(nch):

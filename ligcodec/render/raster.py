@@ -41,7 +41,7 @@ def rasterize_backward(params, cols, region, grad_out):
     boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
     # Planar [C, h, w + slack] gives the backward kernel unit-stride spans it can vectorise.
     grad_out = np.asarray(grad_out, np.float32)
-    planes = np.zeros((grad_out.shape[2], h, w + kernels._LANES), np.float32)
+    planes = np.zeros((grad_out.shape[2], h, w + kernels.LANES), np.float32)
     planes[:, :, :w] = np.moveaxis(grad_out, -1, 0)
     # 64-px tiles: 48 KB of RGB gradient planes each, in L2 while its Gaussians are visited.
     order = kernels.tile_order(params, boxes, x0, y0, w, h, 64)

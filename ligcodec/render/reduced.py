@@ -16,14 +16,14 @@ square roots), a counting sort of (tile, Gaussian) pairs and an indirection per 
   does not depend on the threads, and a region render equals the same window of the full
   render bit for bit (a pixel's weight depends only on the pixel and the Gaussian).
 - Boxes at most 8 columns wide, nearly all at scale 1/4, are drawn two rows per 16-lane vector
-  (:func:`.kernels._make_box8_rows`, shared with the tiled path), with the exp polynomial
-  evaluated by Estrin's scheme and every multiply-add fused (:data:`._simd.FUSED`). Runs of
+  (:func:`.kernels.make_box8_rows`, shared with the tiled path), with the exp polynomial
+  evaluated by Estrin's scheme and every multiply-add fused (:data:`.simd.FUSED`). Runs of
   consecutive small RGB boxes, the common case, are drawn by one LLVM function of their own
-  (:func:`._simd._make_box8_block`: the same operations per pixel, with the arrays' pointers,
+  (:func:`.simd._make_box8_block`: the same operations per pixel, with the arrays' pointers,
   the column set-up and the constants kept in registers); at scale 1/4 that made the render
   12-15 % faster.
 
-Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels._splat`. Bands
+Wider Gaussians (8-16 columns, and the span path beyond) reuse :func:`.kernels.splat`. Bands
 only pay off when consecutive Gaussians are near each other (the codec's order): in random order
 every block reaches every band (:func:`block_spread` tells the two apart).
 """
@@ -36,15 +36,15 @@ from llvmlite import ir
 from numba import float32, float64, njit, prange, types
 from numba.extending import intrinsic
 
-from . import _simd
-from .kernels import _FAST, _LANES, _copy_out, _fill_params, _make_box8_rows, _projected_cov, _splat
+from . import simd
+from .kernels import FASTMATH, LANES, copy_out, fill_params, make_box8_rows, projected_cov, splat
 
 #: The banded path serves every scale up to this; above it, only spatially coherent Gaussians
 #: (see :func:`ligcodec.render.raster.render`).
 MAX_SCALE = 0.5
 
-_box8_rows = _make_box8_rows(_simd.est_box_weights8, _simd.est_box_weights_rgb8, _simd.est_box_weights8x2,
-                             _simd.est_box_weights_rgb8x2)
+_box8_rows = make_box8_rows(simd.est_box_weights8, simd.est_box_weights_rgb8, simd.est_box_weights8x2,
+                             simd.est_box_weights_rgb8x2)
 
 #: Gaussians per block: the unit that a band skips when none of them reaches it.
 _BLOCK = 512
@@ -93,7 +93,7 @@ def _exp(x):
 
 @njit(cache=True, inline="always")
 def _clip_box(centre, radius, lo_i, hi_i):
-    """Like :func:`.kernels._clip_range` but branch-free (so that :func:`setup` vectorises):
+    """Like :func:`.kernels.clip_range` but branch-free (so that :func:`setup` vectorises):
     ``(j0, j1)`` inclusive, empty (j0 > j1) when the range misses [lo_i, hi_i]. Clamping in float
     first keeps huge or far-away boxes from overflowing an integer."""
     lo = min(max(centre - radius, lo_i - 1.0), hi_i + 1.0)
@@ -103,7 +103,7 @@ def _clip_box(centre, radius, lo_i, hi_i):
     return j0, j1
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers):
     """Project every Gaussian to output pixels at ``scale``: ``(geo, aux, box, rows, ok)``.
 
@@ -251,7 +251,7 @@ def plane_size(rows, stride):
     return base
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def forward(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0, y0, w, h, nbands, nworkers,
             out):
     """Write the render of region ``(x0, y0, w, h)`` into ``out [h, w, C]`` float32 in ``nbands``
@@ -260,27 +260,27 @@ def forward(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0
     ``box``, ``rows``: from :func:`setup` on the same region and the same ``means`` (full-res
     centres; the draw scales them as setup did)."""
     nch = colours.shape[1]
-    stride = w + _LANES
+    stride = w + LANES
     xr1 = x0 + w - 1
     hmax = (h + nbands - 1) // nbands
     for wk in prange(nworkers):
-        buf = np.empty(nch * plane_size(hmax, stride) + _LANES, np.float32)
-        wv = np.empty(_LANES, np.float32)
-        dxs = np.empty(_LANES, np.float64)
-        adxs = np.empty(_LANES, np.float64)
+        buf = np.empty(nch * plane_size(hmax, stride) + LANES, np.float32)
+        wv = np.empty(LANES, np.float32)
+        dxs = np.empty(LANES, np.float64)
+        adxs = np.empty(LANES, np.float64)
         cg = np.empty(nch, np.float32)
         p = np.empty(9, np.float64)
         for bnd in range(wk, nbands, nworkers):
             B0 = y0 + bnd * h // nbands
             B1 = y0 + (bnd + 1) * h // nbands - 1
             plane = plane_size(B1 - B0 + 1, stride)
-            buf[: nch * plane + _LANES] = 0.0
+            buf[: nch * plane + LANES] = 0.0
             _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0, xr1, y0, B0, B1,
                        stride, plane, buf, wv, dxs, adxs, cg, p, out)
     return out
 
 
-@njit(cache=True, inline="always", fastmath=_FAST)
+@njit(cache=True, inline="always", fastmath=FASTMATH)
 def _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff, x0, xr1, y0, B0, B1, stride,
                plane, buf, wv, dxs, adxs, cg, p, out):
     """Draw every Gaussian that reaches rows B0..B1 into the zeroed planar ``buf`` and copy it out."""
@@ -294,17 +294,17 @@ def _draw_band(geo, aux, box, rows, means, chol, colours, scale, aa_var, cutoff,
         end = min(n, (blk + 1) * _BLOCK)
         while g < end:
             if rgb:  # small RGB boxes, nearly all at scale 1/4: in one intrinsic, up to the next other one
-                g = _simd.est_box8_rgb_block(buf, stride, plane, box, geo, aux, means, colours, scale, cutoff,
+                g = simd.est_box8_rgb_block(buf, stride, plane, box, geo, aux, means, colours, scale, cutoff,
                                              x0, B0, B1, g, end)
                 if g == end:
                     break
             _draw_gaussian(g, geo, aux, box, means, chol, colours, scale, aa_var, cutoff, x0, xr1, B0, B1,
                            stride, plane, buf, wv, dxs, adxs, cg, p)
             g += 1
-    _copy_out(buf, stride, plane, B1 - B0 + 1, w, out, B0 - y0, 0)
+    copy_out(buf, stride, plane, B1 - B0 + 1, w, out, B0 - y0, 0)
 
 
-@njit(cache=True, inline="always", fastmath=_FAST)
+@njit(cache=True, inline="always", fastmath=FASTMATH)
 def _draw_gaussian(g, geo, aux, box, means, chol, colours, scale, aa_var, cutoff, x0, xr1, B0, B1, stride,
                    plane, buf, wv, dxs, adxs, cg, p):
     """Draw Gaussian ``g`` into the band buffer (rows B0..B1), if its box reaches them."""
@@ -333,7 +333,7 @@ def _draw_gaussian(g, geo, aux, box, means, chol, colours, scale, aa_var, cutoff
     for ch in range(nch):
         cg[ch] = float32(colours[g, ch] * amp)
     if width < 8.0:
-        _simd.box_columns8x2(dxs, adxs, j0, mx, a)
+        simd.box_columns8x2(dxs, adxs, j0, mx, a)
         _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
         return
     if width < 16.0:
@@ -344,7 +344,7 @@ def _draw_gaussian(g, geo, aux, box, means, chol, colours, scale, aa_var, cutoff
         p[4] = c
         p[5] = 0.5 * width
     else:  # the exact span geometry of the scale-1 path, from the covariance
-        _, _, _, sxx, sxy, syy, _, det = _projected_cov(chol[g], s2, aa_var)
-        _fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
+        _, _, _, sxx, sxy, syy, _, det = projected_cov(chol[g], s2, aa_var)
+        fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
     # Anchor 0 (the output's first column) does not depend on the region or the band.
-    _splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs)
+    splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs)

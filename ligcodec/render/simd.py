@@ -8,12 +8,12 @@ padding masked off, so a row costs a handful of vector instructions.
 
 Every operation is a plain ``fmul``/``fadd``/``fsub`` without fast-math flags, or an explicit
 ``llvm.fma`` (exactly rounded): LLVM neither reassociates nor contracts them, so results are
-the same on every run and in every process (see ``_FAST`` in :mod:`.kernels`). The tiled path's
+the same on every run and in every process (see ``FASTMATH`` in :mod:`.kernels`). The tiled path's
 operations (:data:`HORNER`) are those of :func:`.kernels._exp_half_neg`, operation for
 operation; the banded path's (:data:`FUSED`) evaluate the same polynomial with fewer.
 
 All pointers are element offsets into contiguous float32 arrays; the caller guarantees that
-``off + width`` stays inside the array (the tile buffer has :data:`.kernels._LANES` columns of
+``off + width`` stays inside the array (the tile buffer has :data:`.kernels.LANES` columns of
 slack).
 """
 
