@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import print_table  # noqa: E402
 from ligcodec.fit import fit  # noqa: E402
 from ligcodec.fit.optimise import psnr  # noqa: E402
-from ligcodec.io import read_image  # noqa: E402
+from ligcodec.source import read_image  # noqa: E402
 
 
 def main(argv=None):

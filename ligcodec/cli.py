@@ -233,7 +233,7 @@ def decode(input, output, scale, region, preview, all_levels, pyramid, force, qu
 def fit(input, output, gaussians, density, levels, steps, seed, workers, force, quiet):
     """Research: fit INPUT and save the unquantised float model to OUTPUT (.npz)."""
     from .fit import FitConfig, FitSettings, fit as fit_image
-    from .io import read_image
+    from .source import read_image
 
     _check_input(input)
     _check_output(output, force, input)

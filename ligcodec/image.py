@@ -339,13 +339,13 @@ class LigImage:
             raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} cannot be decoded")
         return means, chol, cols, first
 
-    def aszarr(self, **kwargs):
+    def aszarr(self, *, chunk: int = 256, axes: str = "cyx", name: str | None = None):
         """A read-only zarr v3 store of the image as an OME-NGFF multiscale pyramid, each chunk
         rendered on demand (see :func:`ligcodec.zarr_store.aszarr`): ``zarr.open_group(store)``,
         ``dask.array.from_zarr(store, component="0")``, napari."""
         from .zarr_store import aszarr
 
-        return aszarr(self, **kwargs)
+        return aszarr(self, chunk=chunk, axes=axes, name=name)
 
     @property
     def bytes_read(self) -> int:

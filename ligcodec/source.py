@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import LigFormatError, LigInputError, LigSizeError
-from .io import TIFF_SUFFIXES, read_image
+from .io import TIFF_SUFFIXES
 from .limits import MAX_ENCODE_PIXELS
 
 
@@ -163,6 +164,62 @@ class TiffSource(Source):
     def identity(self) -> bytes:
         st = os.stat(self.path)
         return repr((self.path, st.st_size, st.st_mtime_ns)).encode()
+
+
+def read_image(path) -> np.ndarray:
+    """``[H, W, C]`` uint8/uint16 array of an image file (EXIF orientation applied)."""
+    path = Path(path)
+    if not path.exists():
+        raise LigInputError(f"{path}: no such file")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        src = TiffSource(path)  # checks layout and sample type with clear messages
+        a = src.read(0, 0, src.width, src.height)
+    elif _png_bit_depth(path) == 16:
+        # Pillow reads 16-bit colour PNGs as 8-bit RGB (silently dropping the low byte); imagecodecs
+        # (libpng) keeps all 16 bits.
+        import imagecodecs
+
+        try:
+            a = imagecodecs.png_decode(path.read_bytes())
+        except Exception as e:
+            raise LigFormatError(f"{path}: cannot read 16-bit PNG: {e}") from None
+        if a.dtype != np.uint16:
+            a = a.astype(np.uint16)
+    else:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        try:
+            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, limits.MAX_IN_MEMORY_PIXELS)
+            with Image.open(path) as im:
+                if im.width * im.height > limits.MAX_IN_MEMORY_PIXELS:
+                    raise LigSizeError(f"{path}: {im.width}x{im.height} pixels; PNG/JPEG/WebP inputs are decoded "
+                                       f"whole, up to {limits.MAX_IN_MEMORY_PIXELS} pixels. Convert it to a tiled TIFF "
+                                       "(read tile by tile, any size)")
+                im = ImageOps.exif_transpose(im)
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    a = np.asarray(im).astype(np.uint16)
+                elif im.mode in ("L", "RGB", "RGBA", "LA"):
+                    a = np.asarray(im)
+                elif im.mode == "1":
+                    a = np.asarray(im.convert("L"))
+                else:
+                    a = np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+            raise LigFormatError(f"{path}: cannot read image: {e}") from None
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or not 1 <= a.shape[2] <= 4:
+        raise LigInputError(f"{path}: unsupported image layout {a.shape} (need H x W with 1-4 channels)")
+    if a.dtype not in (np.uint8, np.uint16):
+        raise LigInputError(f"{path}: unsupported sample type {a.dtype} (need 8- or 16-bit integers)")
+    return a
+
+
+def _png_bit_depth(path) -> int | None:
+    """Bit depth from a PNG's IHDR chunk (None if not a PNG)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
 def open_source(image) -> Source:

@@ -67,36 +67,40 @@ _CHANNEL_INFO = {  # channels -> [(label, colour)] for the "omero" rendering set
 }
 
 
-def aszarr(img, *, chunk: int = DEFAULT_CHUNK, axes: str = "cyx", name: str | None = None):
-    """A read-only zarr v3 store over ``img`` (a :class:`~ligcodec.LigImage` or a path to a
-    ``.lig`` file, which the store then opens and closes) presenting it as an OME-NGFF 0.5
-    multiscale image; chunks are rendered on demand. See the module docstring for the layout.
+def aszarr(img, *, chunk: int = DEFAULT_CHUNK, axes: str = "cyx", name: str | None = None, owns: bool = False):
+    """A read-only zarr v3 store over ``img`` (an open :class:`~ligcodec.LigImage`; ``owns``: the
+    store closes it) presenting it as an OME-NGFF 0.5 multiscale image; chunks are rendered on
+    demand. See the module docstring for the layout. (``LigImage.aszarr()`` calls this; this
+    module never imports ``image.py``, so the two do not import each other.)
 
     ``chunk``: side of the square chunks (output pixels, 16..4096). ``axes``: ``"cyx"`` (OME-NGFF,
     the default) or ``"yxc"`` (numpy layout, no OME metadata). ``name``: the multiscale's name
     (default: the file's name).
     """
-    return LigZarrStore(img, chunk=chunk, axes=axes, name=name)
+    return LigZarrStore(img, chunk=chunk, axes=axes, name=name, owns=owns)
 
 
-def _reopen(path, chunk, axes, name):
-    return aszarr(path, chunk=chunk, axes=axes, name=name)
+def _reopen(image_class, path, chunk, axes, name):
+    """Unpickling (a dask worker): the same kind of image opened again from its path."""
+    return aszarr(image_class(path), chunk=chunk, axes=axes, name=name, owns=True)
 
 
 class LigZarrStore(Store):
     """A read-only zarr v3 store rendering a ``.lig`` image on demand (see :func:`aszarr`)."""
 
-    def __init__(self, img, *, chunk: int = DEFAULT_CHUNK, axes: str = "cyx", name: str | None = None):
+    def __init__(self, img, *, chunk: int = DEFAULT_CHUNK, axes: str = "cyx", name: str | None = None,
+                 owns: bool = False):
         from .errors import LigInputError
-        from .image import LigImage
 
         super().__init__(read_only=True)
         if axes not in ("cyx", "yxc"):
             raise LigInputError(f"axes {axes!r} must be 'cyx' (OME-NGFF) or 'yxc' (numpy layout)")
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or not 16 <= chunk <= 4096:
             raise LigInputError(f"chunk {chunk!r} must be an integer in 16..4096")
-        self._owns = not isinstance(img, LigImage)
-        self._img = LigImage(img) if self._owns else img
+        if not (hasattr(img, "read") and hasattr(img, "header") and hasattr(img, "level_downsamples")):
+            raise LigInputError(f"aszarr() takes an open image (ligcodec.open(path).aszarr()), got {img!r}")
+        self._owns = owns
+        self._img = img
         self._chunk = int(chunk)
         self._axes = axes
         h = self._img.header
@@ -221,7 +225,7 @@ class LigZarrStore(Store):
         return hash((id(self._img), self._chunk, self._axes, self._name))
 
     def __reduce__(self):
-        return _reopen, (os.fspath(self._img.path), self._chunk, self._axes, self._name)
+        return _reopen, (type(self._img), os.fspath(self._img.path), self._chunk, self._axes, self._name)
 
     def __repr__(self):
         return f"<LigZarrStore {self._img.path} {self._axes} chunks {self._chunk} levels {len(self._levels)}>"

@@ -267,7 +267,7 @@ def test_unreadable_input_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.undo()
     src.chmod(0o644)
 
-    import ligcodec.io as io
+    import ligcodec.source as io
 
     def eio(*a, **k):
         raise OSError(5, "Input/output error", str(src))

@@ -146,9 +146,12 @@ def test_pickles_by_path(big):
 def test_store_from_path_and_bad_arguments(big):
     from ligcodec import LigInputError
 
-    s = aszarr(big.path)
+    s = aszarr(ligcodec.open(big.path), owns=True)
     assert zarr.open_group(s, mode="r")["2"].shape == (3, 175, 275)
     s.close()
+    assert s._img._reader.closed
+    with pytest.raises(LigInputError):
+        aszarr(big.path)  # a path: open it first (ligcodec.open(path).aszarr())
     with pytest.raises(LigInputError):
         aszarr(big, axes="xyc")
     with pytest.raises(LigInputError):
