@@ -54,6 +54,9 @@ TILE = (256, 32)
 #: on ``dx = slope dy +- sqrt((ry^2 - dy^2) kspan)`` with ``slope = Sxy / Syy``,
 #: ``kspan = det S' / Syy^2``.
 PARAM_FIELDS = ("mx", "my", "a", "b", "c", "rx", "ry", "slope", "kspan")
+#: Their indices, by name: every kernel reads and writes ``params`` rows through these (numba folds
+#: them to constants, so the code is the same as with bare numbers).
+P_MX, P_MY, P_A, P_B, P_C, P_RX, P_RY, P_SLOPE, P_KSPAN = range(len(PARAM_FIELDS))
 #: q-polynomial coefficients are clamped here before the float32 cast: only one-pixel spans can
 #: have larger ones, and there ``0 * inf`` would otherwise give NaN.
 _QMAX = 1e30
@@ -93,13 +96,13 @@ def _row_span(p, cutoff, i, lo_x, hi_x):
     ``q(j0 + t) = q0 + t * (q1 + t * q2)`` and ``dx0 = j0 + 0.5 - mx``. Every comparison is
     written so that NaN leads to an empty or clipped span, never to an index outside [lo_x, hi_x].
     """
-    mx = p[0]
-    dy = i + 0.5 - p[1]
-    r2 = p[6] * p[6] - dy * dy
+    mx = p[P_MX]
+    dy = i + 0.5 - p[P_MY]
+    r2 = p[P_RY] * p[P_RY] - dy * dy
     if not (r2 >= 0.0):
         return 1, 0, float32(0.0), float32(0.0), float32(0.0), 0.0
-    hw = math.sqrt(r2 * p[8])
-    centre = mx + p[7] * dy - 0.5
+    hw = math.sqrt(r2 * p[P_KSPAN])
+    centre = mx + p[P_SLOPE] * dy - 0.5
     lo = centre - hw
     hi = centre + hw
     if not (lo <= hi_x and hi >= lo_x):  # misses the window, or NaN: never convert it to an int
@@ -107,9 +110,9 @@ def _row_span(p, cutoff, i, lo_x, hi_x):
     j0 = int(math.ceil(lo)) if lo > lo_x else lo_x
     j1 = int(math.floor(hi)) if hi < hi_x else hi_x
     dx = j0 + 0.5 - mx
-    a = p[2]
-    b = p[3]
-    q0 = float32(a * dx * dx + 2.0 * b * dx * dy + p[4] * dy * dy)
+    a = p[P_A]
+    b = p[P_B]
+    q0 = float32(a * dx * dx + 2.0 * b * dx * dy + p[P_C] * dy * dy)
     q1 = float32(max(-_QMAX, min(_QMAX, 2.0 * (a * dx + b * dy))))
     return j0, j1, q0, q1, float32(min(a, _QMAX)), dx
 
@@ -126,8 +129,8 @@ def gaussian_boxes(params, x0, y0, w, h):
     xr1 = x0 + w - 1
     yr1 = y0 + h - 1
     for g in prange(n):
-        boxes[g, 0], boxes[g, 1] = clip_range(params[g, 0] - 0.5, params[g, 5], x0, xr1)
-        boxes[g, 2], boxes[g, 3] = clip_range(params[g, 1] - 0.5, params[g, 6], y0, yr1)
+        boxes[g, 0], boxes[g, 1] = clip_range(params[g, P_MX] - 0.5, params[g, P_RX], x0, xr1)
+        boxes[g, 2], boxes[g, 3] = clip_range(params[g, P_MY] - 0.5, params[g, P_RY], y0, yr1)
     return boxes
 
 
@@ -199,8 +202,8 @@ def _box_and_count(params, g, x0, y0, w, h, tw, th, sx, sy, boxes, cnt):
     """Store Gaussian ``g``'s clipped box and add 1 to ``cnt`` for every tile it touches
     (``sx``, ``sy``: :func:`_log2_or_neg` of the tile size)."""
     tx0, ty0, ntx, _ = _tile_grid(x0, y0, w, h, tw, th)
-    j0, j1 = clip_range(params[g, 0] - 0.5, params[g, 5], x0, x0 + w - 1)
-    i0, i1 = clip_range(params[g, 1] - 0.5, params[g, 6], y0, y0 + h - 1)
+    j0, j1 = clip_range(params[g, P_MX] - 0.5, params[g, P_RX], x0, x0 + w - 1)
+    i0, i1 = clip_range(params[g, P_MY] - 0.5, params[g, P_RY], y0, y0 + h - 1)
     boxes[g, 0] = j0
     boxes[g, 1] = j1
     boxes[g, 2] = i0
@@ -317,13 +320,13 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
     ``ja = max(ceil(lo), anchor)``, which does not depend on the clip ``[lo_x, hi_x]`` (``anchor <=
     lo_x``): ``(ta, j0, j1, q0, q1, q2)`` with ``ta = j0 - ja``. So a pixel's weight is computed by
     the same float operations whatever window is rendered."""
-    mx = p[0]
-    dy = i + 0.5 - p[1]
-    r2 = p[6] * p[6] - dy * dy
+    mx = p[P_MX]
+    dy = i + 0.5 - p[P_MY]
+    r2 = p[P_RY] * p[P_RY] - dy * dy
     if not (r2 >= 0.0):
         return 0, 1, 0, float32(0.0), float32(0.0), float32(0.0)
-    hw = math.sqrt(r2 * p[8])
-    centre = mx + p[7] * dy - 0.5
+    hw = math.sqrt(r2 * p[P_KSPAN])
+    centre = mx + p[P_SLOPE] * dy - 0.5
     lo = centre - hw
     hi = centre + hw
     # A span that misses the window (or NaN) returns before any float becomes an int: a centre
@@ -334,9 +337,9 @@ def _anchored_span(p, cutoff, i, lo_x, hi_x, anchor):
     j1 = int(math.floor(hi)) if hi < hi_x else hi_x
     ja = int(math.ceil(lo)) if lo > anchor else anchor
     dx = ja + 0.5 - mx
-    a = p[2]
-    b = p[3]
-    q0 = float32(a * dx * dx + 2.0 * b * dx * dy + p[4] * dy * dy)
+    a = p[P_A]
+    b = p[P_B]
+    q0 = float32(a * dx * dx + 2.0 * b * dx * dy + p[P_C] * dy * dy)
     q1 = float32(max(-_QMAX, min(_QMAX, 2.0 * (a * dx + b * dy))))
     return j0 - ja, j0, j1, q0, q1, float32(min(a, _QMAX))
 
@@ -431,23 +434,23 @@ def splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutof
     anchored by :func:`_anchored_span`. Either way a pixel's weight does not depend on the window.
     """
     nch = cg.shape[0]
-    width = 2.0 * p[5]  # the box spans at most floor(width) + 1 columns
+    width = 2.0 * p[P_RX]  # the box spans at most floor(width) + 1 columns
     if width < 16.0:
-        my = p[1]
-        b2 = 2.0 * p[3]
-        c = p[4]
+        my = p[P_MY]
+        b2 = 2.0 * p[P_B]
+        c = p[P_C]
         ja = max(X0, bj0)
         nj = min(X1, bj1) - ja + 1
         off = (i0 - Y0) * stride + ja - X0
         if width < 4.0:
-            simd.box_columns4x4(dxs, adxs, ja, p[0], p[2])
+            simd.box_columns4x4(dxs, adxs, ja, p[P_MX], p[P_A])
             _box4_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
             return
         if width < 8.0:
-            simd.box_columns8x2(dxs, adxs, ja, p[0], p[2])
+            simd.box_columns8x2(dxs, adxs, ja, p[P_MX], p[P_A])
             _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
             return
-        simd.box_columns16(dxs, adxs, ja, p[0], p[2])
+        simd.box_columns16(dxs, adxs, ja, p[P_MX], p[P_A])
         if nch == 3:
             for i in range(i0, i1 + 1):
                 dy = i + 0.5 - my
@@ -548,8 +551,8 @@ def _tile_keys(params, boxes, x0, y0, w, h, ts):
     for g in prange(n):
         # a centre outside the region (its box inside) counts in the edge tile; clamped as floats
         # first, so that no value (NaN included) reaches the integer conversion out of range
-        fx = math.floor((params[g, 0] - x0) * inv)
-        fy = math.floor((params[g, 1] - y0) * inv)
+        fx = math.floor((params[g, P_MX] - x0) * inv)
+        fy = math.floor((params[g, P_MY] - y0) * inv)
         tx = np.int64(min(fx if fx > 0.0 else 0.0, ntx - 1.0))
         ty = np.int64(min(fy if fy > 0.0 else 0.0, nty - 1.0))
         missed = boxes[g, 0] > boxes[g, 1] or boxes[g, 2] > boxes[g, 3]
@@ -648,25 +651,25 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
         if j0b > j1b or i0 > i1:
             continue
         p = params[g]
-        my = p[1]
-        a = p[2]
-        b = p[3]
-        c = p[4]
+        my = p[P_MY]
+        a = p[P_A]
+        b = p[P_B]
+        c = p[P_C]
         # RGB boxes under 16 columns (the pixels the forward's box paths draw), and wider ones
         # whose ellipse fills the box enough (sqrt(1 - rho^2) >= 0.6, over 47 % of it): every
         # pixel of the box is weighed, so a needle across its box is left to the span path.
-        if nch == 3 and (p[5] < 8.0 or p[8] * p[6] * p[6] >= 0.36 * p[5] * p[5]):
+        if nch == 3 and (p[P_RX] < 8.0 or p[P_KSPAN] * p[P_RY] * p[P_RY] >= 0.36 * p[P_RX] * p[P_RX]):
             k0, k1, k2 = float32(cols[g, 0]), float32(cols[g, 1]), float32(cols[g, 2])
             nj = j1b - j0b + 1
-            if p[5] < 4.0:
+            if p[P_RX] < 4.0:
                 e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box8_backward_rgb(
-                    grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
-            elif p[5] < 8.0:
+                    grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+            elif p[P_RX] < 8.0:
                 e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box16_backward_rgb(
-                    grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+                    grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
             else:
                 e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.wide_backward_rgb(
-                    grad_planes, y0, x0, i0, i1, j0b, nj, p[0], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+                    grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
             g_cols[g, 0] = e0w
             g_cols[g, 1] = e1w
             g_cols[g, 2] = e2w
@@ -815,15 +818,15 @@ def _project_one(means, chol, colours, g, scale, s2, k, cutoff, params, cols):
 
 @njit(cache=True, inline="always")
 def fill_params(p, mx, my, sxx, sxy, syy, det, cutoff):
-    p[0] = mx
-    p[1] = my
-    p[2] = syy / det
-    p[3] = -sxy / det
-    p[4] = sxx / det
-    p[5] = math.sqrt(cutoff * sxx)
-    p[6] = math.sqrt(cutoff * syy)
-    p[7] = sxy / syy
-    p[8] = det / (syy * syy)
+    p[P_MX] = mx
+    p[P_MY] = my
+    p[P_A] = syy / det
+    p[P_B] = -sxy / det
+    p[P_C] = sxx / det
+    p[P_RX] = math.sqrt(cutoff * sxx)
+    p[P_RY] = math.sqrt(cutoff * syy)
+    p[P_SLOPE] = sxy / syy
+    p[P_KSPAN] = det / (syy * syy)
 
 
 @njit(cache=True, parallel=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import float32, njit, prange
 
-from .kernels import LANES, clip_range, splat
+from .kernels import LANES, P_MX, P_MY, P_RX, P_RY, clip_range, splat
 
 #: Rows per work item: a planar RGB band buffer of 256 x 32 floats (~100 KB) stays in L2.
 BAND = 32
@@ -51,10 +51,10 @@ def render_owned(params, cols, cutoff, seg, rects, anchors, x0, y0, out):
         cg = np.empty(nch, np.float32)
         for g in range(seg[t], seg[t + 1]):
             p = params[g]
-            i0, i1 = clip_range(p[1] - 0.5, p[6], Y0, Y1)
+            i0, i1 = clip_range(p[P_MY] - 0.5, p[P_RY], Y0, Y1)
             if i0 > i1:
                 continue
-            bj0, bj1 = clip_range(p[0] - 0.5, p[5], X0, X1)
+            bj0, bj1 = clip_range(p[P_MX] - 0.5, p[P_RX], X0, X1)
             if bj0 > bj1:
                 continue
             for ch in range(nch):

@@ -37,7 +37,8 @@ from numba import float32, float64, njit, prange, types
 from numba.extending import intrinsic
 
 from . import simd
-from .kernels import FASTMATH, LANES, copy_out, fill_params, make_box8_rows, projected_cov, splat
+from .kernels import (FASTMATH, LANES, P_A, P_B, P_C, P_KSPAN, P_MX, P_MY, P_RX, P_RY, P_SLOPE, copy_out,
+                      fill_params, make_box8_rows, projected_cov, splat)
 
 #: The banded path serves every scale up to this; above it, only spatially coherent Gaussians
 #: (see :func:`ligcodec.render.raster.render`).
@@ -337,12 +338,17 @@ def _draw_gaussian(g, geo, aux, box, means, chol, colours, scale, aa_var, cutoff
         _box8_rows(buf, off, stride, plane, cg, dxs, adxs, nj, my, b2, c, i0, i1, cutoff, wv)
         return
     if width < 16.0:
-        p[0] = mx
-        p[1] = my
-        p[2] = a
-        p[3] = 0.5 * b2
-        p[4] = c
-        p[5] = 0.5 * width
+        # splat()'s small-box path reads only these; the span geometry it never reads is NaN, not
+        # a stale row (a path that read it would draw nothing, and the tests would see it).
+        p[P_MX] = mx
+        p[P_MY] = my
+        p[P_A] = a
+        p[P_B] = 0.5 * b2
+        p[P_C] = c
+        p[P_RX] = 0.5 * width
+        p[P_RY] = np.nan
+        p[P_SLOPE] = np.nan
+        p[P_KSPAN] = np.nan
     else:  # the exact span geometry of the scale-1 path, from the covariance
         _, _, _, sxx, sxy, syy, _, det = projected_cov(chol[g], s2, aa_var)
         fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
