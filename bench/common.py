@@ -56,22 +56,10 @@ def _cpu_model_and_flags():
     return model or "unknown CPU", flags
 
 
-def isa_description() -> str:
-    """One line saying which instruction set the numba kernels ran on: the host CPU model, whether
-    it has AVX-512F (/proc/cpuinfo flags), the CPU numba compiles for (``NUMBA_CPU_NAME``, else
-    the host's, as llvmlite names it) and its features (``NUMBA_CPU_FEATURES``, else the host's),
-    and the widest vector registers in a small function numba compiles here (zmm: AVX-512, ymm:
-    AVX/AVX2). The last is what the kernels use: ``NUMBA_CPU_NAME=haswell`` alone keeps the
-    host's AVX-512 features (and zmm); with ``NUMBA_CPU_FEATURES=-avx512f`` too it is AVX2."""
-    import llvmlite.binding as ll
+def vector_asm() -> str:
+    """The machine code numba emits here for a small float32 loop that LLVM vectorises: its
+    registers (zmm: AVX-512, ymm: AVX/AVX2) show which instruction set the kernels get."""
     from numba import njit
-    from numba.core import config
-
-    model, flags = _cpu_model_and_flags()
-    avx512 = "unknown" if flags is None else ("yes" if "avx512f" in flags else "no")
-    target = config.CPU_NAME or ll.get_host_cpu_name()
-    source = "NUMBA_CPU_NAME" if config.CPU_NAME else "host"
-    features = "host" if config.CPU_FEATURES is None else repr(config.CPU_FEATURES)
 
     @njit(cache=False)
     def axpy(y, a, x):
@@ -80,7 +68,26 @@ def isa_description() -> str:
 
     x = np.ones(64, np.float32)
     axpy(x, np.float32(2.0), x)
-    asm = "\n".join(axpy.inspect_asm().values())
+    return "\n".join(axpy.inspect_asm().values())
+
+
+def isa_description() -> str:
+    """One line saying which instruction set the numba kernels ran on: the host CPU model, whether
+    it has AVX-512F (/proc/cpuinfo flags), the CPU numba compiles for (``NUMBA_CPU_NAME``, else
+    the host's, as llvmlite names it) and its features (``NUMBA_CPU_FEATURES``, else the host's),
+    and the widest vector registers in a small function numba compiles here (zmm: AVX-512, ymm:
+    AVX/AVX2). The last is what the kernels use: ``NUMBA_CPU_NAME=haswell`` alone keeps the
+    host's AVX-512 features (and zmm); with ``NUMBA_CPU_FEATURES=-avx512f`` too it is AVX2."""
+    import llvmlite.binding as ll
+    from numba.core import config
+
+    model, flags = _cpu_model_and_flags()
+    avx512 = "unknown" if flags is None else ("yes" if "avx512f" in flags else "no")
+    target = config.CPU_NAME or ll.get_host_cpu_name()
+    source = "NUMBA_CPU_NAME" if config.CPU_NAME else "host"
+    features = "host" if config.CPU_FEATURES is None else repr(config.CPU_FEATURES)
+
+    asm = vector_asm()
     widest = next((f"{r} ({isa})" for r, isa in (("zmm", "AVX-512"), ("ymm", "AVX/AVX2"), ("xmm", "SSE"))
                    if r in asm), "no vector registers")
     return (f"CPU: {model}; AVX-512F: {avx512}; numba target: {target} ({source}), features: {features}; "

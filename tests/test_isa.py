@@ -98,17 +98,10 @@ def test_avx2_build_is_in_effect():
     environment really selects the AVX2 code path (NUMBA_CPU_NAME alone would not)."""
     if not os.environ.get(CHILD_MARK):
         pytest.skip(_NOT_IN_SUBPROCESS)
-    import numpy as np
-    from numba import njit
     from numba.core import config
 
-    @njit(cache=False)
-    def axpy(y, a, x):
-        for i in range(y.size):
-            y[i] += a * x[i]
+    from bench.common import vector_asm
 
-    x = np.ones(64, np.float32)
-    axpy(x, np.float32(2.0), x)
-    asm = "\n".join(axpy.inspect_asm().values())
+    asm = vector_asm()
     assert config.CPU_NAME == "haswell" and config.CPU_FEATURES == AVX2_ENV["NUMBA_CPU_FEATURES"]
     assert "ymm" in asm and "zmm" not in asm
