@@ -164,7 +164,7 @@ _PLACE = """([z, x0, y0]) => {
 
 def _open(page, url):
     page.goto(url)
-    page.wait_for_function("window.viewer && window.viewer.world.getItemCount() > 0", timeout=60_000)
+    page.wait_for_function("window.viewer && window.viewer.world && window.viewer.world.getItemCount() > 0", timeout=60_000)
     assert page.evaluate(_SETTLE), "OpenSeadragon did not finish loading"
 
 
