@@ -66,6 +66,39 @@ def geometric_cdf(lo, hi, loc, k, weights, cdf):
     cdf[n] = np.uint32(1 << PRECISION)
 
 
+#: Symbol lookup of a table stream: the top :data:`LOOKUP_BITS` bits of the state's low 24 bits
+#: pick a bucket, whose first and last possible symbols a table holds, and a binary search
+#: between those two finishes (the decoded symbols are those of a binary search over the whole
+#: table; only the speed differs). For the codec's tables (most of the mass near the centre) a
+#: bucket holds one or two symbols, so the search is mostly zero or one step; a forged table of
+#: many tiny probabilities costs no more than the plain binary search. A table of m symbols gets
+#: about 2m buckets, at most 2^LOOKUP_BITS (the lookup stays in L1, and building it costs about
+#: as much as building the table).
+LOOKUP_BITS = 10
+
+
+@numba.njit(cache=True, nogil=True)
+def lookup_bits(m):
+    """Bucket bits for a table of ``m`` symbols: about 2m buckets, 16 to 2^LOOKUP_BITS."""
+    bits = 4
+    while bits < LOOKUP_BITS and (1 << bits) < 2 * m:
+        bits += 1
+    return bits
+
+
+@numba.njit(cache=True, nogil=True)
+def symbol_lookup(cdf, m, bits, start):
+    """``start[b]`` (``b <= 2^bits``): the largest symbol ``i < m`` with
+    ``cdf[i] <= b << (24 - bits)``."""
+    shift = PRECISION - bits
+    i = 0
+    for b in range((1 << bits) + 1):
+        q = b << shift
+        while i + 1 < m and cdf[i + 1] <= q:
+            i += 1
+        start[b] = i
+
+
 @numba.njit(cache=True, nogil=True)
 def decode_streams(words, kinds, los, his, locs, ks, n, out):
     """Pop ``n`` symbols per stream off the ANS stack ``words`` (uint32, as
@@ -77,6 +110,7 @@ def decode_streams(words, kinds, los, his, locs, ks, n, out):
             width = max(width, his[s] - los[s] + 2)
     weights = np.empty(width, np.float64)
     cdf = np.empty(width, np.uint32)
+    start = np.empty((1 << LOOKUP_BITS) + 1, np.int32)
     pos = len(words)
     state = np.uint64(0)
     if pos > 0:
@@ -101,12 +135,15 @@ def decode_streams(words, kinds, los, his, locs, ks, n, out):
         m = his[s] - lo + 1
         if kind == TABLE:
             geometric_cdf(lo, his[s], locs[s], ks[s], weights, cdf)
+            bucket = PRECISION - lookup_bits(m)
+            symbol_lookup(cdf, m, PRECISION - bucket, start)
         else:
             ppb = (1 << PRECISION) // m
         for j in range(n):
             q = np.int64(state & mask)
             if kind == TABLE:
-                a, b = 0, m  # largest i with cdf[i] <= q
+                a = np.int64(start[q >> bucket])  # the largest a with cdf[a] <= q is in [a, b)
+                b = np.int64(start[(q >> bucket) + 1]) + 1
                 while b - a > 1:
                     mid = (a + b) >> 1
                     if cdf[mid] <= q:
