@@ -285,17 +285,23 @@ class LigImage:
                 if k in self._cache:
                     self._cache.move_to_end(k)
                     have[k] = self._cache[k]
-            missing = [k for k in keys if k not in have]
-            batch = self._decode_many(missing) if missing else None
-            new = {}
-            if batch is not None:
-                means, chol, cols, first = batch
-                for i, k in enumerate(missing):
-                    new[k] = (first[i], first[i + 1])
-                # Keep copies of the last tiles decoded (views would pin the whole batch).
-                for i, k in list(enumerate(missing))[-self._cache_size:]:
-                    a, b = first[i], first[i + 1]
-                    self._cache[k] = Gaussians(means[a:b].copy(), chol[a:b].copy(), cols[a:b].copy())
+        missing = [k for k in keys if k not in have]
+        # Decoded outside the lock, so that concurrent reads (a tile server's threads) decode in
+        # parallel; two reads that miss the same tile both decode it, to the same values.
+        batch = self._decode_many(missing) if missing else None
+        new = {}
+        if batch is not None:
+            means, chol, cols, first = batch
+            for i, k in enumerate(missing):
+                new[k] = (first[i], first[i + 1])
+            # Keep copies of the last tiles decoded (views would pin the whole batch).
+            kept = [(k, Gaussians(means[a:b].copy(), chol[a:b].copy(), cols[a:b].copy()))
+                    for k, a, b in zip(missing[-self._cache_size:], first[:-1][-self._cache_size:],
+                                       first[1:][-self._cache_size:])]
+            with self._lock:
+                for k, g in kept:
+                    self._cache[k] = g
+                    self._cache.move_to_end(k)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         counts = np.array([(new[k][1] - new[k][0]) if k in new else len(have[k]) for k in keys], np.int64)

@@ -33,8 +33,10 @@ from .render.owned import render_owned
 
 
 #: Most Gaussians :meth:`Model.render` gathers and projects at once (~200 bytes each while
-#: rendering): what bounds a read's memory on images of any size.
-GROUP_GAUSSIANS = 1 << 20
+#: rendering): what bounds a read's memory on images of any size. Smaller groups also keep the
+#: decoded and projected arrays of a whole-image read nearer the caches (bench/large.py: 2^18 was
+#: the fastest of 2^14-2^20 at scales 1 and 1/4; BENCHMARKS.md).
+GROUP_GAUSSIANS = 1 << 18
 
 
 def tile_grid(width: int, height: int, tile: int):
