@@ -1,8 +1,8 @@
 """numba's on-disk cache, keyed on every kernel source of the package, not only the caller's file.
 
 numba decides whether a cached function is stale from its own source file alone. A kernel inlines
-helpers and LLVM intrinsics from other modules (``render/simd.py`` into ``kernels.py``, ``owned.py``
-and ``reduced.py``), so after editing ``simd.py`` the callers' caches kept the old code until their
+helpers and LLVM intrinsics from other modules (``render/simd.py`` into ``kernels.py``, ``decoder.py``
+and ``banded.py``), so after editing ``simd.py`` the callers' caches kept the old code until their
 own files changed: an A/B benchmark or a test could run yesterday's kernel. Here every cached
 function of ligcodec is stamped with one digest of all the package's numba sources, so an edit to
 any of them recompiles everything that might inline it. Installed from ``ligcodec/__init__.py``,

@@ -19,9 +19,9 @@ from .codec.batch import LIMIT_MESSAGES, OK, decode_chunks
 from .codec.tile import decode_chunk
 from .container import LigReader
 from .errors import LigFormatError, LigIndexError, LigInputError, LigSizeError
-from .model import Model, tile_grid
+from .model import Model, tile_grid, tile_output_span
 from .render import Gaussians
-from .render.contract import check_scale, output_size
+from .render.contract import check_region, check_scale, output_size
 
 
 @contextmanager
@@ -33,6 +33,10 @@ def _no_memory_error(scale, region):
     except MemoryError:
         raise LigSizeError(f"not enough memory for a read at scale {scale} of region {region}: read a smaller "
                            "region or scale, or read the image in parts (img[y0:y1, x0:x1])") from None
+
+
+#: Output pixels a read renders at a time (float32, 12 bytes each in RGB): see LigImage.read.
+STRIP_PIXELS = 1 << 22
 
 
 class _LazyLevel:
@@ -144,12 +148,37 @@ class LigImage:
             return out
 
     def read(self, scale=1.0, region=None, levels=None) -> np.ndarray:
-        """``[h, w, C]`` in the image's dtype (uint8 or uint16) at ``scale`` and ``region``."""
+        """``[h, w, C]`` in the image's dtype (uint8 or uint16) at ``scale`` and ``region``.
+
+        Rendered in strips of whole rows of tiles, each converted as it is done: a float32
+        render of the whole output (four times the bytes of uint8) is never held, and its pages
+        never faulted in. A region read is the same window of a full read bit for bit, so the
+        strips change no pixel."""
+        s = check_scale(scale)
+        ow, oh = output_size(self.header.width, self.header.height, s)
+        x0, y0, w, h = check_region(region, ow, oh)
         peak = 65535 if self.header.bit_depth == 16 else 255
-        out = self.read_float(scale, region, levels)
         with _no_memory_error(scale, region):
-            out *= peak
-            return np.round(out, out=out).astype(self.dtype)
+            out = np.empty((h, w, self.header.channels), self.dtype)
+            for a, b in self._strips(s, y0, h, w):
+                part = self.read_float(s, (x0, y0 + a, w, b - a), levels)
+                part *= peak
+                out[a:b] = np.round(part, out=part)
+        return out
+
+    def _strips(self, s: float, y0: int, h: int, w: int):
+        """``[(a, b)]``: rows ``[a, b)`` of a read of ``h`` rows from output row ``y0``, each about
+        :data:`STRIP_PIXELS` / ``w`` rows, cut where a row of tiles starts owning pixels."""
+        T, H = self.header.tile, self.header.height
+        starts = sorted({tile_output_span(Y, min(H, Y + T), s, H)[0] - y0 for Y in range(T, H, T)})
+        cuts, last = [0], 0
+        rows = max(1, STRIP_PIXELS // max(w, 1))
+        for c in starts:
+            if 0 < c < h and c - last >= rows:
+                cuts.append(c)
+                last = c
+        cuts.append(h)
+        return list(zip(cuts[:-1], cuts[1:]))
 
     def read_region(self, location, level: int, size) -> np.ndarray:
         """OpenSlide-style: ``location`` (x, y) in level-0 pixels, ``size`` (w, h) in the level's

@@ -27,9 +27,8 @@ import numpy as np
 from .errors import LigFormatError, LigInputError, LigSizeError
 from .limits import MAX_IN_MEMORY_PIXELS
 from .render import Gaussians
-from .render import kernels
-from .render.contract import CUTOFF_Q, aa_variance, check_region, check_scale, output_size
-from .render.owned import render_owned
+from .render.contract import check_region, check_scale, output_size
+from .render.decoder import draw
 
 
 #: Most Gaussians :meth:`Model.render` gathers and projects at once (~200 bytes each while
@@ -37,6 +36,38 @@ from .render.owned import render_owned
 #: decoded and projected arrays of a whole-image read nearer the caches (bench/large.py: 2^18 was
 #: the fastest of 2^14-2^20 at scales 1 and 1/4; BENCHMARKS.md).
 GROUP_GAUSSIANS = 1 << 18
+
+
+def _groups(owned, counts):
+    """``[(a, b)]``: slices of ``owned`` (row-major tiles) for :meth:`Model.render`, each whole rows
+    of tiles of at most :data:`GROUP_GAUSSIANS` in all, or a run within one row that alone holds
+    more. Either way a group's rectangles tile its bounding rectangle (the banded draw needs it)."""
+    rows, a = [], 0
+    for i in range(1, len(owned) + 1):
+        if i == len(owned) or owned[i][3][1] != owned[a][3][1]:  # a new row of tiles starts at i
+            rows.append((a, i))
+            a = i
+    out, cur, total = [], None, 0
+    for a, b in rows:
+        n = sum(counts[a:b])
+        if cur is not None and total + n <= GROUP_GAUSSIANS:
+            cur, total = (cur[0], b), total + n
+            continue
+        if cur is not None:
+            out.append(cur)
+        cur, total = (a, b), n
+        if n > GROUP_GAUSSIANS:  # a row alone is too many: runs of it
+            start, total = a, 0
+            for i in range(a, b):
+                if i > start and total + counts[i] > GROUP_GAUSSIANS:
+                    out.append((start, i))
+                    start, total = i, 0
+                total += counts[i]
+            out.append((start, b))  # not merged with the next row: runs stay within their row
+            cur, total = None, 0
+    if cur is not None:
+        out.append(cur)
+    return out
 
 
 def tile_grid(width: int, height: int, tile: int):
@@ -105,25 +136,15 @@ class Model:
         owned = self.owned_rects(s, (x0, y0, w, h))
         if not owned:
             return out
-        # All tiles and levels in one projection and one kernel call (see render/owned.py), in
-        # groups of tiles of at most GROUP_GAUSSIANS: a small read of a huge image (1/128 of a
-        # gigapixel) otherwise held every Gaussian of the image at once (3.5 GB). Each pixel
-        # belongs to one tile, so the groups change no pixel.
+        # All tiles and levels in one draw (see render/decoder.py), in groups of tiles of at most
+        # GROUP_GAUSSIANS: a small read of a huge image (1/128 of a gigapixel) otherwise held
+        # every Gaussian of the image at once (3.5 GB). Each pixel belongs to one tile, so the
+        # groups change no pixel.
         counts = self.tile_counts([t for t, *_ in owned], levels)
-        start = 0
-        while start < len(owned):
-            stop, total = start + 1, counts[start]
-            while stop < len(owned) and total + counts[stop] <= GROUP_GAUSSIANS:
-                total += counts[stop]
-                stop += 1
-            group = owned[start:stop]
-            start = stop
+        for a, b in _groups(owned, counts):
+            group = owned[a:b]
             means, chol, colours, seg = self.gather([t for t, *_ in group], levels)
-            if seg[-1] == 0:
-                continue
-            params, cols = kernels.project(means, chol, colours, s, aa_variance(s), CUTOFF_Q)
-            render_owned(params, cols, CUTOFF_Q, seg, np.array([r for _, r, _, _ in group], np.int64),
-                         np.array([a for _, _, a, _ in group], np.int64), x0, y0, out)
+            draw(means, chol, colours, seg, np.array([r for _, r, _, _ in group], np.int64), s, x0, y0, out)
         return out
 
     def tile_counts(self, tiles, levels) -> list[int]:

@@ -53,7 +53,7 @@ CHILD_MARK = "LIGCODEC_ISA_SUBPROCESS"
 SUBSET = [
     "tests/test_isa.py::test_avx2_build_is_in_effect",
     "tests/test_spec.py::test_spec_reader_decodes_like_ligcodec",
-    "tests/test_owned.py",
+    "tests/test_decoder_draw.py",
     "tests/test_render.py::test_small_and_large_paths_match_reference",
     "tests/test_render.py::test_wide_and_thin_gaussians_match_reference",
     "tests/test_grad.py::test_gradients_match_autograd_of_reference",

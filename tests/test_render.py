@@ -128,7 +128,7 @@ def _codec_ordered(rng, n, size, channels=3):
 
 def test_reduced_path_matches_reference_and_tiled_path(rng):
     """SCENARIO: 6000 codec-ordered Gaussians (12 blocks of 512), where render() takes the banded
-    path of render/reduced.py at every scale. EXPECTED RESULT: it matches the reference (below
+    path of render/banded.py at every scale. EXPECTED RESULT: it matches the reference (below
     scale 1, where the dense reference fits in memory) and the tiled machinery (rasterize on
     projected params, itself tested against the reference) to float rounding."""
     from ligcodec.render.raster import project as project_params
@@ -153,18 +153,18 @@ def test_reduced_path_does_not_depend_on_bands_or_threads(rng, channels):
     Gaussians in index order)."""
     import numba
 
-    from ligcodec.render import reduced
+    from ligcodec.render import banded
     from ligcodec.render.gaussians import LOG_SCALE_LIMIT
 
     g = _codec_ordered(rng, 3000, 300, channels=channels)
     s, (w, h) = 0.25, output_size(300, 300, 0.25)  # (the same code serves scale 1: see above)
     k = aa_variance(s)
-    geo, aux, box, rows, ok = reduced.setup(g.means, g.chol, s, k, 9.0, LOG_SCALE_LIMIT, 0, 0, w, h, 3)
+    geo, aux, box, rows, ok = banded.setup(g.means, g.chol, s, k, 9.0, LOG_SCALE_LIMIT, 0, 0, w, h, 3)
     assert ok
     outs = []
     for nb, workers in ((1, 1), (3, 2), (7, 3)):
         out = np.empty((h, w, channels), np.float32)
-        outs.append(reduced.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb,
+        outs.append(banded.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, 9.0, 0, 0, w, h, nb,
                                     workers, out))
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
     threads = numba.get_num_threads()
@@ -200,7 +200,7 @@ def test_path_choice_depends_on_order_and_scale_not_region(rng):
 def test_vectorised_exp_matches_numpy():
     from numba import njit
 
-    from ligcodec.render.reduced import _exp
+    from ligcodec.render.banded import _exp
 
     x = np.concatenate([np.linspace(-60, 60, 100001), [0.0, -0.0, 1e-300, 50.0, -50.0]])
     got = njit(lambda v: np.array([_exp(t) for t in v]))(x)

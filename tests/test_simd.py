@@ -699,7 +699,7 @@ def test_est_box8_rgb_block(coltype):
     """est_box8_rgb_block (the banded path's run of small RGB boxes, FUSED) against its twin on a
     band (rows 10-21, columns from x0 = 5) with 60 Gaussians: boxes 1-8 columns wide, rows partly
     or wholly outside the band (clipped or skipped), empty boxes, zero colours, colours float32
-    and float64. Called as reduced._draw_band does (from g, then past each Gaussian it returns):
+    and float64. Called as banded._draw_band does (from g, then past each Gaussian it returns):
     it must return the same indices (a box width of exactly 8.0 and a NaN width end a run, an
     empty box of width 8 does not) and leave the same bits in the band buffer."""
     rng = np.random.default_rng(10 if coltype is F32 else 11)

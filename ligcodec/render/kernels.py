@@ -421,10 +421,12 @@ _box4_rows = make_box4_rows(simd.box_weights4x4, simd.box_weights_rgb4x4)
 
 
 @njit(cache=True, inline="always")
-def splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs):
+def splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutoff, wv, dxs, adxs, sx0, sx1):
     """Add one Gaussian (params ``p``, colours ``cg [C]``) to the planar buffer of the window
     columns X0..X1, rows from Y0 (``buf[ch * plane + (i - Y0) * stride + j - X0]``), over its box
-    columns bj0..bj1 and rows i0..i1 (already clipped to the window).
+    columns bj0..bj1 and rows i0..i1 (already clipped to the window). Wide Gaussians' row spans
+    are clipped to columns ``sx0..sx1`` (the window, or for the banded decoder the columns its
+    tile owns).
 
     Gaussians whose 3-sigma box is at most 8 (16) columns wide take the small path: each row of
     the box is one 8- (16-) lane vector (four rows of 4 or two rows of 8 per 16-lane vector,
@@ -466,7 +468,7 @@ def splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutof
             off += stride
         return
     for i in range(i0, i1 + 1):
-        ta, j0, j1, q0, q1, q2 = _anchored_span(p, cutoff, i, X0, X1, anchor)
+        ta, j0, j1, q0, q1, q2 = _anchored_span(p, cutoff, i, sx0, sx1, anchor)
         if j0 > j1:
             continue
         nf = float32(ta + j1 - j0 + 1)
@@ -511,7 +513,7 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
             i0 = max(Y0, boxes[g, 2])
             i1 = min(Y1, boxes[g, 3])
             splat(buf, stride, plane, cg, params[g], boxes[g, 0], boxes[g, 1], i0, i1, X0, X1, Y0, anchor,
-                   cutoff, wv, dxs, adxs)
+                  cutoff, wv, dxs, adxs, X0, X1)
         copy_out(buf, stride, plane, Y1 - Y0 + 1, X1 - X0 + 1, out, Y0 - y0, X0 - x0)
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import kernels, reduced
+from . import banded, kernels
 from .contract import CUTOFF_Q, aa_variance, check_region, check_scale, output_size
 from .gaussians import LOG_SCALE_LIMIT, Gaussians
 
@@ -64,7 +64,7 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
     number of threads.
 
     Two paths evaluate the same contract and agree to float rounding (~1e-7 of the peak): the
-    banded path of :mod:`.reduced` (no binning) and the tiled path of :mod:`.kernels` (project,
+    banded path of :mod:`.banded` (no binning) and the tiled path of :mod:`.kernels` (project,
     bin into tiles, draw). The banded one serves every scale up to 1/2, and larger scales when
     the Gaussians are spatially coherent, as the codec stores them; Gaussians in random order
     above 1/2 take the tiled one. Measured (bench/render.py Gaussians, 200k on 2048^2, scale
@@ -94,18 +94,18 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
 
 
 def _render_banded(g: Gaussians, s: float, region, out, out_h: int):
-    """The banded path (see :mod:`.reduced`): ``out``, or None above scale 1/2 when the
+    """The banded path (see :mod:`.banded`): ``out``, or None above scale 1/2 when the
     Gaussians are not spatially coherent (the tiled path is then faster). The choice depends
     on the Gaussians, the scale and the output height ``out_h``, not on the region."""
     x0, y0, w, h = region
     # Blocks of consecutive Gaussians whose centres span more than a quarter of the output's
     # rows on average: random order, not the codec's.
-    coherent = reduced.block_spread(g.means, s) <= out_h / 4
-    if not coherent and s > reduced.MAX_SCALE:
+    coherent = banded.block_spread(g.means, s) <= out_h / 4
+    if not coherent and s > banded.MAX_SCALE:
         return None
     k = aa_variance(s)
     workers = numba.get_num_threads()
-    geo, aux, box, rows, ok = reduced.setup(g.means, g.chol, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h,
+    geo, aux, box, rows, ok = banded.setup(g.means, g.chol, s, k, CUTOFF_Q, LOG_SCALE_LIMIT, x0, y0, w, h,
                                             workers)
     if not (ok and np.isfinite(g.colours).all()):
         g.validate()  # raises, naming the culprit
@@ -114,5 +114,5 @@ def _render_banded(g: Gaussians, s: float, region, out, out_h: int):
     # blocks that reach it, so when they are not coherent one band per thread scans least:
     # 200k shuffled Gaussians at 1/4 of 2048^2 took 15.5 ms with 8 bands, 7.2 ms with 2.
     nb = min(h, max(2 * workers, -(-h // 64)) if coherent else workers)
-    return reduced.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h,
+    return banded.forward(geo, aux, box, rows, g.means, g.chol, g.colours, s, k, CUTOFF_Q, x0, y0, w, h,
                            nb, min(workers, nb), out)

@@ -107,7 +107,7 @@ class _Ops:
 
 #: The tiled path's operations (the encoder's fits and the decoder: keep them bit for bit).
 HORNER = _Ops(_exp_half_neg_vec, False)
-#: The banded path's (:mod:`.reduced`): Estrin, and fused multiply-adds throughout.
+#: The banded path's (:mod:`.banded`): Estrin, and fused multiply-adds throughout.
 FUSED = _Ops(_exp_half_neg_vec_fused, True)
 
 
@@ -498,7 +498,7 @@ def _make_box8_block(ops):
     def box8_rgb_block(typingctx, dst, stride, plane, box, geo, aux, means, colours, scale, cutoff, x0, b0,
                        b1, g0, g1):
         """Draw Gaussians ``g0, g0 + 1, ...`` (rows ``b0..b1`` of the band buffer ``dst``, whose
-        column 0 is output column ``x0``) as :func:`reduced._draw_band` would, and return the
+        column 0 is output column ``x0``) as :func:`banded._draw_band` would, and return the
         index of the first one that is not a small box (box width ``aux[1, g] >= 8``), or ``g1``.
         Gaussians whose box misses the band are skipped. C-ordered arrays: ``box [4, N]`` int32,
         ``geo [3, N]`` float64, ``aux [2, N]`` float32, ``means [N, 2]`` float64, ``colours [N, 3]``

@@ -1,4 +1,4 @@
-"""The decoder's one-call tiled renderer (render/owned.py) against a per-tile dense reference."""
+"""The decoder's one-call tiled renderer (render/decoder.py) against a per-tile dense reference."""
 
 import numpy as np
 import pytest

@@ -104,7 +104,6 @@ def _clip_box(centre, radius, lo_i, hi_i):
     return j0, j1
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers):
     """Project every Gaussian to output pixels at ``scale``: ``(geo, aux, box, rows, ok)``.
 
@@ -125,6 +124,17 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
     ``nworkers`` parallel work items each take a contiguous run of blocks (one work item per
     block cost ~0.6 ms more for 200k Gaussians, even on one thread).
     """
+    seg = np.array([0, len(means)], np.int64)
+    rects = np.array([[x0, y0, x0 + w, y0 + h]], np.int64)
+    return setup_owned(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers, seg, rects)
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def setup_owned(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers, seg, rects):
+    """:func:`setup` with every box also clipped to the pixels its owner owns: Gaussians
+    ``seg[t]:seg[t + 1]`` belong to owner ``t``, which owns the output pixels ``rects[t] =
+    (X0, Y0, X1, Y1)`` (half-open). The decoder's rule (spec section 6): a codec tile's Gaussians
+    draw only into the pixels the tile owns."""
     n = means.shape[0]
     geo = np.empty((3, n), np.float64)
     aux = np.empty((2, n), np.float32)
@@ -203,6 +213,14 @@ def setup(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nworkers)
                 i0, i1 = _clip_box(my[t] - 0.5, math.sqrt(cutoff * syy[t]), y0, yr1)
                 bi0[t] = np.int32(i0)
                 bi1[t] = np.int32(i1)
+            own = np.searchsorted(seg, g0, side="right") - 1
+            for t in range(m):  # scalar, unlike the loops above; owners change rarely in a block
+                while g0 + t >= seg[own + 1]:
+                    own += 1
+                bj0[t] = max(bj0[t], np.int32(rects[own, 0]))
+                bj1[t] = min(bj1[t], np.int32(rects[own, 2] - 1))
+                bi0[t] = max(bi0[t], np.int32(rects[own, 1]))
+                bi1[t] = min(bi1[t], np.int32(rects[own, 3] - 1))
             lo = yr1 + 1
             hi = y0 - 1
             for t in range(m):
@@ -352,5 +370,6 @@ def _draw_gaussian(g, geo, aux, box, means, chol, colours, scale, aa_var, cutoff
     else:  # the exact span geometry of the scale-1 path, from the covariance
         _, _, _, sxx, sxy, syy, _, det = projected_cov(chol[g], s2, aa_var)
         fill_params(p, mx, my, sxx, sxy, syy, det, cutoff)
-    # Anchor 0 (the output's first column) does not depend on the region or the band.
-    splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs)
+    # Anchor 0 (the output's first column) does not depend on the region or the band. Spans are
+    # clipped to the box, which setup_owned clipped to the columns the Gaussian's tile owns.
+    splat(buf, stride, plane, cg, p, j0, j1, i0, i1, x0, xr1, B0, 0, cutoff, wv, dxs, adxs, j0, j1)
