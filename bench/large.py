@@ -7,6 +7,13 @@ whole image at 1/4 scale vs Pillow's JPEG 2000 ``reduce=2``.
     python bench/large.py --sizes 4 --giga --resume  # hours: Ctrl-C stops, the same command goes on
     python bench/large.py --sizes 1024 --reads-only --decode   # reads and decodes of existing files
     python bench/large.py --sizes 4 --workers-test   # 1 vs 2 workers on the 4 MP image
+    python bench/large.py --sizes 4 16 64 256 --reads-only --repeat-from 64   # decode cost per MP
+
+``--repeat-from 64`` makes a missing larger file out of the 64 MP file's chunks, repeated 2 x 2
+(or 4 x 4) over a grid twice (four times) as wide: a valid file whose tiles are real encoded
+tiles, for read benchmarks at sizes whose effort-1 encode would take hours on 2 cores (chunk
+positions are relative to their tile and colour steps are per level, so a chunk means the same
+thing at any tile). Its pixels are the 64 MP file's, tiled; its encode columns stay empty.
 
 Test images are mosaics of 512x512 crops of the real photos in ../shared/data (aerial, satellite,
 pathology, microscopy, photos), chosen by a fixed pseudo-random sequence, written once as tiled,
@@ -153,6 +160,25 @@ def encode(src: Path, out: Path, effort: int, workers: int, resume: bool = False
             len(parts))
 
 
+def repeat_lig(src: Path, out: Path, reps: int):
+    """Write ``out``: the file ``src`` with its tile grid repeated ``reps x reps`` times."""
+    import dataclasses
+
+    from ligcodec.container import LigReader, write_lig
+
+    with LigReader(src) as r:
+        h = r.header
+        if h.alpha_mask or h.width % h.tile or h.height % h.tile:
+            raise SystemExit(f"{src}: only files without alpha whose sides are whole tiles can be repeated")
+        nx, ny = h.grid
+        big = dataclasses.replace(h, width=h.width * reps, height=h.height * reps,
+                                  metadata={**h.metadata, "bench": f"{src.name} repeated {reps}x{reps}"})
+        chunks = [[(r.chunk(lvl, (ty % ny) * nx + tx % nx), r.entry(lvl, (ty % ny) * nx + tx % nx).count)
+                   for ty in range(ny * reps) for tx in range(nx * reps)] for lvl in range(h.levels)]
+    with open(out, "wb") as f:
+        write_lig(f, big, chunks)
+
+
 def region_reads(lig: Path, side: int):
     """Latency of 1024^2 reads at full scale: cold (new tiles), warm (same region again)."""
     import ligcodec
@@ -172,14 +198,26 @@ def region_reads(lig: Path, side: int):
     return cold, warm, same
 
 
-def quarter_vs_j2k(src: Path, lig: Path, bpp: float):
-    """Seconds for img[::4, ::4] of the whole .lig vs Pillow JPEG 2000 reduce=2 at the same bpp."""
+def whole_reads(lig: Path):
+    """Best-of-3 seconds of ``img[::4, ::4]`` and ``img[:, :]`` (the whole image at 1/4 and at full
+    scale, in memory), each from a fresh open: no tile cache carried over."""
+    import ligcodec
+
+    def read(step):
+        with ligcodec.open(lig) as img:
+            return img[::step, ::step]
+
+    read(4)  # numba's compiled kernels loaded once, as a long-running reader would have them
+    return best_time(lambda: read(4), repeat=3, warmup=0), best_time(lambda: read(1), repeat=3, warmup=0)
+
+
+def j2k_reads(src: Path, bpp: float):
+    """Best-of-3 seconds of Pillow's JPEG 2000 decode at ``reduce=2`` and in full, of the source
+    coded at ``bpp``, and that file's bpp."""
     import io
 
     import tifffile
     from PIL import Image
-
-    import ligcodec
 
     Image.MAX_IMAGE_PIXELS = None
     a = tifffile.imread(src)
@@ -191,15 +229,13 @@ def quarter_vs_j2k(src: Path, lig: Path, bpp: float):
             im.reduce = 2
             im.load()
 
-    def quarter():  # a fresh open each time: no tile cache carried over, like a fresh J2K decode
-        with ligcodec.open(lig) as img:
-            return img[::4, ::4]
+    def j2k_full():
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
 
-    quarter()  # numba's compiled kernels loaded once, as a long-running reader would have them
-    ours = best_time(quarter, repeat=3, warmup=0)
-    theirs = best_time(j2k, repeat=3, warmup=0)
-    with ligcodec.open(lig) as img:
-        return ours, theirs, len(data) * 8 / (img.shape[0] * img.shape[1])
+    side = Image.open(io.BytesIO(data)).size
+    return (best_time(j2k, repeat=3, warmup=0), best_time(j2k_full, repeat=3, warmup=0),
+            len(data) * 8 / (side[0] * side[1]))
 
 
 def main(argv=None):
@@ -219,6 +255,9 @@ def main(argv=None):
     ap.add_argument("--reads-only", action="store_true",
                     help="no encode: measure the reads of the .lig files already in --workdir (the encode "
                          "columns come from their .runs.json, if a --resume run left one)")
+    ap.add_argument("--repeat-from", type=int, choices=sorted(SIDES), metavar="MP",
+                    help="with --reads-only: make a missing larger file from this size's file, its tiles "
+                         "repeated (see above)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-large"))
     args = ap.parse_args(argv)
     sizes = args.sizes + ([1024] if args.giga else [])
@@ -227,10 +266,16 @@ def main(argv=None):
     for mp in sizes:
         side = SIDES[mp]
         src = args.workdir / f"mosaic_{side}.tif"
-        t = time.perf_counter()
-        build_mosaic(side, src)
-        print(f"[{mp} MP] mosaic {src} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
         out = args.workdir / f"mosaic_{side}_e{args.effort}.lig"
+        repeated = False
+        if args.reads_only and args.repeat_from and not out.exists() and mp > args.repeat_from:
+            base = SIDES[args.repeat_from]
+            repeat_lig(args.workdir / f"mosaic_{base}_e{args.effort}.lig", out, side // base)
+            repeated = True
+        else:
+            t = time.perf_counter()
+            build_mosaic(side, src)
+            print(f"[{mp} MP] mosaic {src} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
         runs = [args.workers] + ([1] if args.workers_test and mp == min(sizes) and args.workers != 1 else [])
         if args.reads_only:
             rows.append(_logged_row(out, side, args.effort, args.workers))
@@ -244,9 +289,15 @@ def main(argv=None):
                    "peak RSS MB": f"{rss:.0f}", "bpp": f"{size * 8 / side**2:.3f}"}
             print(row, file=sys.stderr, flush=True)
             rows.append(row)
+        if repeated:
+            rows[-1]["bpp"] += f" ({args.repeat_from} MP x{(side // SIDES[args.repeat_from]) ** 2})"
         cold, warm, same = region_reads(out, side)
         rows[-1].update({"1024^2 read cold ms": f"{cold * 1e3:.0f}", "warm ms": f"{warm * 1e3:.0f}",
                          "window==full": same})
+        quarter, full = whole_reads(out)
+        mpx = side * side / 1e6
+        rows[-1].update({"[::4,::4] s": f"{quarter:.3f}", "[::4,::4] ms/MP": f"{quarter * 1e3 / mpx:.1f}",
+                         "full s": f"{full:.2f}", "full ms/MP": f"{full * 1e3 / mpx:.1f}"})
         if args.decode:
             for scale, name in ((1.0, "decode s=1"), (0.25, "decode s=1/4")):
                 tif = args.workdir / f"decoded_{side}.tif"
@@ -254,13 +305,15 @@ def main(argv=None):
                                                 "--scale", str(scale), "--force", "-q"])
                 tif.unlink()
                 rows[-1].update({f"{name} s": f"{secs:.1f}", f"{name} RSS MB": f"{rss:.0f}"})
-        if mp <= args.j2k_max:
-            ours, theirs, jbpp = quarter_vs_j2k(src, out, out.stat().st_size * 8 / side**2)
-            rows[-1].update({"[::4,::4] s": f"{ours:.3f}", "J2K reduce=2 s": f"{theirs:.3f}",
-                             "J2K bpp": f"{jbpp:.3f}"})
+        if mp <= args.j2k_max and not repeated:
+            j_quarter, j_full, jbpp = j2k_reads(src, out.stat().st_size * 8 / side**2)
+            rows[-1].update({"J2K reduce=2 s": f"{j_quarter:.3f}", "J2K full s": f"{j_full:.2f}",
+                             "J2K bpp": f"{jbpp:.3f}", "[::4,::4] x": f"{j_quarter / quarter:.2f}",
+                             "full x": f"{j_full / full:.2f}"})
         print(rows[-1], file=sys.stderr, flush=True)
     print_table(rows, ["MP", "side", "effort", "workers", "encode s", "s/MP", "CPU s/MP", "parts", "peak RSS MB", "bpp",
-                       "1024^2 read cold ms", "warm ms", "window==full", "[::4,::4] s", "J2K reduce=2 s", "J2K bpp"]
+                       "1024^2 read cold ms", "warm ms", "window==full", "[::4,::4] s", "[::4,::4] ms/MP",
+                       "J2K reduce=2 s", "[::4,::4] x", "full s", "full ms/MP", "J2K full s", "full x", "J2K bpp"]
                 + (["decode s=1 s", "decode s=1 RSS MB", "decode s=1/4 s", "decode s=1/4 RSS MB"] if args.decode else []))
 
 
