@@ -140,8 +140,11 @@ class LigImage:
         px; ``levels=[0]`` renders the coarse level alone (a preview that reads fewer bytes);
         ``levels=None`` is :meth:`Model.default_levels` (level 0 alone at scales up to a progressive
         file's ``level0_scale``, otherwise all levels)."""
+        return self._read_float(scale, region, levels)
+
+    def _read_float(self, scale, region, levels, out=None) -> np.ndarray:
         with _no_memory_error(scale, region):
-            out = self.model.render(scale=scale, region=region, levels=levels)
+            out = self.model.render(scale=scale, region=region, levels=levels, out=out)
             np.clip(out, 0, 1, out=out)
             if self.header.alpha_mask:
                 self._apply_alpha(out, check_scale(scale), region)
@@ -160,8 +163,10 @@ class LigImage:
         peak = 65535 if self.header.bit_depth == 16 else 255
         with _no_memory_error(scale, region):
             out = np.empty((h, w, self.header.channels), self.dtype)
-            for a, b in self._strips(s, y0, h, w):
-                part = self.read_float(s, (x0, y0 + a, w, b - a), levels)
+            strips = self._strips(s, y0, h, w)
+            buf = np.empty((max(b - a for a, b in strips), w, self.header.channels), np.float32)
+            for a, b in strips:  # one float buffer for every strip: its pages are faulted in once
+                part = self._read_float(s, (x0, y0 + a, w, b - a), levels, buf[: b - a])
                 part *= peak
                 out[a:b] = np.round(part, out=part)
         return out

@@ -125,16 +125,22 @@ class Model:
             return [0]
         return list(range(len(self.levels)))
 
-    def render(self, scale=1.0, region=None, levels=None) -> np.ndarray:
+    def render(self, scale=1.0, region=None, levels=None, out=None) -> np.ndarray:
         """``[h, w, C]`` float32 render (unclamped) at ``scale`` of ``region = (x, y, w, h)`` in
-        output pixels. Only the tiles that overlap the region are rendered."""
+        output pixels, into ``out`` if given (every pixel is written). Only the tiles that
+        overlap the region are rendered."""
         s = check_scale(scale)
         ow, oh = output_size(self.width, self.height, s)
         x0, y0, w, h = check_region(region, ow, oh)
         levels = self.default_levels(s) if levels is None else self._check_levels(levels)
-        out = np.zeros((h, w, self.channels), np.float32)
+        if out is None:
+            out = np.empty((h, w, self.channels), np.float32)
+        elif out.shape != (h, w, self.channels) or out.dtype != np.float32:
+            raise LigInputError(f"out has shape {out.shape} and dtype {out.dtype}; the render needs "
+                                f"{(h, w, self.channels)} float32")
         owned = self.owned_rects(s, (x0, y0, w, h))
-        if not owned:
+        if not owned:  # an empty region; otherwise every pixel is owned by one tile and written
+            out[...] = 0
             return out
         # All tiles and levels in one draw (see render/decoder.py), in groups of tiles of at most
         # GROUP_GAUSSIANS: a small read of a huge image (1/128 of a gigapixel) otherwise held

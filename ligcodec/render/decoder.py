@@ -33,13 +33,14 @@ def draw(means, chol, colours, seg, rects, scale, x0, y0, out):
     (half-open, inside the region). The rectangles must tile their bounding rectangle exactly
     (whole rows of tiles, or a run within one row: how :meth:`ligcodec.model.Model.render`
     groups them), since the bands write all of it."""
-    if seg[-1] == 0:
-        return out
     bx0, by0 = int(rects[:, 0].min()), int(rects[:, 1].min())
     bx1, by1 = int(rects[:, 2].max()), int(rects[:, 3].max())
     w, h = bx1 - bx0, by1 - by0
     if int(((rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])).sum()) != w * h:
         raise ValueError("the tiles' rectangles do not tile their bounding rectangle")
+    if seg[-1] == 0:
+        out[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = 0
+        return out
     k = aa_variance(scale)
     workers = numba.get_num_threads()
     # Gaussians are validated when their chunk is decoded (codec/batch.py), hence no log limit.
