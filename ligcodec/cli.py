@@ -489,10 +489,15 @@ def main(argv=None) -> int:
 def console() -> None:
     """The ``ligcodec`` command: :func:`main`, then exit without the interpreter's collection of
     every object at shutdown. A decode leaves ~120k objects (numba's type registries, mostly);
-    collecting them took ~0.3 s of a ~1 s cold decode (bench/cold.py). ``gc.freeze()`` moves them
-    out of the collector's sight; atexit handlers and buffered output still run and flush."""
+    collecting them at exit cost a third of a cold decode (bench/cold.py, BENCHMARKS.md).
+    ``gc.freeze()`` moves them out of the collector's sight; atexit handlers and buffered output
+    still run and flush. The short read commands also run without the cyclic collector, whose
+    passes over those objects cost ~70 ms while the kernels load (memory is freed by reference
+    counting; numba's registries are the cycles, and they live to the end anyway)."""
     import gc
 
+    if sys.argv[1:2] in (["decode"], ["info"]):
+        gc.disable()
     code = main()
     gc.freeze()
     sys.exit(code)
