@@ -214,7 +214,9 @@ def setup_owned(means, chol, scale, aa_var, cutoff, log_limit, x0, y0, w, h, nwo
                 bi0[t] = np.int32(i0)
                 bi1[t] = np.int32(i1)
             own = np.searchsorted(seg, g0, side="right") - 1
-            for t in range(m):  # scalar, unlike the loops above; owners change rarely in a block
+            # Scalar, unlike the loops above, so skipped when there is one owner (render()): its
+            # rectangle is the region, which the boxes are already clipped to.
+            for t in range(m if len(rects) > 1 else 0):
                 while g0 + t >= seg[own + 1]:
                     own += 1
                 bj0[t] = max(bj0[t], np.int32(rects[own, 0]))
