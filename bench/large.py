@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import DATA, best_time, jpeg2000_bytes, print_table  # noqa: E402
+from bench.common import DATA, best_time, isa_description, jpeg2000_bytes, print_table  # noqa: E402
 
 BLOCK = 512
 PHOTOS = [
@@ -261,6 +261,7 @@ def main(argv=None):
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-large"))
     args = ap.parse_args(argv)
     sizes = args.sizes + ([1024] if args.giga else [])
+    print(isa_description(), file=sys.stderr, flush=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for mp in sizes:

@@ -253,13 +253,17 @@ class LigImage:
         except IndexError as e:
             raise LigIndexError(f"channel index {key[2]!r}: {e}") from None
         n_rows, n_cols = len(range(y0, y1, sy)), len(range(x0, x1, sx))
-        out = np.zeros((n_rows, n_cols, self.header.channels), self.dtype)
-        if n_rows and n_cols:
-            ow, oh = output_size(w, h, 1 / sy)
-            r0, c0 = y0 // sy, x0 // sx
-            rows, cols = min(n_rows, oh - r0), min(n_cols, ow - c0)
-            out[:rows, :cols] = self.read(1 / sy, (c0, r0, cols, rows))
-        out = out[:, :, channels]
+        ow, oh = output_size(w, h, 1 / sy)
+        r0, c0 = y0 // sy, x0 // sx
+        rows, cols = min(n_rows, oh - r0), min(n_cols, ow - c0)
+        if n_rows and n_cols and (rows, cols) == (n_rows, n_cols):
+            out = self.read(1 / sy, (c0, r0, cols, rows))  # the usual case: no copy (fresh pages are slow)
+        else:  # a window that runs past the image (a stop past the end of a strided read)
+            out = np.zeros((n_rows, n_cols, self.header.channels), self.dtype)
+            if n_rows and n_cols:
+                out[:rows, :cols] = self.read(1 / sy, (c0, r0, cols, rows))
+        if not np.array_equal(channels, np.arange(self.header.channels)):
+            out = out[:, :, channels]
         if squeeze[1]:
             out = out[:, 0]
         if squeeze[0]:
