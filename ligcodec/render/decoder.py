@@ -27,6 +27,11 @@ from . import banded
 from .contract import CUTOFF_Q, aa_variance
 
 
+#: Bands of at most this many rows, and at least this many per worker (see draw).
+BAND_ROWS = 64
+BANDS_PER_WORKER = 2
+
+
 def draw(means, chol, colours, seg, rects, scale, x0, y0, out):
     """Write into ``out [h, w, C]`` (region origin ``x0, y0``) tile ``t``'s Gaussians
     ``seg[t]:seg[t + 1]`` summed over the output pixels it owns, ``rects[t] = (X0, Y0, X1, Y1)``
@@ -46,7 +51,7 @@ def draw(means, chol, colours, seg, rects, scale, x0, y0, out):
     # Gaussians are validated when their chunk is decoded (codec/batch.py), hence no log limit.
     geo, aux, box, rows, _ = banded.setup_owned(means, chol, scale, k, CUTOFF_Q, np.inf, bx0, by0, w, h, workers,
                                                 seg, rects)
-    nb = min(h, max(2 * workers, -(-h // 64)))  # bands as render()'s banded path cuts them
+    nb = min(h, max(BANDS_PER_WORKER * workers, -(-h // BAND_ROWS)))
     banded.forward(geo, aux, box, rows, means, chol, colours, scale, k, CUTOFF_Q, bx0, by0, w, h, nb,
                    min(workers, nb), out[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0])
     return out
