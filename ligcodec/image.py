@@ -332,10 +332,13 @@ class LigImage:
             means, chol, cols, first = batch
             for i, k in enumerate(missing):
                 new[k] = (first[i], first[i + 1])
-            # Keep copies of the last tiles decoded (views would pin the whole batch).
-            kept = [(k, Gaussians(means[a:b].copy(), chol[a:b].copy(), cols[a:b].copy()))
-                    for k, a, b in zip(missing[-self._cache_size:], first[:-1][-self._cache_size:],
-                                       first[1:][-self._cache_size:])]
+            # Keep copies (views would pin the whole batch) of the tiles of small reads: regions,
+            # a server's tiles. A batch of more than half the cache is part of a read that sweeps
+            # the image (img[::4, ::4]), which would only churn the cache: the copies cost ~10 %
+            # of such a read (64 MP mosaic, 1/4).
+            n = len(missing) if len(missing) <= self._cache_size // 2 else 0
+            kept = [(k, Gaussians(means[first[i]:first[i + 1]].copy(), chol[first[i]:first[i + 1]].copy(),
+                                  cols[first[i]:first[i + 1]].copy())) for i, k in enumerate(missing[:n])]
             with self._lock:
                 for k, g in kept:
                     self._cache[k] = g
