@@ -98,24 +98,10 @@ def kodak_files(n: int, bpp: float, workdir: Path) -> list[Path]:
 
 
 def _stream_params(data: bytes, n: int, channels: int, legacy: bool):
-    """The stream table of a chunk: ``([(kind, lo, hi, loc, k)] per stream, table bytes)``, read as
-    :func:`ligcodec.codec.tile.decode_chunk` reads it."""
-    from ligcodec.codec import tile
+    """The stream table of a chunk: ``([(kind, lo, hi, loc, k)] per stream, table bytes)``."""
+    from ligcodec.codec.tile import stream_table
 
-    r = tile._Reader(data, "chunk")
-    limit = tile.table_limit(n, legacy)
-    params = []
-    for i in range(5 + channels):
-        if i == 0:
-            lo = r.zigzag()
-            hi = lo + r.uvarint()
-            loc = k = 0
-        else:
-            loc = r.zigzag()
-            lo, hi = loc - r.uvarint(), loc + r.uvarint()
-            k = r.byte()
-        params.append((tile._kind(i, lo, hi, limit), lo, hi, loc, k))
-    return params, r.pos
+    return stream_table(data, n, channels, "chunk", legacy)
 
 
 def static_bits(s: np.ndarray, kind: int, lo: int, hi: int, loc: int, k: int) -> float:

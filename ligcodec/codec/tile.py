@@ -178,16 +178,12 @@ class _Reader:
         return self.data[self.pos - 1]
 
 
-def decode_chunk(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
-    """Inverse of :func:`encode_chunk`: ``(qx, qy, qc [n, 3], qk [n, C])``, int64. ``legacy``: a
-    2.0/2.1 chunk (tables up to :data:`TABLE_MAX`, bounded by its length instead)."""
-    if n == 0:
-        if data:
-            raise LigFormatError(f"{where}: {len(data)} bytes for 0 Gaussians")
-        return (np.zeros(0, np.int64),) * 2 + (np.zeros((0, 3), np.int64), np.zeros((0, channels), np.int64))
+def stream_table(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
+    """A chunk's stream table (spec section 4): ``([(kind, lo, hi, loc, k)] per stream, the
+    offset of the first ANS word)``, kinds as in :func:`.ans.decode_streams`."""
     r = _Reader(data, where)
     limit = table_limit(n, legacy)
-    params = []  # per stream: (kind, lo, hi, loc, k), see ans.decode_streams
+    params = []
     for i in range(5 + channels):
         if i == 0:
             lo = r.zigzag()
@@ -200,13 +196,24 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str, legacy: bool = 
         if min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL:
             raise LigFormatError(f"{where}: stream {i} has an invalid range [{lo}, {hi}]")
         params.append((_kind(i, lo, hi, limit), lo, hi, loc, k))
+    return params, r.pos
+
+
+def decode_chunk(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
+    """Inverse of :func:`encode_chunk`: ``(qx, qy, qc [n, 3], qk [n, C])``, int64. ``legacy``: a
+    2.0/2.1 chunk (tables up to :data:`TABLE_MAX`, bounded by its length instead)."""
+    if n == 0:
+        if data:
+            raise LigFormatError(f"{where}: {len(data)} bytes for 0 Gaussians")
+        return (np.zeros(0, np.int64),) * 2 + (np.zeros((0, 3), np.int64), np.zeros((0, channels), np.int64))
+    params, pos = stream_table(data, n, channels, where, legacy)
     values = sum(hi - lo + 1 for kind, lo, hi, _, _ in params if kind == ans.TABLE)
     if legacy and values > LEGACY_TABLE_BASE + LEGACY_TABLE_PER_BYTE * len(data):
         raise LigFormatError(f"{where}: its tables hold {values} values for {len(data)} bytes, above what a 2.1 "
                              "file may (spec section 4); re-encode it with this ligcodec")
-    if (len(data) - r.pos) % 4:
-        raise LigFormatError(f"{where}: {len(data) - r.pos} bytes after the stream table are not whole 32-bit words")
-    words = np.frombuffer(data, "<u4", (len(data) - r.pos) // 4, r.pos).astype(np.uint32)
+    if (len(data) - pos) % 4:
+        raise LigFormatError(f"{where}: {len(data) - pos} bytes after the stream table are not whole 32-bit words")
+    words = np.frombuffer(data, "<u4", (len(data) - pos) // 4, pos).astype(np.uint32)
     out = np.empty((len(params), n), np.int64)
     p = np.array(params, np.int64).reshape(-1, 5)
     if ans.decode_streams(words, p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], n, out):
