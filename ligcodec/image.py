@@ -211,35 +211,9 @@ class LigImage:
         of the step (output pixel i covers the full-resolution rows ``[i * step, (i + 1) * step)``);
         integers pick one row/column; a third index selects channels; ``...`` works as in numpy.
         Indices out of range raise :class:`LigIndexError` (an ``IndexError``)."""
-        if not isinstance(key, tuple):
-            key = (key,)
-        if sum(k is Ellipsis for k in key) > 1:
-            raise LigIndexError(f"index {key!r}: an index can only have a single ellipsis ('...')")
-        if any(k is Ellipsis for k in key):
-            i = next(j for j, k in enumerate(key) if k is Ellipsis)
-            key = key[:i] + (slice(None),) * (3 - len(key) + 1) + key[i + 1 :]
-        if len(key) > 3:
-            raise LigIndexError(f"index {key!r}: too many indices; the image has 3 dimensions (rows, columns, "
-                                "channels)")
-        key = key + (slice(None),) * (3 - len(key))
+        key = _full_key(key)
         h, w = self.header.height, self.header.width
-        spans, squeeze = [], []
-        for k, size, name in ((key[0], h, "rows"), (key[1], w, "columns")):
-            if isinstance(k, (int, np.integer)):
-                i = int(k) + (size if k < 0 else 0)
-                if not 0 <= i < size:
-                    raise LigIndexError(f"{name} index {k} out of range for size {size}")
-                k = slice(i, i + 1)
-                squeeze.append(True)
-            else:
-                squeeze.append(False)
-            if not isinstance(k, slice):
-                raise LigInputError(f"{name} index {k!r}: only integers and slices are supported")
-            start, stop, step = k.indices(size)
-            if step < 1:
-                raise LigInputError(f"{name} slice {k!r}: steps must be positive")
-            spans.append((start, stop, step))
-        (y0, y1, sy), (x0, x1, sx) = spans
+        (y0, y1, sy, sq_rows), (x0, x1, sx, sq_cols) = (_span(key[0], h, "rows"), _span(key[1], w, "columns"))
         if sy != sx:
             raise LigInputError(f"row step {sy} and column step {sx} differ; use one step for both, e.g. "
                                 f"img[::{max(sy, sx)}, ::{max(sy, sx)}]")
@@ -264,9 +238,9 @@ class LigImage:
                 out[:rows, :cols] = self.read(1 / sy, (c0, r0, cols, rows))
         if not np.array_equal(channels, np.arange(self.header.channels)):
             out = out[:, :, channels]
-        if squeeze[1]:
+        if sq_cols:
             out = out[:, 0]
-        if squeeze[0]:
+        if sq_rows:
             out = out[0]
         return out
 
@@ -411,6 +385,37 @@ class LigImage:
         h = self.header
         return (f"<LigImage {self.path} {h.width}x{h.height}x{h.channels} {h.bit_depth}-bit, {h.levels} Gaussian "
                 f"level(s), {self.level_count} pyramid level(s)>")
+
+
+def _full_key(key) -> tuple:
+    """A numpy-style index as ``(rows, columns, channels)``, ``...`` expanded."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if sum(k is Ellipsis for k in key) > 1:
+        raise LigIndexError(f"index {key!r}: an index can only have a single ellipsis ('...')")
+    if any(k is Ellipsis for k in key):
+        i = next(j for j, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (3 - len(key) + 1) + key[i + 1 :]
+    if len(key) > 3:
+        raise LigIndexError(f"index {key!r}: too many indices; the image has 3 dimensions (rows, columns, "
+                            "channels)")
+    return key + (slice(None),) * (3 - len(key))
+
+
+def _span(k, size: int, name: str) -> tuple[int, int, int, bool]:
+    """``(start, stop, step, squeeze)`` of one spatial index (an integer picks one, squeezed)."""
+    squeeze = isinstance(k, (int, np.integer))
+    if squeeze:
+        i = int(k) + (size if k < 0 else 0)
+        if not 0 <= i < size:
+            raise LigIndexError(f"{name} index {k} out of range for size {size}")
+        k = slice(i, i + 1)
+    if not isinstance(k, slice):
+        raise LigInputError(f"{name} index {k!r}: only integers and slices are supported")
+    start, stop, step = k.indices(size)
+    if step < 1:
+        raise LigInputError(f"{name} slice {k!r}: steps must be positive")
+    return start, stop, step, squeeze
 
 
 def open(path, **kwargs) -> LigImage:  # noqa: A001 - the conventional name
