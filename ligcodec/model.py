@@ -246,6 +246,16 @@ class Model:
 
 
 
+def as_float(a: np.ndarray) -> np.ndarray:
+    """uint8/uint16 samples (or floats in [0, 1]) as float32 in [0, 1]: the one conversion of
+    samples to the values the fit sees, for in-memory images and streamed sources alike."""
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    return a.astype(np.float32, copy=False)
+
+
 def to_float_image(image) -> tuple[np.ndarray, int]:
     """``(float32 [H, W, C] in [0, 1], bit depth)`` from a uint8/uint16/float array [H, W(, C)]."""
     a = np.asarray(image)
@@ -260,10 +270,8 @@ def to_float_image(image) -> tuple[np.ndarray, int]:
             f"image of {a.shape[1]}x{a.shape[0]} pixels exceeds the in-memory encoder's limit of "
             f"{MAX_IN_MEMORY_PIXELS} pixels; give a tiled TIFF (its path) to ligcodec.encode, which streams it tile by tile"
         )
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0, 8
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0, 16
+    if a.dtype in (np.uint8, np.uint16):
+        return as_float(a), 8 * a.dtype.itemsize
     if a.dtype.kind == "f":
         if not np.isfinite(a).all():
             raise LigInputError("image contains NaN or inf values")

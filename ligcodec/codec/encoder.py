@@ -23,9 +23,9 @@ from ..container import MAX_HEADER_SIZE, Header, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
 from ..fit.plan import FitConfig, tile_seed
-from ..fit.tiles import (as_float, fit_tile, render_parts, single_threaded, split_by_energy, tile_areas,
+from ..fit.tiles import (fit_tile, render_parts, single_threaded, split_by_energy, tile_areas,
                          tile_energies)
-from ..model import tile_grid
+from ..model import as_float, tile_grid
 from ..render import Gaussians
 from ..runner import local_pool, run_unordered
 from ..source import Window

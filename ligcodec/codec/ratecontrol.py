@@ -32,8 +32,9 @@ import numpy as np
 from ..errors import LigInputError
 from ..fit.init import box_blur
 from ..fit.plan import FitConfig
-from ..fit.tiles import as_float, resolve_budget
+from ..fit.tiles import resolve_budget
 from ..io import check_output_dir
+from ..model import as_float
 from ..source import open_source
 from .encoder import DEFAULT_EFFORT, EncodeResult, EncodeSettings, TooLarge, encode_settings, encode_tiles
 from .quantise import QuantSteps

@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 import numpy as np
 
 from ..errors import LigInputError
-from ..model import Model, tile_grid, to_float_image
+from ..model import Model, as_float, tile_grid, to_float_image
 from ..render import Gaussians
 from ..render.raster import project, rasterize
 from ..runner import run_unordered
@@ -85,15 +85,6 @@ def block_energies(window, r0, r1, c0, c1, tile) -> np.ndarray:
     with its margin, whose rows ``r0:r1`` and columns ``c0:c1`` are the block itself."""
     e = gradient_energy(as_float(window.load()))[r0:r1, c0:c1]
     return np.array([e[:, x : x + tile].sum(dtype=np.float64) for x in range(0, c1 - c0, tile)])
-
-
-def as_float(a: np.ndarray) -> np.ndarray:
-    """uint8/uint16 samples (or floats in [0, 1]) as float32 in [0, 1]."""
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    return a.astype(np.float32, copy=False)
 
 
 def split_by_energy(e: np.ndarray, area: np.ndarray, total: int, content_weight: float) -> list[int]:
@@ -222,5 +213,5 @@ def _jsonable(d):
     return {k: (_jsonable(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
 
-__all__ = ["FitConfig", "as_float", "downsample", "fit", "fit_tile", "fit_tile_job", "render_parts", "resolve_budget",
+__all__ = ["FitConfig", "downsample", "fit", "fit_tile", "fit_tile_job", "render_parts", "resolve_budget",
            "run_tasks", "single_threaded", "split_budget", "split_by_energy", "tile_areas", "tile_energies"]
