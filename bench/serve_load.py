@@ -304,12 +304,12 @@ def main(argv=None):
 
     lig, jp2 = prepare(args.side, args.effort, args.workers, args.workdir)
     import ligcodec
-    from ligcodec.serve.app import _tile_size
+    from ligcodec.serve.app import served_tile_size
     from ligcodec.serve.iiif import scale_factors
 
     with ligcodec.open(lig) as img:
         w, h = img.dimensions
-        tile = _tile_size(img.header.tile)
+        tile = served_tile_size(img.header.tile)
     factors = scale_factors(w, h, tile)
     name = lig.stem
     urls = [tile_urls(name, w, h, tile, factors, 100_000, args.seed * 1000 + c) for c in range(args.clients)]

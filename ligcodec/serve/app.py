@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from functools import partial
 from urllib.parse import quote
 
 import anyio
@@ -62,7 +63,7 @@ IIIF_CONTEXT = "http://iiif.io/api/image/3/context.json"
 LEVEL_CACHE_TILES = 4
 
 
-def _tile_size(file_tile: int) -> int:
+def served_tile_size(file_tile: int) -> int:
     """The served tile: the file's, when it is a power of two from 128 to 1024, so that a
     full-resolution tile is one codec tile; otherwise 256."""
     return file_tile if 128 <= file_tile <= 1024 and file_tile & (file_tile - 1) == 0 else TILE
@@ -112,30 +113,37 @@ def _fmt_tiles(tiles) -> str:
     return ",".join(map(str, tiles)) if tiles else "-"
 
 
-def create_app(root, *, threads: int | None = None, max_pixels: int = MAX_PIXELS, cache_tiles: int = 4096,
-               max_age: int = 3600) -> Starlette:
-    """The app serving the ``.lig`` file ``root`` or every ``.lig`` under the directory ``root``.
+def error_response(e: IIIFError) -> Response:
+    """The plain-text answer to a refused request; ``no-store`` so that a fixed file or a
+    corrected URL is never shadowed by a cached error."""
+    return PlainTextResponse(e.reason + "\n", status_code=e.status, headers={"Cache-Control": "no-store"})
 
-    ``threads``: renders at a time (default: the CPU count); ``max_pixels``: largest output of a
-    request (400 above it); ``cache_tiles``: decoded (level, tile) chunks kept per file;
-    ``max_age``: seconds clients may reuse a response without asking (then they revalidate with
-    the ETag and get a 304 if the file is unchanged)."""
-    library = Library(root, cache_tiles=cache_tiles)
-    threads = threads or os.cpu_count() or 4
-    state = {"limiter": None}
-    cache_control = f"public, max-age={int(max_age)}"
 
-    def limiter():
-        if state["limiter"] is None:
-            state["limiter"] = anyio.CapacityLimiter(threads)
-        return state["limiter"]
+class ImageService:
+    """The request handlers of one app and what they share: the library, the limits, the render
+    limiter and the OpenSeadragon file server (both made on first use, inside the event loop).
 
-    def error(e: IIIFError) -> Response:
-        return PlainTextResponse(e.reason + "\n", status_code=e.status,
-                                 headers={"Cache-Control": "no-store"})
+    Each ``async`` method taking a ``Request`` is one route's endpoint (see :func:`create_app`);
+    the others are the steps they share, some of them run in a worker thread."""
 
-    def open_entry(name):
-        entry = library.get(name)
+    def __init__(self, library: Library, *, threads: int, max_pixels: int, max_age: int):
+        self.library = library
+        self.threads = threads
+        self.max_pixels = max_pixels
+        self.cache_control = f"public, max-age={int(max_age)}"
+        self._limiter = None
+        self._osd_files = None
+
+    # ------------------------------------------------------------------------- shared steps
+    def limiter(self) -> anyio.CapacityLimiter:
+        """At most ``threads`` renders at a time; made on the first render, in the event loop."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        return self._limiter
+
+    def open_entry(self, name):
+        """``(entry, LigImage)`` for ``name``, or the IIIFError (404/500) a client should get."""
+        entry = self.library.get(name)
         try:
             return entry, entry.image()
         except FileNotFoundError:
@@ -143,25 +151,30 @@ def create_app(root, *, threads: int | None = None, max_pixels: int = MAX_PIXELS
         except (LigError, OSError) as e:
             raise IIIFError(500, f"{name!r} cannot be read: {e}") from None
 
+    @staticmethod
     def etag_for(entry, *parts) -> str:
+        """The file's content tag plus a digest of what the request asked for."""
         h = hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
         return f'"{entry.etag}-{h}"'
 
-    def not_modified(request, etag) -> Response | None:
+    def not_modified(self, request, etag) -> Response | None:
+        """A 304 when the client already holds ``etag``; ``None`` when the response must be made."""
         if _etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache_control})
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": self.cache_control})
         return None
 
+    @staticmethod
     def coarse_level(img, scale: float) -> tuple | None:
         """``(width, height)`` of the whole render at ``scale`` if it is a cached coarse level."""
         h = img.header
-        tile = _tile_size(h.tile)
+        tile = served_tile_size(h.tile)
         f = 1 / scale
         if f < 2 or f != 2 ** round(math.log2(f)):
             return None
         ow, oh = output_size(h.width, h.height, scale)
         return (ow, oh) if ow * oh <= LEVEL_CACHE_TILES * tile * tile else None
 
+    @staticmethod
     def read(entry, img, plan, window):
         """``read_plan``, or a window of ``read(plan.scale)`` for ``window``; the tiles rendered."""
         tiles = render.tiles_of(img, plan.scale, window)
@@ -172,177 +185,204 @@ def create_app(root, *, threads: int | None = None, max_pixels: int = MAX_PIXELS
                 return render.read_plan(img, p), tiles, fresh
         return render.read_plan(img, p), tiles, fresh
 
-    async def image_response(request, entry, img, plan, post, fmt, etag, profile: bool) -> Response:
-        def work():
-            before = img.bytes_read
-            level = coarse_level(img, plan.scale) if plan.exact else None
-            how = None
-            if level is None:
-                a, tiles, fresh = read(entry, img, plan, plan.window)
-            else:
-                with entry.level_lock:
-                    current = entry.image() is img  # not reopened since this request began
-                    full = entry.levels.get(plan.scale) if current else None
-                    if full is None:
-                        full, tiles, fresh = read(entry, img, plan, (0, 0, *level))
-                        if current:
-                            entry.levels[plan.scale] = full
-                        how = "render"
-                    else:
-                        tiles, fresh, how = [], [], "hit"
-                x, y, w, h = plan.window
-                a = full[y : y + h, x : x + w]
-            if post:
-                a = render.postprocess(a, *post)
-            body = render.encode(a, fmt)
-            return body, tiles, fresh, img.bytes_read - before, how
+    def read_level(self, entry, img, plan, level):
+        """The whole coarse level ``plan.scale`` (``level`` is its size), from the entry's level
+        cache or rendered (and cached, unless the file was reopened meanwhile); with the tiles
+        rendered, those decoded, and ``"render"`` or ``"hit"``."""
+        with entry.level_lock:
+            current = entry.image() is img  # not reopened since this request began
+            full = entry.levels.get(plan.scale) if current else None
+            if full is not None:
+                return full, [], [], "hit"
+            full, tiles, fresh = self.read(entry, img, plan, (0, 0, *level))
+            if current:
+                entry.levels[plan.scale] = full
+            return full, tiles, fresh, "render"
 
+    def render_body(self, entry, img, plan, post, fmt):
+        """The encoded image of ``plan`` (run in a worker thread): ``(body, tiles, decoded,
+        bytes read, level cache use or None)``."""
+        before = img.bytes_read
+        level = self.coarse_level(img, plan.scale) if plan.exact else None
+        how = None
+        if level is None:
+            a, tiles, fresh = self.read(entry, img, plan, plan.window)
+        else:
+            full, tiles, fresh, how = self.read_level(entry, img, plan, level)
+            x, y, w, h = plan.window
+            a = full[y : y + h, x : x + w]
+        if post:
+            a = render.postprocess(a, *post)
+        body = render.encode(a, fmt)
+        return body, tiles, fresh, img.bytes_read - before, how
+
+    async def image_response(self, request, entry, img, plan, post, fmt, etag, profile: bool) -> Response:
+        """Render ``plan`` in a worker thread (within the limiter) and answer it, leaving the
+        fields of the request's log line in ``request.state.lig``."""
+        work = partial(self.render_body, entry, img, plan, post, fmt)
         try:
-            body, tiles, fresh, nbytes, how = await anyio.to_thread.run_sync(work, limiter=limiter())
+            body, tiles, fresh, nbytes, how = await anyio.to_thread.run_sync(work, limiter=self.limiter())
         except LigError as e:  # a corrupt chunk, or a read too large for this machine's memory
             log.error("%s: %s", entry.path, e)
-            return error(IIIFError(500, f"{entry.name!r} cannot be decoded here: {e}"))
+            return error_response(IIIFError(500, f"{entry.name!r} cannot be decoded here: {e}"))
         x, y, w, h = plan.window
         request.state.lig = {"file": entry.name, "scale": f"{plan.scale:.6g}", "region": f"{x},{y},{w},{h}",
                              "exact": int(plan.exact), "tiles": _fmt_tiles(tiles), "decoded": _fmt_tiles(fresh),
                              "bytes_read": nbytes}
         if how:
             request.state.lig["level_cache"] = how
-        headers = {"ETag": etag, "Cache-Control": cache_control}
+        headers = {"ETag": etag, "Cache-Control": self.cache_control}
         if profile:
             headers["Link"] = f'<{IIIF_PROFILE}>;rel="profile"'
         return Response(body, media_type=render.MEDIA_TYPES[fmt], headers=headers)
 
     # ------------------------------------------------------------------------------ IIIF
-    async def iiif_base(request: Request):
+    async def iiif_base(self, request: Request):
         name = request.path_params["name"]
         try:
-            library.get(name)
+            self.library.get(name)
         except IIIFError as e:
-            return error(e)
+            return error_response(e)
         return RedirectResponse(f"/iiif/3/{quote(name, safe='')}/info.json", status_code=303)
 
-    async def iiif_info(request: Request):
+    async def iiif_info(self, request: Request):
         name = request.path_params["name"]
         try:
-            entry, img = open_entry(name)
+            entry, img = self.open_entry(name)
         except IIIFError as e:
-            return error(e)
+            return error_response(e)
         h = img.header
         base = str(request.base_url).rstrip("/")
         ld = "application/ld+json" in request.headers.get("accept", "")
-        etag = etag_for(entry, "info", base, ld, max_pixels)
-        hit = not_modified(request, etag)
+        etag = self.etag_for(entry, "info", base, ld, self.max_pixels)
+        hit = self.not_modified(request, etag)
         if hit:
             return hit
         doc = iiif.info(f"{base}/iiif/3/{quote(name, safe='')}", h.width, h.height, h.channels,
-                        _tile_size(h.tile), max_pixels)
+                        served_tile_size(h.tile), self.max_pixels)
         media = f'application/ld+json;profile="{IIIF_CONTEXT}"' if ld else "application/json"
         return JSONResponse(doc, media_type=media,
-                            headers={"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept",
+                            headers={"ETag": etag, "Cache-Control": self.cache_control, "Vary": "Accept",
                                      "Link": f'<{IIIF_PROFILE}>;rel="profile"'})
 
-    async def iiif_image(request: Request):
-        p = request.path_params
+    def plan_iiif(self, p: dict):
+        """``(entry, img, request, plan)`` for the path parameters of an IIIF image request, or the
+        IIIFError (400/404/500) that refuses it."""
+        entry, img = self.open_entry(p["name"])
+        h = img.header
+        req = iiif.parse(p["region"], p["size"], p["rotation"], p["qf"], h.width, h.height, h.channels,
+                         self.max_pixels)
+        plan = iiif.plan_read(h.width, h.height, req.region, req.size)
+        if plan.window[2] * plan.window[3] > MAX_RENDER_FACTOR * self.max_pixels:
+            raise IIIFError(400, f"size {p['size']!r} changes the aspect ratio so much that its render "
+                                 f"({plan.window[2]}x{plan.window[3]}) exceeds this server's limit")
+        return entry, img, req, plan
+
+    async def iiif_image(self, request: Request):
         try:
-            entry, img = open_entry(p["name"])
-            h = img.header
-            req = iiif.parse(p["region"], p["size"], p["rotation"], p["qf"], h.width, h.height, h.channels,
-                             max_pixels)
-            plan = iiif.plan_read(h.width, h.height, req.region, req.size)
-            if plan.window[2] * plan.window[3] > MAX_RENDER_FACTOR * max_pixels:
-                raise IIIFError(400, f"size {p['size']!r} changes the aspect ratio so much that its render "
-                                     f"({plan.window[2]}x{plan.window[3]}) exceeds this server's limit")
+            entry, img, req, plan = self.plan_iiif(request.path_params)
         except IIIFError as e:
-            return error(e)
-        etag = etag_for(entry, "iiif", req)
-        hit = not_modified(request, etag)
+            return error_response(e)
+        etag = self.etag_for(entry, "iiif", req)
+        hit = self.not_modified(request, etag)
         if hit:
             return hit
         post = (req.rotation, req.mirror, req.quality) if (req.rotation or req.mirror or req.quality == "gray") else None
-        return await image_response(request, entry, img, plan, post, req.format, etag, profile=True)
+        return await self.image_response(request, entry, img, plan, post, req.format, etag, profile=True)
 
     # ----------------------------------------------------------------------- Deep Zoom
-    async def dzi_descriptor(request: Request):
+    async def dzi_descriptor(self, request: Request):
         name = request.path_params["name"]
         fmt = request.query_params.get("format", "png")
         try:
             if fmt not in render.MEDIA_TYPES:
                 raise IIIFError(400, f"format {fmt!r}: use png, jpg or webp")
-            entry, img = open_entry(name)
+            entry, img = self.open_entry(name)
         except IIIFError as e:
-            return error(e)
+            return error_response(e)
         h = img.header
-        etag = etag_for(entry, "dzi", fmt)
-        hit = not_modified(request, etag)
+        etag = self.etag_for(entry, "dzi", fmt)
+        hit = self.not_modified(request, etag)
         if hit:
             return hit
-        return Response(dzi.descriptor(h.width, h.height, _tile_size(h.tile), fmt), media_type="application/xml",
-                        headers={"ETag": etag, "Cache-Control": cache_control})
+        return Response(dzi.descriptor(h.width, h.height, served_tile_size(h.tile), fmt), media_type="application/xml",
+                        headers={"ETag": etag, "Cache-Control": self.cache_control})
 
-    async def dzi_tile(request: Request):
+    async def dzi_tile(self, request: Request):
         p = request.path_params
         try:
             if p["fmt"] not in render.MEDIA_TYPES:
                 raise IIIFError(400, f"tile format {p['fmt']!r}: use png, jpg or webp")
-            entry, img = open_entry(p["name"])
+            entry, img = self.open_entry(p["name"])
             h = img.header
-            scale, window = dzi.tile_read(h.width, h.height, _tile_size(h.tile), p["level"], p["col"], p["row"])
+            scale, window = dzi.tile_read(h.width, h.height, served_tile_size(h.tile), p["level"], p["col"], p["row"])
         except IIIFError as e:
-            return error(e)
-        etag = etag_for(entry, "dzi", p["level"], p["col"], p["row"], p["fmt"])
-        hit = not_modified(request, etag)
+            return error_response(e)
+        etag = self.etag_for(entry, "dzi", p["level"], p["col"], p["row"], p["fmt"])
+        hit = self.not_modified(request, etag)
         if hit:
             return hit
         plan = iiif.Plan(scale, window, window[2:], True)
-        return await image_response(request, entry, img, plan, None, p["fmt"], etag, profile=False)
+        return await self.image_response(request, entry, img, plan, None, p["fmt"], etag, profile=False)
 
     # --------------------------------------------------------------------------- pages
-    async def index(request: Request):
+    async def index(self, request: Request):
         rows = []
-        for name in library.names():
+        for name in self.library.names():
             try:
-                _, img = open_entry(name)
+                _, img = self.open_entry(name)
                 h = img.header
                 rows.append((name, h.width, h.height, h.channels, h.bit_depth, os.path.getsize(img.path)))
             except IIIFError as e:
                 rows.append((name, e.reason))
         return HTMLResponse(pages.index(rows), headers={"Cache-Control": "no-cache"})
 
-    async def view(request: Request):
+    async def view(self, request: Request):
         try:
-            _, img = open_entry(request.path_params["name"])
+            _, img = self.open_entry(request.path_params["name"])
         except IIIFError as e:
-            return error(e)
+            return error_response(e)
         return HTMLResponse(pages.viewer(request.path_params["name"], img.header.width, img.header.height),
                             headers={"Cache-Control": "no-cache"})
 
-    static = {}
-
-    async def osd_static(request: Request):
+    async def osd_static(self, request: Request):
         if not pages.osd_installed():
             return PlainTextResponse(f"OpenSeadragon is not installed; run: {pages.INSTALL}\n", status_code=404)
-        if "app" not in static:
-            static["app"] = StaticFiles(directory=pages.OSD_DIR)
+        if self._osd_files is None:
+            self._osd_files = StaticFiles(directory=pages.OSD_DIR)
         scope = dict(request.scope, path="/" + request.path_params["path"], root_path="")
-        return await static["app"].get_response(request.path_params["path"], scope)
+        return await self._osd_files.get_response(request.path_params["path"], scope)
 
-    async def favicon(request: Request):
-        return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
-    async def unknown(request: Request, exc):
-        return PlainTextResponse(f"not found: {request.url.path} (see / for the files and their services)\n",
-                                 status_code=404)
+async def favicon(request: Request):
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
+
+async def unknown(request: Request, exc):
+    return PlainTextResponse(f"not found: {request.url.path} (see / for the files and their services)\n",
+                             status_code=404)
+
+
+def create_app(root, *, threads: int | None = None, max_pixels: int = MAX_PIXELS, cache_tiles: int = 4096,
+               max_age: int = 3600) -> Starlette:
+    """The app serving the ``.lig`` file ``root`` or every ``.lig`` under the directory ``root``.
+
+    ``threads``: renders at a time (default: the CPU count); ``max_pixels``: largest output of a
+    request (400 above it); ``cache_tiles``: decoded (level, tile) chunks kept per file;
+    ``max_age``: seconds clients may reuse a response without asking (then they revalidate with
+    the ETag and get a 304 if the file is unchanged)."""
+    library = Library(root, cache_tiles=cache_tiles)
+    service = ImageService(library, threads=threads or os.cpu_count() or 4, max_pixels=max_pixels,
+                           max_age=max_age)
     routes = [
-        Route("/", index),
-        Route("/view/{name}", view),
-        Route("/iiif/3/{name}", iiif_base),
-        Route("/iiif/3/{name}/info.json", iiif_info),
-        Route("/iiif/3/{name}/{region}/{size}/{rotation}/{qf}", iiif_image),
-        Route("/dzi/{name}.dzi", dzi_descriptor),
-        Route("/dzi/{name}_files/{level:int}/{col:int}_{row:int}.{fmt}", dzi_tile),
-        Route("/static/openseadragon/{path:path}", osd_static),
+        Route("/", service.index),
+        Route("/view/{name}", service.view),
+        Route("/iiif/3/{name}", service.iiif_base),
+        Route("/iiif/3/{name}/info.json", service.iiif_info),
+        Route("/iiif/3/{name}/{region}/{size}/{rotation}/{qf}", service.iiif_image),
+        Route("/dzi/{name}.dzi", service.dzi_descriptor),
+        Route("/dzi/{name}_files/{level:int}/{col:int}_{row:int}.{fmt}", service.dzi_tile),
+        Route("/static/openseadragon/{path:path}", service.osd_static),
         Route("/favicon.ico", favicon),
     ]
     middleware = [Middleware(_LogRequests),
