@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -95,61 +96,98 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     striped, pyramids use level 0; read lazily tile by tile, so images larger than memory stream).
     8- or 16-bit, grey, grey+alpha, RGB or RGBA.
     """
-    import time
-
-    from .codec.encoder import journal_path
-    from .codec.ratecontrol import encode as encode_image, raw_size
+    from .codec.ratecontrol import encode as encode_image
     from .fit import FitConfig
-    from .io import IMAGE_SUFFIXES
     from .source import open_source
 
-    _check_input(input)
-    if output.suffix.lower() in IMAGE_SUFFIXES:
-        raise LigInputError(f"OUTPUT {output} is named like an image, but encode writes a .lig file: "
-                            f"name it {output.with_suffix('.lig').name}")
-    if sum(x is not None for x in (gaussians, quality, bpp, psnr, density)) > 1:
-        raise click.UsageError("give at most one of --quality, --gaussians, --bpp, --psnr, --density")
-    _check_output(output, force, input)
+    _check_encode_args(input, output, force, (gaussians, quality, bpp, psnr, density))
     src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
-    t0, first = [time.perf_counter()], [None]
-
-    def report(done, total):
-        if quiet:
-            return
-        tiles = total // 2  # every tile is fitted (pass 1), then quantised and coded (pass 2)
-        where = f"fit {done}/{tiles} tiles" if done <= tiles else f"fitted; code {done - tiles}/{tiles} tiles"
-        if first[0] is None or done == 0:  # an encode (or a --psnr pass) starts
-            first[0], t0[0] = done, time.perf_counter()
-            if done:
-                click.echo(f"resuming from {journal_path(output)}: {where}", err=True)
-            else:  # a first line at once: the first tile can take a while
-                click.echo(f"\rencode: {where} ...", nl=False, err=True)
-            return
-        el = time.perf_counter() - t0[0]
-        new = done - first[0]
-        eta = f", about {el / new * (total - done):.0f} s left" if new and done < total else ""
-        click.echo(f"\rencode: {where}, {el:.0f} s{eta}   ", nl=done == total, err=True)
-
+    report = _EncodeProgress(output, quiet)
     try:
         r = encode_image(src, output, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr, density=density,
                          seed=seed, workers=workers,
                          effort=effort, config=FitConfig(levels=levels), progress=report, scheduler=scheduler,
                          resume=resume, progressive=progressive, **extra)
     except BaseException as e:
-        if _interrupted(e):
-            if not quiet and first[0] is not None:
-                click.echo("", err=True)  # end the progress line
-            kept = journal_path(output)
-            again = "run the same command again" if resume else "run it again without --no-resume"
-            raise _Interrupted("encode interrupted" + (f"; the finished tiles are kept in {kept}: {again} to go "
-                                                       "on from them" if kept.exists() else ""))
-        if isinstance(e, OSError):  # e.g. the disk filled up, or the directory became read-only
-            kept = journal_path(output)
-            why = _os_error(e, output) if e.filename else f"cannot encode to {output}: {e.strerror or e}"
-            raise LigInputError(why + (f"; the finished tiles are kept in {kept}: run the same command again, "
-                                       "once it can be written, to go on from them" if kept.exists() else "")) from None
+        _raise_encode_error(e, output, resume, line_open=not quiet and report.first is not None)
         raise
+    _report_encode(r, src, output, quiet, gaussians=gaussians, density=density, bpp=bpp, psnr=psnr)
+
+
+def _check_encode_args(input: Path, output: Path, force: bool, targets: tuple):
+    """Refuse a bad ``encode`` command line now, before the input is opened and tiles are fitted
+    (which can take hours): an unreadable INPUT, an OUTPUT named like an image (a .lig is written
+    under it), more than one of the size ``targets`` (they contradict each other), an OUTPUT that
+    cannot be written."""
+    from .io import IMAGE_SUFFIXES
+
+    _check_input(input)
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        raise LigInputError(f"OUTPUT {output} is named like an image, but encode writes a .lig file: "
+                            f"name it {output.with_suffix('.lig').name}")
+    if sum(x is not None for x in targets) > 1:
+        raise click.UsageError("give at most one of --quality, --gaussians, --bpp, --psnr, --density")
+    _check_output(output, force, input)
+
+
+class _EncodeProgress:
+    """``encode``'s progress line on stderr, called as ``progress(done, total)`` by the encoder. A
+    class rather than a closure because the command must know afterwards whether a line was begun
+    (``first`` is not None), to end it when Ctrl-C stops the encode."""
+
+    def __init__(self, output: Path, quiet: bool):
+        self.output, self.quiet = output, quiet
+        self.first = None  # ``done`` when the current encode (or --psnr pass) began; None before any call
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done, total):
+        from .codec.encoder import journal_path
+
+        if self.quiet:
+            return
+        tiles = total // 2  # every tile is fitted (pass 1), then quantised and coded (pass 2)
+        where = f"fit {done}/{tiles} tiles" if done <= tiles else f"fitted; code {done - tiles}/{tiles} tiles"
+        if self.first is None or done == 0:  # an encode (or a --psnr pass) starts
+            self.first, self.t0 = done, time.perf_counter()
+            if done:
+                click.echo(f"resuming from {journal_path(self.output)}: {where}", err=True)
+            else:  # a first line at once: the first tile can take a while
+                click.echo(f"\rencode: {where} ...", nl=False, err=True)
+            return
+        el = time.perf_counter() - self.t0
+        new = done - self.first
+        eta = f", about {el / new * (total - done):.0f} s left" if new and done < total else ""
+        click.echo(f"\rencode: {where}, {el:.0f} s{eta}   ", nl=done == total, err=True)
+
+
+def _raise_encode_error(e: BaseException, output: Path, resume: bool, line_open: bool):
+    """Called while handling ``e``, a failed encode: raise Ctrl-C or an OSError as one line that says
+    whether the finished tiles were kept and how to go on from them (hours of fitting need not be
+    lost); return for anything else, for the caller to re-raise. ``line_open``: a progress line
+    without its newline is on stderr."""
+    from .codec.encoder import journal_path
+
+    if _interrupted(e):
+        if line_open:
+            click.echo("", err=True)  # end the progress line
+        kept = journal_path(output)
+        again = "run the same command again" if resume else "run it again without --no-resume"
+        raise _Interrupted("encode interrupted" + (f"; the finished tiles are kept in {kept}: {again} to go "
+                                                   "on from them" if kept.exists() else ""))
+    if isinstance(e, OSError):  # e.g. the disk filled up, or the directory became read-only
+        kept = journal_path(output)
+        why = _os_error(e, output) if e.filename else f"cannot encode to {output}: {e.strerror or e}"
+        raise LigInputError(why + (f"; the finished tiles are kept in {kept}: run the same command again, "
+                                   "once it can be written, to go on from them" if kept.exists() else "")) from None
+
+
+def _report_encode(r, src, output: Path, quiet: bool, gaussians, density, bpp, psnr):
+    """Say what ``encode`` wrote (unless ``quiet``), then warn -- even with -q -- where the file is
+    not what was asked for: larger than the image's raw samples, capped below the asked budget, or
+    short of the --psnr target."""
+    from .codec.ratecontrol import raw_size
+
     if not quiet:
         click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp, {r.gaussians} Gaussians, "
                    f"PSNR {r.psnr:.2f} dB, {r.seconds:.1f} s"

@@ -75,60 +75,117 @@ def write_ome_pyramid(img, path, tile: int = 256, compression="zlib", *, compres
     if own:
         img = LigImage(img)
     try:
-        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 16 or tile % 16:
-            raise LigInputError(f"tile {tile!r} must be a positive multiple of 16 (TIFF's rule)")
-        tile = int(tile)
+        tile = _check_tile(tile)
         h = img.header
-        C = h.channels
-        dtype = np.dtype(np.uint16 if h.bit_depth == 16 else np.uint8)
         levels = _levels(img)
         sizes = [output_size(h.width, h.height, 1 / d) for d in levels]
-        comp = None if compression in (None, "none", "None") else compression
-        if predictor is None:
-            predictor = bool(comp) and str(comp).lower() in _PREDICTED
         if bigtiff is None:
-            raw = sum(w * hh for w, hh in sizes) * C * dtype.itemsize
-            bigtiff = raw > 2**31 - 2**25  # leave room for the IFDs; compression may not shrink much
-        if C == 1:
-            photometric, extrasamples, axes = "minisblack", None, "YX"
-        elif C == 2:
-            photometric, extrasamples, axes = "minisblack", ("unassalpha",), "YXS"
-        elif C == 3:
-            photometric, extrasamples, axes = "rgb", None, "YXS"
-        else:
-            photometric, extrasamples, axes = "rgb", ("unassalpha",), "YXS"
-        ome = {"axes": axes, "Name": os.path.basename(os.fspath(img.path))}
-        if metadata:
-            ome.update(metadata)
-        if buffersize is None:
-            buffersize = min(64 << 20, max(4 << 20, tile * sizes[0][0] * C * dtype.itemsize))
-        common = {"buffersize": int(buffersize), "dtype": dtype, "tile": (tile, tile), "photometric": photometric,
-                  "compression": comp, "compressionargs": compressionargs, "predictor": predictor or None,
-                  "maxworkers": maxworkers}
-        if extrasamples:
-            common["extrasamples"] = extrasamples
-        if C > 1:
-            common["planarconfig"] = "contig"
-        tmp = f"{os.fspath(path)}.partial"
+            bigtiff = _needs_bigtiff(img, sizes)
+        ome = _ome_metadata(img, metadata)
+        common = _tiff_options(img, sizes, tile, compression, compressionargs, predictor, maxworkers,
+                               buffersize)
+        tmp = _partial_path(path)
         with tifffile.TiffWriter(tmp, bigtiff=bigtiff, ome=True) as tif:
-            for i, (d, (w, hh)) in enumerate(zip(levels, sizes)):
-                if progress is not None:
-                    progress(i, len(levels))
-                shape = (hh, w) if C == 1 else (hh, w, C)
-                kw = {**common, "shape": shape}
-                if i == 0:
-                    kw.update(subifds=len(levels) - 1, metadata=ome)
-                else:
-                    kw.update(subfiletype=1, metadata=None)
-                tif.write(_tiles(img, 1.0 / d, w, hh, tile), **kw)
+            _write_levels(tif, img, levels, sizes, tile, common, ome, progress)
         os.replace(tmp, path)
         return sizes
     except BaseException:
         try:
-            os.unlink(f"{os.fspath(path)}.partial")
+            os.unlink(_partial_path(path))
         except OSError:
             pass
         raise
     finally:
         if own:
             img.close()
+
+
+def _partial_path(path) -> str:
+    """Where the pyramid is written before it is renamed to ``path``: a reader never finds a half-written
+    OME-TIFF under the real name, and a failed write removes only this file, never an older ``path``."""
+    return f"{os.fspath(path)}.partial"
+
+
+def _check_tile(tile) -> int:
+    """``tile`` as an int, checked before any file is created: TIFF requires tile sides that are multiples
+    of 16 (a bool is refused although it is an int: ``tile=True`` is a mistake, not a size)."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 16 or tile % 16:
+        raise LigInputError(f"tile {tile!r} must be a positive multiple of 16 (TIFF's rule)")
+    return int(tile)
+
+
+def _sample_dtype(img) -> np.dtype:
+    """The TIFF's sample type: the ``.lig``'s own bit depth (16-bit stays 16-bit), so the pixels are
+    stored exactly as :meth:`LigImage.read` returns them."""
+    return np.dtype(np.uint16 if img.header.bit_depth == 16 else np.uint8)
+
+
+def _layout(channels: int) -> tuple:
+    """``(photometric, extrasamples, axes)`` for ``channels``: readers take grey as minisblack and colour
+    as RGB, and show a 2nd (grey+alpha) or 4th (RGBA) channel as alpha only when it is tagged as an
+    unassociated extra sample; a single channel has no sample axis."""
+    if channels == 1:
+        return "minisblack", None, "YX"
+    if channels == 2:
+        return "minisblack", ("unassalpha",), "YXS"
+    if channels == 3:
+        return "rgb", None, "YXS"
+    return "rgb", ("unassalpha",), "YXS"
+
+
+def _needs_bigtiff(img, sizes) -> bool:
+    """Whether the default is BigTIFF: a classic TIFF's 32-bit offsets end at 4 GiB and compression may not
+    shrink the pixels much, so BigTIFF once the uncompressed pyramid nears 2 GiB (room left for the IFDs)."""
+    raw = sum(w * hh for w, hh in sizes) * img.header.channels * _sample_dtype(img).itemsize
+    return raw > 2**31 - 2**25
+
+
+def _tiff_options(img, sizes, tile: int, compression, compressionargs, predictor, maxworkers,
+                  buffersize) -> dict:
+    """tifffile ``write`` keywords shared by every level (``sizes``: the levels', widest first).
+    ``"none"`` and ``"None"`` mean no compression too (for names taken from text); the horizontal
+    predictor is the default where it helps (:data:`_PREDICTED`). ``buffersize`` defaults to one band
+    of the widest level, clamped to 4..64 MiB, because tifffile's own default (512 MiB) would hold
+    whole levels of smaller images in memory."""
+    C = img.header.channels
+    dtype = _sample_dtype(img)
+    comp = None if compression in (None, "none", "None") else compression
+    if predictor is None:
+        predictor = bool(comp) and str(comp).lower() in _PREDICTED
+    if buffersize is None:
+        buffersize = min(64 << 20, max(4 << 20, tile * sizes[0][0] * C * dtype.itemsize))
+    photometric, extrasamples, _ = _layout(C)
+    common = {"buffersize": int(buffersize), "dtype": dtype, "tile": (tile, tile), "photometric": photometric,
+              "compression": comp, "compressionargs": compressionargs, "predictor": predictor or None,
+              "maxworkers": maxworkers}
+    if extrasamples:
+        common["extrasamples"] = extrasamples
+    if C > 1:
+        common["planarconfig"] = "contig"
+    return common
+
+
+def _ome_metadata(img, metadata) -> dict:
+    """The OME metadata of the first IFD: the axes and the image's name (the ``.lig``'s file name) that
+    OME readers show, then the caller's ``metadata``, which may add to or override them."""
+    ome = {"axes": _layout(img.header.channels)[2], "Name": os.path.basename(os.fspath(img.path))}
+    if metadata:
+        ome.update(metadata)
+    return ome
+
+
+def _write_levels(tif, img, levels, sizes, tile: int, common: dict, ome: dict, progress) -> None:
+    """Write every level to the open ``tif`` as a generator of tiles (one band rendered at a time): level 0
+    as the main IFD, carrying the OME metadata and room for the other levels as its SubIFDs, then each
+    reduction as a SubIFD marked reduced-resolution (subfiletype 1) -- the layout OME readers expect."""
+    C = img.header.channels
+    for i, (d, (w, hh)) in enumerate(zip(levels, sizes)):
+        if progress is not None:
+            progress(i, len(levels))
+        shape = (hh, w) if C == 1 else (hh, w, C)
+        kw = {**common, "shape": shape}
+        if i == 0:
+            kw.update(subifds=len(levels) - 1, metadata=ome)
+        else:
+            kw.update(subfiletype=1, metadata=None)
+        tif.write(_tiles(img, 1.0 / d, w, hh, tile), **kw)
