@@ -51,3 +51,38 @@ def ms_ssim(a, b, peak=255.0) -> float:
                 y = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
         vals.append(float(np.prod(np.array(mcs) ** _WEIGHTS[:4]) * max(ssim, 0.0) ** _WEIGHTS[4]))
     return float(np.mean(vals))
+
+
+def seam_ratio(img, tile: int) -> float:
+    """Mean absolute step between neighbouring pixels across tile borders (columns and rows at
+    multiples of ``tile``) divided by the mean absolute step between all other neighbouring
+    pixels: about 1 for an image without seams, above 1 where tile borders show. #16's seam
+    test compares a decoded image's ratio with its source's (within ±10 %)."""
+    a = np.asarray(img, np.float64)
+    dx = np.abs(np.diff(a, axis=1))  # dx[:, j] is the step between columns j and j + 1
+    dy = np.abs(np.diff(a, axis=0))
+    bx = np.zeros(dx.shape[1], bool)
+    bx[tile - 1 :: tile] = True  # the step from column tile - 1 to column tile crosses a border
+    by = np.zeros(dy.shape[0], bool)
+    by[tile - 1 :: tile] = True
+    border = np.concatenate([dx[:, bx].ravel(), dy[by].ravel()])
+    inner = np.concatenate([dx[:, ~bx].ravel(), dy[~by].ravel()])
+    if border.size == 0 or inner.size == 0:
+        return float("nan")
+    return float(border.mean() / max(inner.mean(), 1e-12))
+
+
+def bd_rate(rate_a, psnr_a, rate_b, psnr_b) -> float:
+    """Bjøntegaard delta rate of A against B, in %: the mean difference of log-rate at equal
+    PSNR over the PSNR range both curves cover, from cubic fits of log-rate against PSNR (as in
+    VCEG-M33). Positive: A needs that many % more bytes than B for the same PSNR."""
+    la, lb = np.log(np.asarray(rate_a, float)), np.log(np.asarray(rate_b, float))
+    pa, pb = np.asarray(psnr_a, float), np.asarray(psnr_b, float)
+    deg = min(3, len(pa) - 1, len(pb) - 1)
+    fa, fb = np.polyfit(pa, la, deg), np.polyfit(pb, lb, deg)
+    lo, hi = max(pa.min(), pb.min()), min(pa.max(), pb.max())
+    if not hi > lo:
+        return float("nan")
+    ia, ib = np.polyint(fa), np.polyint(fb)
+    diff = ((np.polyval(ia, hi) - np.polyval(ia, lo)) - (np.polyval(ib, hi) - np.polyval(ib, lo))) / (hi - lo)
+    return float((np.exp(diff) - 1) * 100)
