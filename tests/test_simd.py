@@ -247,7 +247,6 @@ def _backward_runner(fn):
 
 _COLUMNS = {
     "box_columns16": (_columns_runner(simd.box_columns16), np.arange(16)),
-    "box_columns8": (_columns_runner(simd.box_columns8), np.arange(8)),
     "box_columns8x2": (_columns_runner(simd.box_columns8x2), np.arange(16) % 8),
     "box_columns4x4": (_columns_runner(simd.box_columns4x4), np.arange(16) % 4),
 }

@@ -262,7 +262,8 @@ def _make(n, ops=HORNER):
 
 
 span_weights16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(16)
-_, box_columns8, box_weights8, box_weights_rgb8, axpy8 = _make(8)
+# The 8-wide rows take their columns from box_columns8x2 (first 8 lanes), so no box_columns8.
+_, _, box_weights8, box_weights_rgb8, axpy8 = _make(8)
 
 
 def _halves(builder, lo, hi, ty):
