@@ -52,7 +52,7 @@ def main(argv=None):
     for s in args.scales:
         owned = m.owned_rects(s, (0, 0, *ligcodec.render.output_size(m.width, m.height, s)))
         ow, oh = ligcodec.render.output_size(m.width, m.height, s)
-        rects = np.array([r for _, r, _, _ in owned], np.int64)
+        rects = np.array([r for _, r, _ in owned], np.int64)
 
         def draw():
             return decoder.draw(means, chol, cols, seg, rects, s, 0, 0, np.empty((oh, ow, m.channels), np.float32))

@@ -174,8 +174,11 @@ class LigImage:
     def _strips(self, s: float, y0: int, h: int, w: int):
         """``[(a, b)]``: rows ``[a, b)`` of a read of ``h`` rows from output row ``y0``, each about
         :data:`STRIP_PIXELS` / ``w`` rows, cut where a row of tiles starts owning pixels."""
+        if h * w <= STRIP_PIXELS:  # most reads (a server's tiles, regions): one strip, no search
+            return [(0, h)]
         T, H = self.header.tile, self.header.height
-        starts = sorted({tile_output_span(Y, min(H, Y + T), s, H)[0] - y0 for Y in range(T, H, T)})
+        rows_near = range(max(T, (int(y0 / s) // T) * T), min(H, int((y0 + h) / s) + 2 * T), T)
+        starts = sorted({tile_output_span(Y, min(H, Y + T), s, H)[0] - y0 for Y in rows_near})
         cuts, last = [0], 0
         rows = max(1, STRIP_PIXELS // max(w, 1))
         for c in starts:
@@ -264,7 +267,7 @@ class LigImage:
         """Section 8: exact 0 / 1 alpha where the source was, from the tiles' masks."""
         ow, oh = output_size(self.header.width, self.header.height, s)
         reg = (0, 0, ow, oh) if region is None else tuple(int(v) for v in region)
-        for t, rect, _, box in self.model.owned_rects(s, reg):
+        for t, rect, box in self.model.owned_rects(s, reg):
             apply_mask(out[:, :, -1], self._mask(t, box), s, box, rect, reg[:2])
 
     def _mask(self, t, box):

@@ -44,7 +44,7 @@ def _groups(owned, counts):
     more. Either way a group's rectangles tile its bounding rectangle (the banded draw needs it)."""
     rows, a = [], 0
     for i in range(1, len(owned) + 1):
-        if i == len(owned) or owned[i][3][1] != owned[a][3][1]:  # a new row of tiles starts at i
+        if i == len(owned) or owned[i][2][1] != owned[a][2][1]:  # a new row of tiles starts at i
             rows.append((a, i))
             a = i
     out, cur, total = [], None, 0
@@ -150,7 +150,7 @@ class Model:
         for a, b in _groups(owned, counts):
             group = owned[a:b]
             means, chol, colours, seg = self.gather([t for t, *_ in group], levels)
-            draw(means, chol, colours, seg, np.array([r for _, r, _, _ in group], np.int64), s, x0, y0, out)
+            draw(means, chol, colours, seg, np.array([r for _, r, _ in group], np.int64), s, x0, y0, out)
         return out
 
     def tile_counts(self, tiles, levels) -> list[int]:
@@ -158,9 +158,9 @@ class Model:
         return [sum(len(self.levels[lvl][t]) for lvl in levels) for t in tiles]
 
     def owned_rects(self, s: float, region) -> list:
-        """``[(tile, (x0, y0, x1, y1), anchor, (X0, Y0, X1, Y1))]``: the output pixels (half-open,
-        inside ``region = (x, y, w, h)``) each tile owns at scale ``s``, the tile's first output
-        column, and its full-res rectangle; tiles owning nothing there are left out."""
+        """``[(tile, (x0, y0, x1, y1), (X0, Y0, X1, Y1))]``: the output pixels (half-open, inside
+        ``region = (x, y, w, h)``) each tile owns at scale ``s``, and its full-res rectangle; tiles
+        owning nothing there are left out."""
         x0, y0, w, h = region
         out = []
         for t, X0, Y0, X1, Y1 in self._tiles_near(region, s):
@@ -169,7 +169,7 @@ class Model:
             rx0, rx1 = max(cx0, x0), min(cx1, x0 + w)
             ry0, ry1 = max(cy0, y0), min(cy1, y0 + h)
             if rx0 < rx1 and ry0 < ry1:
-                out.append((t, (rx0, ry0, rx1, ry1), cx0, (X0, Y0, X1, Y1)))
+                out.append((t, (rx0, ry0, rx1, ry1), (X0, Y0, X1, Y1)))
         return out
 
     def _check_levels(self, levels) -> list[int]:
