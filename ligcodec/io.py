@@ -15,7 +15,9 @@ TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
 PIL_OUTPUTS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
 #: Suffixes of image files, which `ligcodec encode` refuses as the name of its .lig output.
 IMAGE_SUFFIXES = TIFF_SUFFIXES | set(PIL_OUTPUTS) | {".gif", ".bmp", ".jp2", ".j2k", ".jxl", ".avif", ".heic"}
-
+#: zlib level of PNG outputs. 1, not Pillow's 6: writing a decoded image at 6 takes several times as
+#: long as decoding it (BENCHMARKS.md, "PNG level"), for a file only some 10-20 % smaller.
+PNG_LEVEL = 1
 
 
 def check_output_dir(path) -> None:
@@ -42,9 +44,9 @@ def check_output_format(path, channels: int, bit_depth: int):
     return fmt
 
 
-def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
-    """Write ``[H, W, C]`` float (0..1) or integer samples as PNG, TIFF, WebP (lossless) or JPEG
-    (quality 95, 8-bit without alpha), atomically."""
+def write_image(path, array: np.ndarray, bit_depth: int = 8, png_level: int = PNG_LEVEL) -> None:
+    """Write ``[H, W, C]`` float (0..1) or integer samples as PNG (zlib level ``png_level``, 0-9),
+    TIFF, WebP (lossless) or JPEG (quality 95, 8-bit without alpha), atomically."""
     path = Path(path)
     a = np.asarray(array)
     if a.dtype.kind == "f":
@@ -65,14 +67,14 @@ def write_image(path, array: np.ndarray, bit_depth: int = 8) -> None:
             if a.dtype == np.uint16 and a.shape[2] > 1:
                 import imagecodecs  # Pillow cannot write 16-bit colour PNGs
 
-                tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(a)))
+                tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(a), level=png_level))
             else:
                 im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
                 if fmt == "WEBP":  # WebP stores RGB(A): grey becomes RGB, grey+alpha RGBA
                     im = im.convert("RGBA" if a.shape[2] in (2, 4) else "RGB")
                     im.save(tmp, format=fmt, lossless=True, exact=True)
                 else:
-                    im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+                    im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {"compress_level": png_level}))
         os.replace(tmp, path)
     finally:
         if tmp.exists():

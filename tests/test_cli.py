@@ -62,6 +62,12 @@ def test_encode_decode_info(tmp_path, capsys):
     assert main(["decode", str(lig), "--scale", "0.5", "-o", str(tmp_path / "half.png")]) == 0
     assert Image.open(tmp_path / "half.png").size == (35, 20)
     assert main(["decode", str(lig), "--preview", "--region", "0,0,10,10", "-o", str(tmp_path / "p.png")]) == 0
+    # --png-level changes the zlib level only: the same pixels, and level 0 stores them uncompressed.
+    assert main(["decode", str(lig), "--png-level", "0", "-o", str(tmp_path / "raw.png")]) == 0
+    assert main(["decode", str(lig), "--png-level", "9", "-o", str(tmp_path / "nine.png")]) == 0
+    raw, nine = Image.open(tmp_path / "raw.png"), Image.open(tmp_path / "nine.png")
+    assert np.array_equal(np.asarray(raw), np.asarray(nine))
+    assert (tmp_path / "raw.png").stat().st_size > 40 * 70 * 3 > (tmp_path / "nine.png").stat().st_size
     (tmp_path / "bad.lig").write_bytes(b"\x89LIG\r\n\x1a\n" + b"\x00" * 40)
     assert main(["decode", str(tmp_path / "bad.lig"), "-o", str(tmp_path / "x.png")]) == 2
     assert "Traceback" not in capsys.readouterr().err
@@ -372,6 +378,8 @@ def test_bad_option_values_are_one_line(tmp_path, capsys):
             _one_line_error(capsys, word)
     assert main(["encode", str(src), str(tmp_path / "q.lig"), "-Q", "101"]) == 2
     _one_line_error(capsys, "--quality")
+    assert main(["decode", str(lig), "--png-level", "10", *o]) == 2
+    _one_line_error(capsys, "--png-level")
     assert main(["encode", str(src)]) == 2
     assert "Usage:" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "q.lig").exists()
