@@ -353,6 +353,9 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
         click.echo(f"  {nx}x{ny} tiles of {h.tile} px, {h.levels} Gaussian level(s), colour {h.colour_transform}")
         if h.level0_scale is not None:
             click.echo(f"  progressive: level 0 alone serves reads at scale <= {h.level0_scale:g}")
+        if h.deblock is not None:
+            click.echo(f"  border filter: ramps over {2 * h.deblock[0]} px for steps up to "
+                       f"{h.deblock[1] * (2 ** h.bit_depth - 1):.1f} code values (fading out by twice that)")
         for lvl in range(h.levels):
             es = r.index.entries[lvl * h.n_tiles : (lvl + 1) * h.n_tiles]
             n = sum(e.count for e in es)

@@ -21,11 +21,14 @@ from .limits import MAX_LEVELS, MAX_SIDE
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
 VERSION_MAJOR = 2
-VERSION_MINOR = 2
+VERSION_MINOR = 3
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16 * 1024 * 1024
 MAX_GAUSSIANS_PER_CHUNK = 16 * 1024 * 1024
+#: 2.3: the largest half-width ``K`` of the border filter (section 6): a region read renders
+#: ``K + 2`` pixels around it.
+MAX_DEBLOCK_WIDTH = 16
 #: Limits that bound what a read costs, whatever a file claims (spec sections 3, 4 and 7): every
 #: Gaussian takes at least this many bytes of its chunk, so a reader never decodes more Gaussians
 #: than it reads bytes ...
@@ -131,6 +134,9 @@ class Header:
     level0_scale: float | None = None
     #: 2.2: the file ends with an alpha mask (section 8).
     alpha_mask: bool = False
+    #: 2.3: ``[K, T]``, the border filter of section 6 (half-width in full-res pixels, threshold in
+    #: units of the full sample range). None: no filter.
+    deblock: list | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -173,6 +179,11 @@ class Header:
             bad(f"level0_scale {v!r} must be a number in (0, 1), and only with 2 or more levels")
         if self.alpha_mask is not False and not (self.alpha_mask is True and self.channels in (2, 4)):
             bad(f"alpha_mask {self.alpha_mask!r} must be true, and only with 2 or 4 channels")
+        d = self.deblock
+        if d is not None and not (isinstance(d, (list, tuple)) and len(d) == 2 and isinstance(d[0], int)
+                                  and not isinstance(d[0], bool) and 1 <= d[0] <= MAX_DEBLOCK_WIDTH
+                                  and (_pos(d[1]) or (d[1] == 0 and not isinstance(d[1], bool)))):
+            bad(f"deblock {d!r} must be [K, T]: an integer K in 1..{MAX_DEBLOCK_WIDTH} and a finite number T >= 0")
         return self
 
     def pack(self) -> bytes:
@@ -183,6 +194,8 @@ class Header:
             d["level0_scale"] = float(self.level0_scale)
         if self.alpha_mask:
             d["alpha_mask"] = True
+        if self.deblock is not None:
+            d["deblock"] = [int(self.deblock[0]), float(self.deblock[1])]
         return msgpack.packb(d, use_bin_type=True)
 
     @classmethod
@@ -197,7 +210,7 @@ class Header:
         if missing:
             raise LigFormatError(f"header at byte {PREFIX_SIZE} lacks required keys {missing}")
         extra = {k: d[k] for k in ("encoder", "metadata") if isinstance(d.get(k), dict)}
-        for k in ("level0_scale", "alpha_mask"):  # an invalid value is rejected by validate(), not ignored
+        for k in ("level0_scale", "alpha_mask", "deblock"):  # an invalid value is rejected by validate(), not ignored
             if k in d:
                 extra[k] = d[k]
         h = cls(**{k: d[k] for k in _REQUIRED}, **extra)

@@ -95,7 +95,8 @@ class LigImage:
         self._cache_size = cache_tiles
         self._origins = {t: (x0, y0) for t, x0, y0, _, _ in tile_grid(h.width, h.height, h.tile)}
         self.model = _LazyModel(self, h.width, h.height, h.channels, h.tile,
-                                [_LazyLevel(self, i) for i in range(h.levels)], {}, h.level0_scale)
+                                [_LazyLevel(self, i) for i in range(h.levels)], {}, h.level0_scale,
+                                tuple(h.deblock) if h.deblock else None)
 
     # -------------------------------------------------------------- conventions users know
     @property

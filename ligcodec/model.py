@@ -6,7 +6,8 @@ contains its centre ``((j + 0.5) / s, (i + 0.5) / s)``, and its value is the sum
 rendered, of that tile's Gaussians only (see :mod:`ligcodec.render.contract`). Tiles therefore
 never interact: each can be fitted, stored, decoded and cached on its own, and a region read
 touches only the tiles it overlaps. Gaussians may sit a little outside their tile; they are
-simply clipped to it.
+simply clipped to it. A 2.3 file's border filter (``deblock``, :mod:`ligcodec.render.deblock`)
+then smooths the seams between tiles; a read renders the few pixels around its region it needs.
 
 Levels: level 0 is fitted to the image area-downsampled by 2 (its Gaussians live in full-res
 pixels and are fitted by rendering at scale 1/2), level 1 to the full-resolution residual. A
@@ -28,6 +29,7 @@ from .errors import LigFormatError, LigInputError, LigSizeError
 from .limits import MAX_IN_MEMORY_PIXELS
 from .render import Gaussians
 from .render.contract import check_region, check_scale, output_size
+from .render.deblock import deblock, filter_width, halo
 from .render.decoder import draw
 
 
@@ -103,6 +105,7 @@ class Model:
     levels: list  # [L][T] Gaussians
     info: dict = field(default_factory=dict)
     level0_scale: float | None = None  # see default_levels
+    deblock: tuple | None = None  # (K, T): the border filter of spec section 6 (2.3 files); None: none
 
     @property
     def n_tiles(self) -> int:
@@ -128,7 +131,7 @@ class Model:
     def render(self, scale=1.0, region=None, levels=None, out=None) -> np.ndarray:
         """``[h, w, C]`` float32 render (unclamped) at ``scale`` of ``region = (x, y, w, h)`` in
         output pixels, into ``out`` if given (every pixel is written). Only the tiles that
-        overlap the region are rendered."""
+        overlap the region are rendered (and with :attr:`deblock`, those within a few pixels of it)."""
         s = check_scale(scale)
         ow, oh = output_size(self.width, self.height, s)
         x0, y0, w, h = check_region(region, ow, oh)
@@ -138,7 +141,49 @@ class Model:
         elif out.shape != (h, w, self.channels) or out.dtype != np.float32:
             raise LigInputError(f"out has shape {out.shape} and dtype {out.dtype}; the render needs "
                                 f"{(h, w, self.channels)} float32")
-        owned = self.owned_rects(s, (x0, y0, w, h))
+        k = self.filter_width(s)
+        if not k:
+            return self._draw(s, (x0, y0, w, h), levels, out)
+        # The border filter needs pixels around the region: render them too (into ``out`` when
+        # there are none to add, as for a whole image), filter, keep the region.
+        px0, py0, pw, ph = grown = self.drawn_region(s, (x0, y0, w, h))
+        buf = out if grown == (x0, y0, w, h) else np.empty((ph, pw, self.channels), np.float32)
+        self._draw(s, grown, levels, buf)
+        deblock(buf, self.border_starts(s, px0, pw, horizontal=True),
+                self.border_starts(s, py0, ph, horizontal=False), k, float(self.deblock[1]))
+        if buf is not out:
+            out[...] = buf[y0 - py0 : y0 - py0 + h, x0 - px0 : x0 - px0 + w]
+        return out
+
+    def filter_width(self, s: float) -> int:
+        """The border filter's half-width at scale ``s`` in output pixels (0: no filter)."""
+        return filter_width(self.deblock[0], s) if self.deblock else 0
+
+    def drawn_region(self, s: float, region) -> tuple:
+        """What a render of ``region`` (inside the output at scale ``s``) draws: the region and
+        the pixels around it that the border filter reads (none without a filter)."""
+        x0, y0, w, h = region
+        pad = halo(self.filter_width(s))
+        ow, oh = output_size(self.width, self.height, s)
+        px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
+        return px0, py0, min(ow, x0 + w + pad) - px0, min(oh, y0 + h + pad) - py0
+
+    def tiles_drawn(self, s: float, region) -> list[int]:
+        """The tiles a render of ``region`` at scale ``s`` draws (and decodes, unless cached)."""
+        return sorted(t for t, *_ in self.owned_rects(s, self.drawn_region(s, tuple(region))))
+
+    def border_starts(self, s: float, a: int, n: int, horizontal: bool) -> list[int]:
+        """Where tile borders fall in output pixels ``[a, a + n)`` along x (``horizontal``) or y at
+        scale ``s``: the first pixel each tile column (row) after the first owns, less ``a``."""
+        side = self.width if horizontal else self.height
+        T, count = self.tile, math.ceil(side / self.tile)
+        first, last = max(1, int(a / s // T)), min(count - 1, int((a + n) / s // T) + 1)
+        return [tile_output_span(t * T, min(side, (t + 1) * T), s, side)[0] - a for t in range(first, last + 1)]
+
+    def _draw(self, s: float, region, levels, out) -> np.ndarray:
+        """The render of ``region`` (inside the output) into ``out``, before the border filter."""
+        x0, y0, w, h = region
+        owned = self.owned_rects(s, region)
         if not owned:  # an empty region; otherwise every pixel is owned by one tile and written
             out[...] = 0
             return out

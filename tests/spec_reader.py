@@ -103,6 +103,11 @@ def _check_header(h, size):
         v = h["level0_scale"]
         if not is_num(v) or not 0 < v < 1 or L < 2:
             raise ValueError(f"header: level0_scale={v!r} not in (0, 1) with 2+ levels")
+    if "deblock" in h:  # 2.3, optional
+        v = h["deblock"]
+        ok = isinstance(v, (list, tuple)) and len(v) == 2 and type(v[0]) is int and 1 <= v[0] <= 16
+        if not ok or not is_num(v[1]) or not v[1] >= 0:
+            raise ValueError(f"header: deblock={v!r} not [K in 1..16, T >= 0]")
 
 
 # --------------------------------------------------------------------------- models
@@ -498,7 +503,28 @@ def render_full(decoded, batch=64):
             g = np.where(q <= 9.0, np.exp(-0.5 * q), 0.0)
             acc += g @ ch["colours"][sl]
         img[y0:y1, x0:x1] += acc.reshape(y1 - y0, x1 - x0, C)
+    if "deblock" in h:
+        border_filter(img, T, *h["deblock"])
     return img
+
+
+def border_filter(img, T, K, thr):
+    """Section 6's border filter at scale 1 (k = K; tile column tx starts at output column
+    tx * T): across the vertical borders, then across the horizontal ones, in place."""
+    for view in (img, img.transpose(1, 0, 2)):  # columns first, then rows (on the result)
+        n = view.shape[1]
+        borders = [b for b in range(T, n, T) if 2 <= b <= n - 2]
+        es = []
+        for b in borders:  # every d from the image before this pass
+            p1, p0, q0, q1 = view[:, b - 2], view[:, b - 1], view[:, b], view[:, b + 1]
+            d = (q0 - p0) - ((p0 - p1) + (q1 - q0)) / 2
+            es.append(d * np.clip(2 - np.abs(d) / thr, 0, 1) if thr > 0 else 0 * d)
+        for b, e in zip(borders, es):
+            for j in range(K):
+                if b - 1 - j >= 0:
+                    view[:, b - 1 - j] += (e / 2) * (1 - j / K)
+                if b + j < n:
+                    view[:, b + j] -= (e / 2) * (1 - j / K)
 
 
 def to_samples(img, bit_depth):

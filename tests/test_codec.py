@@ -154,7 +154,7 @@ def test_spec_constants_match_code():
     assert bytes.fromhex(consts["MAGIC"]) == container.MAGIC
     for name in ("VERSION_MAJOR", "VERSION_MINOR", "PREFIX_SIZE", "INDEX_ENTRY_SIZE", "MAX_HEADER_SIZE",
                  "MAX_GAUSSIANS_PER_CHUNK", "MIN_CHUNK_BYTES_PER_GAUSSIAN", "MAX_LOG_SCALE", "MAX_AMPLITUDE",
-                 "MAX_TILE_WORK"):
+                 "MAX_TILE_WORK", "MAX_DEBLOCK_WIDTH"):
         assert int(consts[name]) == getattr(container, name), name
     from ligcodec.codec import tile
 
@@ -556,11 +556,11 @@ def _level0_share(im):
 
 def test_progressive_header(progressive_pair):
     """SCENARIO: a default and a progressive encode. EXPECTED RESULT: only the progressive file
-    holds level0_scale (1/4), and both are format 2.2 (the CLI test checks what `info` says)."""
+    holds level0_scale (1/4), and both are format 2.3 (the CLI test checks what `info` says)."""
     default, prog, _ = progressive_pair
     with ligcodec.open(default) as a, ligcodec.open(prog) as b:
         assert a.header.level0_scale is None and b.header.level0_scale == 0.25
-        assert a._reader.prefix.minor == b._reader.prefix.minor == 2
+        assert a._reader.prefix.minor == b._reader.prefix.minor == container.VERSION_MINOR == 3
         assert "fit" in b.header.encoder and b.header.encoder["fit"]["downsample"] == 4
 
 

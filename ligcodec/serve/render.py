@@ -25,7 +25,7 @@ MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 def tiles_of(img, scale: float, window) -> list:
     """The codec tiles a read of ``window`` at ``scale`` renders (they are decoded unless cached)."""
-    return sorted(t for t, *_ in img.model.owned_rects(scale, tuple(window)))
+    return img.model.tiles_drawn(scale, window)
 
 
 def cached(img, tiles, scale: float) -> set:

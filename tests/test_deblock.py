@@ -1,0 +1,113 @@
+"""The border filter of spec section 6 (format 2.3, header ``deblock = [K, T]``)."""
+
+import dataclasses
+import math
+
+import msgpack
+import numpy as np
+import pytest
+
+import ligcodec
+from ligcodec.container import Header
+from ligcodec.errors import LigFormatError
+from ligcodec.render.deblock import deblock, filter_width, halo
+from tests.test_fit import smooth_image
+
+
+def _step_image(jump, h=8, w=32, base=0.5):
+    """A flat image with a jump of ``jump`` starting at column 16 (a tile border)."""
+    a = np.full((h, w, 1), base, np.float32)
+    a[:, 16:] += jump
+    return a
+
+
+def test_a_small_jump_becomes_a_ramp():
+    """SCENARIO: a flat image with a jump of 0.02 at a border, threshold 0.05, K = 4.
+    EXPECTED RESULT: the step across the border becomes the mean of the steps beside it (0), and
+    the 0.02 is spread as steps of 0.0025 over the 4 pixels on either side; pixels further away
+    and the image's mean are unchanged."""
+    a = deblock(_step_image(0.02), [16], [], 4, 0.05)
+    want = np.r_[[0.5] * 12, 0.5025, 0.505, 0.5075, 0.51, 0.51, 0.5125, 0.515, 0.5175, [0.52] * 12]
+    assert np.allclose(a[:, :, 0], want[None], atol=1e-6)
+    assert a[0, 0, 0] == np.float32(0.5) and a[0, -1, 0] == np.float32(0.52)
+    assert math.isclose(float(a.mean(dtype=np.float64)), float(_step_image(0.02).mean(dtype=np.float64)), abs_tol=1e-6)
+
+
+def test_an_edge_of_the_image_is_left_alone():
+    """SCENARIO: jumps of 2T and more at a border (an edge in the picture, not a coding error),
+    and one of 1.5T. EXPECTED RESULT: 2T and more are untouched; 1.5T is half corrected (the fade
+    between T and 2T), so the filter has no cliff where float rounding could flip a decision."""
+    for jump in (0.1, 0.3, -0.1):
+        a = _step_image(jump)
+        assert np.array_equal(deblock(a.copy(), [16], [], 4, 0.05), a)
+    a = deblock(_step_image(0.075), [16], [], 4, 0.05)
+    assert math.isclose(float(a[0, 16, 0] - a[0, 15, 0]), 0.075 / 2, rel_tol=1e-4)
+
+
+def test_rows_after_columns_and_out_of_reach_borders():
+    """SCENARIO: a jump across a horizontal border, a border too close to the array's edge to
+    measure, K = 2. EXPECTED RESULT: the horizontal border is smoothed like a vertical one; the
+    border at column 1 (its step needs column -1) is left as it is."""
+    a = _step_image(0.02).transpose(1, 0, 2).copy()  # the jump now starts at row 16
+    out = deblock(a, [], [16], 2, 0.05)
+    assert np.allclose(out[12:20, 0, 0], [0.5, 0.5, 0.505, 0.51, 0.51, 0.515, 0.52, 0.52], atol=1e-6)
+    b = np.zeros((4, 8, 1), np.float32)
+    b[:, 1:] = 0.01
+    assert np.array_equal(deblock(b.copy(), [1], [], 2, 0.05), b)
+
+
+def test_width_and_halo_by_scale():
+    """SCENARIO: K = 4 at scales from 1/8 to 2. EXPECTED RESULT: half-width min(K, floor(K s)):
+    none below 1/4, and a read renders k + 2 pixels around its region."""
+    assert [filter_width(4, s) for s in (0.125, 0.2, 0.25, 0.5, 0.75, 1.0, 2.0)] == [0, 0, 1, 2, 3, 4, 4]
+    assert [halo(k) for k in (0, 1, 4)] == [0, 3, 6]
+
+
+@pytest.mark.parametrize("value", [[0, 0.1], [17, 0.1], [4, -0.1], [4, float("nan")], [4, float("inf")],
+                                   [True, 0.1], [4.0, 0.1], [4], "4,0.1", [4, "x"], [4, False]])
+def test_bad_deblock_values_are_refused(value):
+    """SCENARIO: a header holding a deblock value outside the spec (section 2).
+    EXPECTED RESULT: the reader refuses it with a LigFormatError naming deblock (and the writer
+    refuses to write it)."""
+    h = Header(64, 64, 3, 8, 16, 1, "ycocg", 0.125, [0.1, 0.1, 0.1], [[0.01] * 3])
+    d = msgpack.unpackb(h.pack(), raw=False)
+    d["deblock"] = value
+    with pytest.raises(LigFormatError, match="deblock"):
+        Header.parse(msgpack.packb(d, use_bin_type=True))
+    with pytest.raises(ligcodec.LigInputError, match="deblock"):
+        dataclasses.replace(h, deblock=value).pack()
+
+
+def test_encoder_writes_the_filter_and_reads_apply_it(tmp_path):
+    """SCENARIO: an encode of a 300x200 image with 128-px tiles.
+    EXPECTED RESULT: the header holds deblock = [4, T > 0]; a full read differs from the same file
+    read without the filter only near tile borders; region reads at several scales are the same
+    windows of full reads, bit for bit (the halo)."""
+    path = tmp_path / "a.lig"
+    from ligcodec.fit import FitConfig
+
+    ligcodec.encode(smooth_image(200, 300), path, gaussians=400, effort=1, workers=1, config=FitConfig(tile=128))
+    with ligcodec.open(path) as img:
+        K, T = img.header.deblock
+        assert K == 4 and T > 0
+        full = img.read()
+        img.model.deblock = None
+        plain = img.read()
+        img.model.deblock = (K, T)
+        changed = np.nonzero(np.any(full != plain, axis=2))
+        near = lambda v: np.minimum(v % 128, 128 - v % 128) <= K  # noqa: E731
+        assert changed[0].size and np.all(near(changed[0]) | near(changed[1]))
+        rng = np.random.default_rng(0)
+        for s in (1.0, 0.5, 0.3, 2.0):
+            whole = img.read(s)
+            H, W = whole.shape[:2]
+            for _ in range(6):
+                x0, y0 = int(rng.integers(0, W - 1)), int(rng.integers(0, H - 1))
+                w, h = int(rng.integers(1, W - x0 + 1)), int(rng.integers(1, H - y0 + 1))
+                assert np.array_equal(img.read(s, (x0, y0, w, h)), whole[y0 : y0 + h, x0 : x0 + w]), (s, x0, y0)
+
+
+def test_header_round_trip():
+    h = Header(64, 64, 3, 8, 16, 1, "ycocg", 0.125, [0.1, 0.1, 0.1], [[0.01] * 3], deblock=[4, 0.02])
+    assert Header.parse(h.pack()).deblock == [4, 0.02]
+    assert Header.parse(dataclasses.replace(h, deblock=None).pack()).deblock is None
