@@ -141,15 +141,16 @@ class LigImage:
         px; ``levels=[0]`` renders the coarse level alone (a preview that reads fewer bytes);
         ``levels=None`` is :meth:`Model.default_levels` (level 0 alone at scales up to a progressive
         file's ``level0_scale``, otherwise all levels)."""
-        return self._read_float(scale, region, levels)
-
-    def _read_float(self, scale, region, levels, out=None) -> np.ndarray:
         with _no_memory_error(scale, region):
-            out = self.model.render(scale=scale, region=region, levels=levels, out=out)
-            np.clip(out, 0, 1, out=out)
-            if self.header.alpha_mask:
-                self._apply_alpha(out, check_scale(scale), region)
-            return out
+            return self._finish(self.model.render(scale=scale, region=region, levels=levels), check_scale(scale),
+                                region)
+
+    def _finish(self, part, s: float, region) -> np.ndarray:
+        """A float render of ``region`` clamped to [0, 1], with the alpha mask applied (in place)."""
+        np.clip(part, 0, 1, out=part)
+        if self.header.alpha_mask:
+            self._apply_alpha(part, s, region)
+        return part
 
     def read(self, scale=1.0, region=None, levels=None) -> np.ndarray:
         """``[h, w, C]`` in the image's dtype (uint8 or uint16) at ``scale`` and ``region``.
@@ -164,10 +165,9 @@ class LigImage:
         peak = 65535 if self.header.bit_depth == 16 else 255
         with _no_memory_error(scale, region):
             out = np.empty((h, w, self.header.channels), self.dtype)
-            strips = self._strips(s, y0, h, w)
-            buf = np.empty((max(b - a for a, b in strips), w, self.header.channels), np.float32)
-            for a, b in strips:  # one float buffer for every strip: its pages are faulted in once
-                part = self._read_float(s, (x0, y0 + a, w, b - a), levels, buf[: b - a])
+            # One float buffer for every strip: its pages are faulted in once.
+            for a, b, part in self.model.render_strips(s, (x0, y0, w, h), levels, self._strips(s, y0, h, w)):
+                self._finish(part, s, (x0, y0 + a, w, b - a))
                 part *= peak
                 out[a:b] = np.round(part, out=part)
         return out

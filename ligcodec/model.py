@@ -29,7 +29,7 @@ from .errors import LigFormatError, LigInputError, LigSizeError
 from .limits import MAX_IN_MEMORY_PIXELS
 from .render import Gaussians
 from .render.contract import check_region, check_scale, output_size
-from .render.deblock import deblock, filter_width, halo
+from .render.deblock import across_columns, across_rows, deblock, filter_width, halo
 from .render.decoder import draw
 
 
@@ -154,6 +154,47 @@ class Model:
         if buf is not out:
             out[...] = buf[y0 - py0 : y0 - py0 + h, x0 - px0 : x0 - px0 + w]
         return out
+
+    def render_strips(self, scale, region, levels, strips):
+        """:meth:`render` of ``region`` (inside the output) one strip of rows at a time: yields
+        ``(a, b, rows)``, the render of rows ``[a, b)`` of the region (float32, unclamped; valid
+        until the next step), in order and covering it. ``strips``: ``[(a, b)]`` cut where a row
+        of tiles starts owning pixels (:meth:`LigImage._strips`). The same pixels as one render.
+
+        With the border filter, a strip rendered alone would also draw the filter's halo rows,
+        and with them the Gaussians of a whole row of tiles above and below it (BENCHMARKS.md,
+        "border filter"). Instead each strip's last rows wait, unfiltered across the next
+        border, for the next strip, which is drawn after them."""
+        s = check_scale(scale)
+        k, (x0, y0, w, h) = self.filter_width(s), region
+        m = halo(k)
+        if not k or len(strips) == 1 or math.floor(self.tile * s) < 2 * m + 2:
+            # No filter, one strip, or tiles so small that one border's rows could reach the next
+            # (a strip then carries its halo; never for the encoder's files above scale 1/4).
+            buf = np.empty((max(b - a for a, b in strips), w, self.channels), np.float32)
+            for a, b in strips:
+                yield a, b, self.render(s, (x0, y0 + a, w, b - a), levels, out=buf[: b - a])
+            return
+        levels = self.default_levels(s) if levels is None else self._check_levels(levels)
+        gx0, gy0, gw, gh = self.drawn_region(s, region)
+        top = y0 - gy0  # halo rows above the region (those below grow the last strip)
+        cuts = [0] + [a + top for a, _ in strips[1:]] + [gh]
+        work = np.empty((m + max(b - a for a, b in zip(cuts, cuts[1:])), gw, self.channels), np.float32)
+        cols, carry, T = self.border_starts(s, gx0, gw, horizontal=True), 0, float(self.deblock[1])
+        for i, (ga, gb) in enumerate(zip(cuts, cuts[1:])):
+            n = gb - ga
+            self._draw(s, (gx0, gy0 + ga, gw, n), levels, work[carry : carry + n])
+            across_columns(work[carry : carry + n], cols, k, T)
+            # Borders whose four rows are all here, the one at this strip's first row included; the
+            # one at its end waits: it starts the next strip.
+            across_rows(work[: carry + n], self.border_starts(s, gy0 + ga - carry, carry + n, horizontal=False), k, T)
+            keep = min(m, carry + n) if i < len(cuts) - 2 else 0
+            lo, done = ga - carry, carry + n - keep  # work[:done] is final: grown rows [lo, lo + done)
+            ra, rb = max(lo, top), min(lo + done, top + h)
+            if ra < rb:
+                yield ra - top, rb - top, work[ra - lo : rb - lo, x0 - gx0 : x0 - gx0 + w]
+            work[:keep] = work[done : done + keep].copy()
+            carry = keep
 
     def filter_width(self, s: float) -> int:
         """The border filter's half-width at scale ``s`` in output pixels (0: no filter)."""

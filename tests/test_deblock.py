@@ -111,3 +111,28 @@ def test_header_round_trip():
     h = Header(64, 64, 3, 8, 16, 1, "ycocg", 0.125, [0.1, 0.1, 0.1], [[0.01] * 3], deblock=[4, 0.02])
     assert Header.parse(h.pack()).deblock == [4, 0.02]
     assert Header.parse(dataclasses.replace(h, deblock=None).pack()).deblock is None
+
+
+@pytest.mark.parametrize("strip_pixels", [1, 300 * 40, 300 * 150])
+def test_strips_carry_rows_instead_of_drawing_a_halo(tmp_path, monkeypatch, strip_pixels):
+    """SCENARIO: reads of a 2.3 file cut into strips of one or more rows of tiles (LigImage.read
+    of a large image), whose last rows wait for the next strip instead of drawing a halo.
+    EXPECTED RESULT: bit for bit the pixels of the same read in one strip, at every scale, for
+    the whole image and for regions that start and end off the tile grid."""
+    from ligcodec import image as image_mod
+    from ligcodec.fit import FitConfig
+
+    path = tmp_path / "a.lig"
+    ligcodec.encode(smooth_image(200, 300), path, gaussians=400, effort=1, workers=1, config=FitConfig(tile=64))
+    with ligcodec.open(path) as img:
+        want = {}
+        for s in (1.0, 0.5, 0.3, 2.0):
+            for region in (None, (5, 3, 170, 190)):
+                want[s, region] = img.read(s, region if s == 1 else None)
+    monkeypatch.setattr(image_mod, "STRIP_PIXELS", strip_pixels)
+    with ligcodec.open(path) as img:
+        cut = 0
+        for (s, region), v in want.items():
+            cut += len(img._strips(s, 0, v.shape[0], v.shape[1])) > 1
+            assert np.array_equal(img.read(s, region if s == 1 else None), v), (s, region)
+        assert cut == len(want) if strip_pixels == 1 else cut >= 2

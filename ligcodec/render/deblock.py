@@ -4,8 +4,8 @@ Tiles are fitted independently, so the decoded image's error jumps where one til
 the next one's: a visible cross along the tile grid at low rates. The filter takes each jump at
 a border, less the mean of the steps beside it, and spreads it over the ``2k`` pixels around the
 border as a linear ramp: all of it up to ``T`` (a coding error's size), none beyond ``2T`` (an
-edge of the image), fading between so that float rounding never flips a decision. It is numpy on the float image (before clamping): a few vector operations per
-border, no kernel to load.
+edge of the image), fading between so that float rounding never flips a decision. It is numpy
+on the float image (before clamping): a few vector operations per border, no kernel to load.
 """
 
 from __future__ import annotations
@@ -32,28 +32,42 @@ def deblock(a: np.ndarray, columns, rows, k: int, threshold: float) -> np.ndarra
     array's ``columns``, then across those at its ``rows`` (positions where a tile starts owning
     pixels, relative to the array). A border whose step needs pixels outside the array is left:
     in a read with :func:`halo` pixels around its region, no such border reaches the region."""
-    if k <= 0 or not threshold > 0:
-        return a
-    _pass(a, [b for b in columns if 2 <= b <= a.shape[1] - 2], k, threshold, axis=1)
-    _pass(a, [b for b in rows if 2 <= b <= a.shape[0] - 2], k, threshold, axis=0)
-    return a
+    across_columns(a, columns, k, threshold)
+    return across_rows(a, rows, k, threshold)
+
+
+def across_columns(a: np.ndarray, columns, k: int, threshold: float) -> np.ndarray:
+    """The filter's first pass: across the vertical borders at ``columns`` (see :func:`deblock`).
+    Each row is filtered on its own, so rows can be filtered in any batches."""
+    return _pass(a, columns, k, threshold, axis=1)
+
+
+def across_rows(a: np.ndarray, rows, k: int, threshold: float) -> np.ndarray:
+    """The second pass: across the horizontal borders at ``rows``, on :func:`across_columns`' result."""
+    return _pass(a, rows, k, threshold, axis=0)
 
 
 def _pass(a, borders, k, threshold, axis):
+    if k <= 0 or not threshold > 0:
+        return a
     v = a if axis == 1 else a.transpose(1, 0, 2)  # a view: columns of ``v`` are the pass's lines
     n = v.shape[1]
-    # Every step first, from the image before this pass (spec: each d before the pass's corrections).
-    half = []
-    for b in borders:
-        p1, p0, q0, q1 = v[:, b - 2], v[:, b - 1], v[:, b], v[:, b + 1]
-        d = (q0 - p0) - ((p0 - p1) + (q1 - q0)) / np.float32(2)
-        fade = np.clip(np.float32(2) - np.abs(d) / np.float32(threshold), np.float32(0), np.float32(1))
-        half.append(d * fade / np.float32(2))
+    b = np.array([b for b in borders if 2 <= b <= n - 2], np.int64)
+    if not b.size:
+        return a
+    # Every step first, from the image before this pass (spec: each d before the pass's
+    # corrections), all borders at once; then the corrections, one offset j at a time (borders
+    # are a tile apart, so no pixel is in two borders' ramps and fancy-index adds are exact).
+    p1, p0, q0, q1 = v[:, b - 2], v[:, b - 1], v[:, b], v[:, b + 1]
+    d = (q0 - p0) - ((p0 - p1) + (q1 - q0)) / np.float32(2)
+    fade = np.clip(np.float32(2) - np.abs(d) / np.float32(threshold), np.float32(0), np.float32(1))
+    half = d * fade / np.float32(2)
     ramp = (1 - np.arange(k) / k).astype(np.float32)
-    for b, h in zip(borders, half):
-        for j in range(k):
-            c = h * ramp[j]
-            if b - 1 - j >= 0:
-                v[:, b - 1 - j] += c
-            if b + j < n:
-                v[:, b + j] -= c
+    for j in range(k):
+        c = half * ramp[j]
+        left, right = b - 1 - j, b + j
+        ok = left >= 0
+        v[:, left[ok]] += c[:, ok]
+        ok = right < n
+        v[:, right[ok]] -= c[:, ok]
+    return a
