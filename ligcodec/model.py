@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -179,9 +180,9 @@ class Model:
         gx0, gy0, gw, gh = self.drawn_region(s, region)
         top = y0 - gy0  # halo rows above the region (those below grow the last strip)
         cuts = [0] + [a + top for a, _ in strips[1:]] + [gh]
-        work = np.empty((m + max(b - a for a, b in zip(cuts, cuts[1:])), gw, self.channels), np.float32)
+        work = np.empty((m + max(b - a for a, b in pairwise(cuts)), gw, self.channels), np.float32)
         cols, carry, T = self.border_starts(s, gx0, gw, horizontal=True), 0, float(self.deblock[1])
-        for i, (ga, gb) in enumerate(zip(cuts, cuts[1:])):
+        for i, (ga, gb) in enumerate(pairwise(cuts)):
             n = gb - ga
             self._draw(s, (gx0, gy0 + ga, gw, n), levels, work[carry : carry + n])
             across_columns(work[carry : carry + n], cols, k, T)
@@ -223,7 +224,7 @@ class Model:
 
     def _draw(self, s: float, region, levels, out) -> np.ndarray:
         """The render of ``region`` (inside the output) into ``out``, before the border filter."""
-        x0, y0, w, h = region
+        x0, y0 = region[:2]
         owned = self.owned_rects(s, region)
         if not owned:  # an empty region; otherwise every pixel is owned by one tile and written
             out[...] = 0

@@ -74,7 +74,9 @@ class EncodeResult:
     bytes: int
     bpp: float
     gaussians: int
-    psnr: float  # of the decoded image vs the input, float samples, clamped
+    #: of the decoded tiles vs the input, float samples, clamped; before the border filter (spec
+    #: section 6), which moves it by hundredths of a dB (BENCHMARKS.md, "border filter")
+    psnr: float
     seconds: float
     passes: int = 1  # encodes it took (psnr= searches the budget; a file above the raw size is encoded again)
     requested: int | None = None  # the Gaussian budget asked for, where the raw-size cap lowered it
