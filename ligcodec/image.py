@@ -16,7 +16,7 @@ import numpy as np
 
 from .codec.alpha import apply_mask, read_mask
 from .codec.batch import LIMIT_MESSAGES, OK, decode_chunks
-from .codec.tile import decode_chunk
+from .codec.tile import chunk_problem
 from .container import LigReader
 from .errors import LigFormatError, LigIndexError, LigInputError, LigSizeError
 from .model import Model, tile_grid, tile_output_span
@@ -348,20 +348,21 @@ class LigImage:
         chol = np.empty((n, 3), np.float64)
         cols = np.empty((n, h.channels), np.float32)
         status = np.zeros(len(keys), np.int8)
+        detail = np.zeros((len(keys), 4), np.int64)
         legacy = r.prefix.minor < 2  # 2.0/2.1 table rule (spec section 4)
         decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, counts, first,
                       np.array([self._origins[t] for _, t in keys], np.int64).reshape(-1, 2),
                       float(h.pos_step), np.asarray(h.chol_step, np.float64),
                       np.array([h.colour_step[lvl] for lvl, _ in keys], np.float64).reshape(len(keys), h.channels),
-                      h.colour_transform == "ycocg", h.tile, legacy, means, chol, cols, status)
+                      h.colour_transform == "ycocg", h.tile, legacy, means, chol, cols, status, detail)
         for i in np.flatnonzero(status != OK):
             lvl, t = keys[i]
             where = f"tile {t}, level {lvl}"
             if status[i] in LIMIT_MESSAGES:
                 raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} is refused: "
                                      f"{LIMIT_MESSAGES[status[i]]} (spec section 4); the file is corrupt or forged")
-            decode_chunk(chunks[i], int(counts[i]), h.channels, where, legacy)  # raises, naming what is wrong
-            raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset} cannot be decoded")
+            raise LigFormatError(f"{where}: chunk at byte {r.entry(lvl, t).offset}: "
+                                 f"{chunk_problem(detail[i], int(lens[i]))}")
         return means, chol, cols, first
 
     def aszarr(self, *, chunk: int = 256, axes: str = "cyx", name: str | None = None):

@@ -225,7 +225,8 @@ def test_chunk_table_rejections():
         decode_chunk(b"\x80\x80\x80\x7f" + data[1:], 10, 3, "t")
 
 
-def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, chol_step=1.0):
+def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, chol_step=1.0, legacy=False):
+    """``decode_chunks`` on ``chunks``: ``(means, chol, colours, first, status, detail)``."""
     from ligcodec.codec.batch import decode_chunks
 
     lens = np.array([len(c) for c in chunks], np.int64)
@@ -234,10 +235,11 @@ def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, cho
     n, k = int(first[-1]), len(chunks)
     means, chol, cols = np.empty((n, 2)), np.empty((n, 3)), np.empty((n, channels), np.float32)
     status = np.full(k, -1, np.int8)
+    detail = np.full((k, 4), -1, np.int64)
     decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, np.asarray(counts, np.int64), first,
                   np.zeros((k, 2), np.int64), 1.0, np.full(3, chol_step), np.full((k, channels), colour_step), ycocg,
-                  tile, False, means, chol, cols, status)
-    return means, chol, cols, first, status
+                  tile, legacy, means, chol, cols, status, detail)
+    return means, chol, cols, first, status, detail
 
 
 def test_batch_decoder_matches_chunk_decoder():
@@ -260,7 +262,7 @@ def test_batch_decoder_matches_chunk_decoder():
         chunks.append(data)
         counts.append(n)
         refs.append(decode_chunk(data, n, 3, "t") if n else None)
-    means, chol, cols, first, status = _batch(chunks, counts, 3, colour_step=2.0**-8)
+    means, chol, cols, first, status, _ = _batch(chunks, counts, 3, colour_step=2.0**-8)
     assert (status == 0).all()
     for i, ref in enumerate(refs):
         if ref is None:
@@ -275,14 +277,14 @@ def test_batch_decoder_matches_chunk_decoder():
 
 def test_batch_decoder_flags_bad_chunks():
     """SCENARIO: truncated, padded, over-long-varint and out-of-range chunks beside a good one.
-    EXPECTED RESULT: the bad ones get a non-OK status (the reader then re-decodes them with the
-    per-chunk decoder for its message); the good one decodes."""
+    EXPECTED RESULT: the bad ones get a non-OK status (and a detail the reader words as its
+    message); the good one decodes."""
     from ligcodec.codec.tile import encode_chunk
 
     qk = np.arange(30).reshape(10, 3)
     data = encode_chunk(np.arange(10), np.arange(10), qk // 4, qk)
     bad = [data[:5], data + b"\0", b"\xff" * 8 + data, b"\x80\x80\x80\x7f" + data[1:], data[:-4] + b"\0\0\0\0"]
-    *_, status = _batch([data] + bad + [b"x"], [10] * (1 + len(bad)) + [0], 3)
+    *_, status, _ = _batch([data] + bad + [b"x"], [10] * (1 + len(bad)) + [0], 3)
     assert status[0] == 0 and (status[1:] != 0).all()
 
 
@@ -301,15 +303,16 @@ def test_batch_decoder_enforces_the_spec_limits():
 
     cases = [(chunk(1, 44, 1), 1), (chunk(1, 3, 70000), 1), (chunk(300, 12, 1), 300),
              (chunk(1, 19, 65536), 1), (chunk(60, 12, 1), 60)]
-    *_, status = _batch([c for c, _ in cases], [n for _, n in cases], 3)
+    *_, status, _ = _batch([c for c, _ in cases], [n for _, n in cases], 3)
     assert list(status) == [batch.BAD_GEOMETRY, batch.BAD_AMPLITUDE, batch.TOO_MUCH_WORK, batch.OK, batch.OK]
 
 
 def test_file_reads_match_the_chunk_decoder(lig_file):
-    """Every tile the lazy image decodes (batch kernel) equals the per-chunk decoder followed by
-    the numpy dequantisation and colour inverse; the covariance's exp is the one shared routine."""
+    """Every tile the lazy image decodes (batch kernel) equals the per-chunk decoder's symbols
+    dequantised by spec section 5's formulas in numpy, followed by the numpy colour inverse; the
+    covariance's exp is the one shared routine."""
     from ligcodec.codec import colour
-    from ligcodec.codec.tile import decode_chunk, dequantise
+    from ligcodec.codec.tile import decode_chunk, dequantise_chol
 
     path, _ = lig_file
     with ligcodec.open(path) as im:
@@ -317,11 +320,124 @@ def test_file_reads_match_the_chunk_decoder(lig_file):
         for lvl in range(h.levels):
             for t in range(h.n_tiles):
                 e = r.entry(lvl, t)
-                q = decode_chunk(r.chunk(lvl, t), e.count, h.channels, "t")
-                m, c, k = dequantise(*q, im._origins[t], h.pos_step, h.chol_step, h.colour_step[lvl])
+                qx, qy, qc, qk = decode_chunk(r.chunk(lvl, t), e.count, h.channels, "t")
+                x0, y0 = im._origins[t]
+                m = np.stack([x0 + (qx + 0.5) * h.pos_step, y0 + (qy + 0.5) * h.pos_step], 1)
+                k = qk * np.asarray(h.colour_step[lvl], np.float64)
                 g = im.model.levels[lvl][t]
-                assert np.array_equal(g.means, m) and np.array_equal(g.chol, c)
+                assert np.array_equal(g.means, m) and np.array_equal(g.chol, dequantise_chol(qc, h.chol_step))
                 assert np.array_equal(g.colours, colour.inverse(k, h.colour_transform))
+
+
+def _wide_chunk():
+    """2 Gaussians whose every stream but qx spans 60,001 values: uniform-coded in a 2.2 file, too
+    many table values for its bytes in a 2.1 one."""
+    from ligcodec.codec.tile import encode_chunk
+
+    qc = np.array([[-300, -30000, -300], [300, 30000, 300]])
+    qk = np.array([[-30000] * 3, [30000] * 3])
+    return encode_chunk(np.array([0, 1]), np.array([0, 1]), qc, qk)
+
+
+def _rejections():
+    """``{detail code: (chunk, n, legacy, what the message says)}``, one forged chunk for each way
+    a chunk's table or words can be refused."""
+    from ligcodec.codec import tile
+
+    qk = np.arange(30).reshape(10, 3)
+    data = tile.encode_chunk(np.arange(10), np.arange(10), qk // 4, qk)
+    words = len(data) - tile.stream_table(data, 10, 3, "t")[1]
+    return {
+        tile.SHORT_TABLE: (data[:5], 10, False, "chunk of 5 bytes is too short for its stream table"),
+        tile.LONG_VARINT: (b"\xff" * 8 + data, 10, False, "varint at chunk byte 0 is longer than 4 bytes"),
+        tile.BAD_RANGE: (b"\x80\x80\x80\x7f" + data[1:], 10, False,
+                         "stream 0 has an invalid range [133169152,"),
+        tile.LEGACY_TABLES: (_wide_chunk(), 2, True, "its tables hold 241208 values for 70 bytes, above"),
+        tile.RAGGED_WORDS: (data + b"\0", 10, False,
+                            f": {words + 1} bytes after the stream table are not whole 32-bit words"),
+        tile.ZERO_WORD: (data[:-4] + b"\0" * 4, 10, False, "the ANS words end in a zero word"),
+        tile.BYTES_FOR_EMPTY: (b"xyz", 0, False, "3 bytes for 0 Gaussians"),
+    }
+
+
+def test_every_chunk_rejection_names_where_and_what():
+    """SCENARIO: one forged chunk for each way the decoder refuses a chunk's stream table or
+    words (too short, a varint over 4 bytes, a range outside +-MAX_SYMBOL, a 2.1 chunk whose
+    tables hold too many values, bytes that are not whole words, a last word of 0, bytes for 0
+    Gaussians), decoded alone (``decode_chunk``, ``stream_table``) and in the batch kernel.
+    EXPECTED RESULT: LigFormatError, its message starting with the ``where`` given and saying what
+    is wrong with the numbers; the batch kernel flags the same chunk with the same detail; every
+    detail code is covered."""
+    from ligcodec.codec import tile
+    from ligcodec.codec.tile import chunk_problem, decode_chunk, stream_table
+
+    where = "tile 7, level 1"
+    cases = _rejections()
+    assert set(cases) == {tile.SHORT_TABLE, tile.LONG_VARINT, tile.BAD_RANGE, tile.LEGACY_TABLES,
+                          tile.RAGGED_WORDS, tile.ZERO_WORD, tile.BYTES_FOR_EMPTY}
+    for code, (data, n, legacy, what) in cases.items():
+        with pytest.raises(LigFormatError) as e:
+            decode_chunk(data, n, 3, where, legacy)
+        msg = str(e.value)
+        assert msg.startswith(where + ": ") and what in msg and "\n" not in msg, (code, msg)
+        if code in (tile.SHORT_TABLE, tile.LONG_VARINT, tile.BAD_RANGE):  # the table itself is malformed
+            with pytest.raises(LigFormatError, match=re.escape(f"{where}: {msg[len(where) + 2:]}")):
+                stream_table(data, n, 3, where, legacy)
+        *_, status, detail = _batch([data], [n], 3, legacy=legacy)
+        assert status[0] != 0 and detail[0, 0] == code, code
+        assert f"{where}: {chunk_problem(detail[0], len(data))}" == msg
+
+
+def test_chunk_decoder_and_batch_kernel_agree_on_mutants():
+    """SCENARIO: a chunk and a few hundred mutants of it (bytes flipped, inserted, dropped, the
+    chunk cut short or padded, other Gaussian counts), each decoded alone (``decode_chunk``) and
+    in one batch (``decode_chunks``, unit steps).
+    EXPECTED RESULT: both accept or both refuse each one; refused, with the same message;
+    accepted, with the same symbols (the batch's rows are their dequantisation with unit steps).
+    The stream table read alone ends where the ANS words begin."""
+    from ligcodec.codec.tile import chunk_problem, decode_chunk, encode_chunk, stream_table
+
+    rng = np.random.default_rng(16)
+    n = 40
+    qx, qy = rng.integers(0, 60, n), np.sort(rng.integers(0, 60, n))
+    qc = np.stack([rng.integers(-20, 5, n), rng.integers(-5, 5, n), np.zeros(n, np.int64)], 1)
+    qk = rng.laplace(0, 20, (n, 3)).astype(np.int64)
+    data = encode_chunk(qx, qy, qc, qk)
+    params, pos = stream_table(data, n, 3, "t")
+    assert len(params) == 8 and (len(data) - pos) % 4 == 0 and [p[0] for p in params][:2] == [1, 2]
+    cases = [(data, n), (data, n - 1), (data, 0), (b"", 0), (b"", n)]
+    for _ in range(300):
+        b = bytearray(data)
+        op = rng.integers(0, 4)
+        i = int(rng.integers(0, len(b)))
+        if op == 0:
+            b[i] ^= 1 << int(rng.integers(0, 8))
+        elif op == 1:
+            b.insert(i, int(rng.integers(0, 256)))
+        elif op == 2:
+            del b[i]
+        else:
+            b = b[:i]
+        cases.append((bytes(b), n))
+    means, _, cols, first, status, detail = _batch([c for c, _ in cases], [m for _, m in cases], 3,
+                                                      colour_step=2.0**-8, tile=1 << 20)
+    outcomes = set()
+    for c, (chunk, m) in enumerate(cases):
+        try:
+            q = decode_chunk(chunk, m, 3, "t")
+        except LigFormatError as e:
+            outcomes.add("refused")
+            assert status[c] in (1, 2) and str(e) == f"t: {chunk_problem(detail[c], len(chunk))}", (c, str(e))
+            continue
+        if status[c] != 0:  # the symbols decode, but their Gaussians break a limit of spec section 4
+            outcomes.add("limits")
+            assert status[c] >= 3
+            continue
+        outcomes.add("decoded")
+        a, z = first[c], first[c + 1]
+        assert np.array_equal(means[a:z], np.stack([q[0] + 0.5, q[1] + 0.5], 1))
+        assert np.array_equal(cols[a:z], (q[3] * 2.0**-8).astype(np.float32))
+    assert outcomes >= {"refused", "decoded"}
 
 
 # --------------------------------------------------------------------------- corrupt files

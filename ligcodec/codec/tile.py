@@ -1,9 +1,20 @@
-"""One tile's bitstream (spec section 4): quantise, order, entropy-code; and back."""
+"""One tile's bitstream (spec section 4): quantise, order, entropy-code; and back.
+
+The encoder (:func:`encode_chunk`) writes with constriction. Reading has one implementation, the
+numba kernels here: :func:`parse_table` (the stream table) and :func:`decode_symbols` (the table,
+the ANS words and the running sum of ``dqy``), which :func:`.batch.decode_chunks` runs in parallel
+over a read's chunks. A rejected chunk gets a status and a detail (what is wrong, with its numbers),
+which :func:`chunk_problem` words for the :class:`~ligcodec.errors.LigFormatError`;
+:func:`decode_chunk` and :func:`stream_table` are their thin wrappers for one chunk (tests, benches).
+The rule that picks a stream's model (:func:`stream_kind`, :func:`table_limit`) is shared by the
+encoder and the decoder.
+"""
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from constriction import stream
 
@@ -29,9 +40,28 @@ LEGACY_TABLE_PER_BYTE = 64
 VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
 
 
-def table_limit(n: int, legacy: bool = False) -> int:
+#: Status of a chunk's decode (:func:`decode_symbols`; :mod:`.batch` adds the section-4 limits).
+OK, BAD_TABLE, BAD_WORDS = 0, 1, 2
+#: Why a chunk was refused: ``detail[0]`` of :func:`decode_symbols` and :func:`parse_table`, with
+#: ``detail[1:4]`` the numbers :func:`chunk_problem` puts in the message.
+SHORT_TABLE, LONG_VARINT, BAD_RANGE, LEGACY_TABLES = 1, 2, 3, 4
+RAGGED_WORDS, ZERO_WORD, BYTES_FOR_EMPTY = 5, 6, 7
+
+
+@numba.njit(cache=True, nogil=True)
+def table_limit(n, legacy=False):
     """Most values a stream of a chunk of ``n`` Gaussians may have for the geometric table."""
     return TABLE_MAX if legacy else min(TABLE_MAX, TABLE_BASE + TABLE_PER_GAUSSIAN * n)
+
+
+@numba.njit(cache=True, nogil=True)
+def stream_kind(i, lo, hi, limit):
+    """Model kind of stream ``i`` (spec section 4), for the encoder and the decoder alike:
+    constant, uniform (``qx`` and streams wider than ``limit``, :func:`table_limit`) or the
+    geometric table."""
+    if lo == hi:
+        return ans.CONST
+    return ans.UNIFORM if i == 0 or hi - lo + 1 > limit else ans.TABLE
 
 
 def dequantise_chol(qc, chol_step) -> np.ndarray:
@@ -41,11 +71,6 @@ def dequantise_chol(qc, chol_step) -> np.ndarray:
     out = np.empty(qc.shape, np.float64)
     dequantise_chol_rows(np.ascontiguousarray(qc, np.int64), cs[0], cs[1], cs[2], out)
     return out
-
-
-def dequantise(qx, qy, qc, qk, origin, pos_step, chol_step, colour_step):
-    means = np.stack([origin[0] + (qx + 0.5) * pos_step, origin[1] + (qy + 0.5) * pos_step], 1)
-    return means, dequantise_chol(qc, chol_step), qk * np.asarray(colour_step, np.float64)
 
 
 def geometric_probabilities(lo: int, hi: int, loc: int, k: int) -> np.ndarray:
@@ -133,17 +158,9 @@ def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
     return bytes(head) + coder.get_compressed().astype("<u4").tobytes()
 
 
-def _kind(i, lo, hi, limit) -> int:
-    """Model kind of stream ``i`` (spec section 4): constant, uniform (``qx`` and streams wider
-    than ``limit``, :func:`table_limit`) or the geometric table."""
-    if lo == hi:
-        return ans.CONST
-    return ans.UNIFORM if i == 0 or hi - lo + 1 > limit else ans.TABLE
-
-
 def _model(i, lo, hi, loc, k, limit):
     """``(constriction model, or None for a constant stream, lo)`` for the encoder."""
-    kind = _kind(i, lo, hi, limit)
+    kind = stream_kind(i, lo, hi, limit)
     if kind == ans.CONST:
         return None, lo
     if kind == ans.UNIFORM:
@@ -151,73 +168,177 @@ def _model(i, lo, hi, loc, k, limit):
     return stream.model.Categorical(geometric_probabilities(lo, hi, loc, k), perfect=False), lo
 
 
-class _Reader:
-    def __init__(self, data: bytes, where: str):
-        self.data, self.pos, self.where = data, 0, where
+@numba.njit(cache=True, nogil=True)
+def _refuse(detail, code, a, b, c):
+    """Record in ``detail`` why a chunk is refused: a code (:data:`SHORT_TABLE` ...) and three
+    numbers (all four are written: ``detail`` need not come in zeroed)."""
+    detail[0] = code
+    detail[1] = a
+    detail[2] = b
+    detail[3] = c
 
-    def uvarint(self) -> int:
-        v = 0
-        for shift in range(0, 7 * VARINT_MAX_BYTES, 7):
-            if self.pos >= len(self.data):
-                raise LigFormatError(f"{self.where}: chunk of {len(self.data)} bytes is too short for its stream table")
-            b = self.data[self.pos]
-            self.pos += 1
-            v |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return v
-        raise LigFormatError(f"{self.where}: varint longer than {VARINT_MAX_BYTES} bytes at chunk byte {self.pos}")
 
-    def zigzag(self) -> int:
-        v = self.uvarint()
-        return v >> 1 if not v & 1 else -((v + 1) >> 1)
+@numba.njit(cache=True, nogil=True)
+def _varint(data, pos, end, start, detail):
+    """``(value, new pos)`` of the varint at ``data[pos:]``, or ``(-1, pos)`` with ``detail`` saying
+    why not: it runs past ``end``, or is longer than :data:`VARINT_MAX_BYTES` (chunk at ``start``)."""
+    v = 0
+    for k in range(VARINT_MAX_BYTES):
+        if pos + k >= end:
+            _refuse(detail, SHORT_TABLE, 0, 0, 0)
+            return -1, pos
+        b = np.int64(data[pos + k])
+        v |= (b & 0x7F) << (7 * k)
+        if not b & 0x80:
+            return v, pos + k + 1
+    _refuse(detail, LONG_VARINT, pos - start, 0, 0)
+    return -1, pos
 
-    def byte(self) -> int:
-        if self.pos >= len(self.data):
-            raise LigFormatError(f"{self.where}: chunk of {len(self.data)} bytes is too short for its stream table")
-        self.pos += 1
-        return self.data[self.pos - 1]
+
+@numba.njit(cache=True, nogil=True)
+def _unzigzag(v):
+    """Inverse of :func:`_zigzag`."""
+    return v >> 1 if not v & 1 else -((v + 1) >> 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def parse_table(data, start, end, n, nch, legacy, params, detail):
+    """The stream table of the chunk ``data[start:end]`` (``n`` Gaussians, ``nch`` channels) into
+    ``params [5 + nch, 5]``: ``(kind, lo, hi, loc, k)`` per stream, kinds as in
+    :func:`.ans.decode_streams`. Returns the position of the first ANS word, or -1 with
+    ``detail`` saying why (:data:`SHORT_TABLE`, :data:`LONG_VARINT`, :data:`BAD_RANGE`)."""
+    limit = table_limit(n, legacy)
+    pos = start
+    for i in range(5 + nch):
+        if i == 0:
+            z, pos = _varint(data, pos, end, start, detail)
+            if z < 0:
+                return -1
+            span, pos = _varint(data, pos, end, start, detail)
+            if span < 0:
+                return -1
+            lo = _unzigzag(z)
+            hi = lo + span
+            loc = 0
+            k = 0
+        else:
+            z, pos = _varint(data, pos, end, start, detail)
+            if z < 0:
+                return -1
+            below, pos = _varint(data, pos, end, start, detail)
+            if below < 0:
+                return -1
+            above, pos = _varint(data, pos, end, start, detail)
+            if above < 0:
+                return -1
+            if pos >= end:
+                _refuse(detail, SHORT_TABLE, 0, 0, 0)
+                return -1
+            loc = _unzigzag(z)
+            lo = loc - below
+            hi = loc + above
+            k = np.int64(data[pos])
+            pos += 1
+        if min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL:
+            _refuse(detail, BAD_RANGE, i, lo, hi)
+            return -1
+        params[i, 0] = stream_kind(i, lo, hi, limit)
+        params[i, 1] = lo
+        params[i, 2] = hi
+        params[i, 3] = loc
+        params[i, 4] = k
+    return pos
+
+
+@numba.njit(cache=True, nogil=True)
+def check_empty(start, end, detail):
+    """Status of a chunk of 0 Gaussians ``data[start:end]``: it must hold no bytes."""
+    if end == start:
+        return OK
+    _refuse(detail, BYTES_FOR_EMPTY, 0, 0, 0)
+    return BAD_TABLE
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_symbols(data, start, end, n, nch, legacy, detail):
+    """Decode the chunk ``data[start:end]`` (uint8; ``n`` Gaussians, ``nch`` channels; ``legacy``:
+    a 2.0/2.1 chunk, see :func:`table_limit`): ``(status, out [5 + nch, n])``, rows ``qx``, ``qy``
+    (the running sum of the ``dqy`` stream), ``q0..q2``, ``c_0..``. On a status other than
+    :data:`OK`, ``detail [4]`` says why (:func:`chunk_problem`) and ``out`` is undefined."""
+    if n == 0:
+        return check_empty(start, end, detail), np.empty((5 + nch, 0), np.int64)
+    out = np.empty((5 + nch, n), np.int64)
+    params = np.empty((5 + nch, 5), np.int64)
+    pos = parse_table(data, start, end, n, nch, legacy, params, detail)
+    if pos < 0:
+        return BAD_TABLE, out
+    if legacy:
+        values = 0
+        for i in range(5 + nch):
+            if params[i, 0] == ans.TABLE:
+                values += params[i, 2] - params[i, 1] + 1
+        if values > LEGACY_TABLE_BASE + LEGACY_TABLE_PER_BYTE * (end - start):
+            _refuse(detail, LEGACY_TABLES, values, 0, 0)
+            return BAD_TABLE, out
+    if (end - pos) % 4:
+        _refuse(detail, RAGGED_WORDS, end - pos, 0, 0)
+        return BAD_TABLE, out
+    nw = (end - pos) // 4
+    words = np.empty(nw, np.uint32)
+    for w in range(nw):
+        b = pos + 4 * w
+        words[w] = (np.uint32(data[b]) | (np.uint32(data[b + 1]) << np.uint32(8))
+                    | (np.uint32(data[b + 2]) << np.uint32(16)) | (np.uint32(data[b + 3]) << np.uint32(24)))
+    if ans.decode_streams(words, params[:, 0], params[:, 1], params[:, 2], params[:, 3], params[:, 4], n, out):
+        _refuse(detail, ZERO_WORD, 0, 0, 0)
+        return BAD_WORDS, out
+    for j in range(1, n):
+        out[1, j] += out[1, j - 1]
+    return OK, out
+
+
+def chunk_problem(detail, nbytes: int) -> str:
+    """What is wrong with a chunk of ``nbytes`` bytes that :func:`decode_symbols` or
+    :func:`parse_table` refused with ``detail``, in words."""
+    code, a, b, c = (int(v) for v in detail)
+    if code == SHORT_TABLE:
+        return f"chunk of {nbytes} bytes is too short for its stream table"
+    if code == LONG_VARINT:
+        return f"varint at chunk byte {a} is longer than {VARINT_MAX_BYTES} bytes"
+    if code == BAD_RANGE:
+        return f"stream {a} has an invalid range [{b}, {c}] (symbols lie in [-{MAX_SYMBOL}, {MAX_SYMBOL}])"
+    if code == LEGACY_TABLES:
+        return (f"its tables hold {a} values for {nbytes} bytes, above what a 2.1 file may (spec section 4); "
+                "re-encode it with this ligcodec")
+    if code == RAGGED_WORDS:
+        return f"{a} bytes after the stream table are not whole 32-bit words"
+    if code == ZERO_WORD:
+        return "entropy decoding failed: the ANS words end in a zero word"
+    if code == BYTES_FOR_EMPTY:
+        return f"{nbytes} bytes for 0 Gaussians"
+    return f"chunk of {nbytes} bytes cannot be decoded"
 
 
 def stream_table(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
     """A chunk's stream table (spec section 4): ``([(kind, lo, hi, loc, k)] per stream, the
-    offset of the first ANS word)``, kinds as in :func:`.ans.decode_streams`."""
-    r = _Reader(data, where)
-    limit = table_limit(n, legacy)
-    params = []
-    for i in range(5 + channels):
-        if i == 0:
-            lo = r.zigzag()
-            hi = lo + r.uvarint()
-            loc = k = 0
-        else:
-            loc = r.zigzag()
-            lo, hi = loc - r.uvarint(), loc + r.uvarint()
-            k = r.byte()
-        if min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL:
-            raise LigFormatError(f"{where}: stream {i} has an invalid range [{lo}, {hi}]")
-        params.append((_kind(i, lo, hi, limit), lo, hi, loc, k))
-    return params, r.pos
+    offset of the first ANS word)``, kinds as in :func:`.ans.decode_streams` (:func:`parse_table`).
+    Raises :class:`LigFormatError` starting with ``where`` if the table is malformed."""
+    buf = np.frombuffer(data, np.uint8)
+    params = np.empty((5 + channels, 5), np.int64)
+    detail = np.zeros(4, np.int64)
+    pos = parse_table(buf, 0, len(buf), int(n), int(channels), bool(legacy), params, detail)
+    if pos < 0:
+        raise LigFormatError(f"{where}: {chunk_problem(detail, len(buf))}")
+    return [tuple(int(v) for v in p) for p in params], int(pos)
 
 
 def decode_chunk(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
-    """Inverse of :func:`encode_chunk`: ``(qx, qy, qc [n, 3], qk [n, C])``, int64. ``legacy``: a
-    2.0/2.1 chunk (tables up to :data:`TABLE_MAX`, bounded by its length instead)."""
-    if n == 0:
-        if data:
-            raise LigFormatError(f"{where}: {len(data)} bytes for 0 Gaussians")
-        return (np.zeros(0, np.int64),) * 2 + (np.zeros((0, 3), np.int64), np.zeros((0, channels), np.int64))
-    params, pos = stream_table(data, n, channels, where, legacy)
-    values = sum(hi - lo + 1 for kind, lo, hi, _, _ in params if kind == ans.TABLE)
-    if legacy and values > LEGACY_TABLE_BASE + LEGACY_TABLE_PER_BYTE * len(data):
-        raise LigFormatError(f"{where}: its tables hold {values} values for {len(data)} bytes, above what a 2.1 "
-                             "file may (spec section 4); re-encode it with this ligcodec")
-    if (len(data) - pos) % 4:
-        raise LigFormatError(f"{where}: {len(data) - pos} bytes after the stream table are not whole 32-bit words")
-    words = np.frombuffer(data, "<u4", (len(data) - pos) // 4, pos).astype(np.uint32)
-    out = np.empty((len(params), n), np.int64)
-    p = np.array(params, np.int64).reshape(-1, 5)
-    if ans.decode_streams(words, p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], n, out):
-        raise LigFormatError(f"{where}: entropy decoding failed: the ANS words end in a zero word")
-    qx, dqy = out[0], out[1]
-    qy = np.cumsum(dqy)
-    return qx, qy, np.stack(out[2:5], 1), np.stack(out[5:], 1)
+    """Inverse of :func:`encode_chunk` (:func:`decode_symbols`): ``(qx, qy, qc [n, 3], qk [n, C])``,
+    int64. ``legacy``: a 2.0/2.1 chunk (tables up to :data:`TABLE_MAX`, bounded by its length
+    instead). Raises :class:`LigFormatError` starting with ``where`` if the chunk is malformed."""
+    buf = np.frombuffer(data, np.uint8)
+    detail = np.zeros(4, np.int64)
+    status, out = decode_symbols(buf, 0, len(buf), int(n), int(channels), bool(legacy), detail)
+    if status != OK:
+        raise LigFormatError(f"{where}: {chunk_problem(detail, len(buf))}")
+    return out[0], out[1], np.ascontiguousarray(out[2:5].T), np.ascontiguousarray(out[5:].T)
