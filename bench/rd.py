@@ -1,8 +1,10 @@
-"""Rate-distortion on Kodak: ligcodec vs Pillow's JPEG, WebP, AVIF and JPEG 2000 at matched sizes.
+"""Rate-distortion on Kodak (or `--medium`): ligcodec vs Pillow's JPEG, WebP, AVIF and JPEG 2000 at matched sizes.
 
     python bench/rd.py --quick          # 4 images, 0.25 / 0.5 / 1 bpp
     python bench/rd.py                  # all 24, 0.125 / 0.25 / 0.5 / 1 / 2 bpp, plot
     python bench/rd.py --bpp 1 --images kodim23
+    python bench/rd.py --medium --effort 1  # the 9 images of ../shared/data/medium (photos, aerial,
+                                            # histology, microscopy) instead of Kodak
 
 For every image and target, ligcodec encodes with ``bpp=target``; its actual file size (the whole
 .lig file) is the anchor, and each classical codec gets its highest quality whose file is no
@@ -163,7 +165,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bpp", type=float, nargs="+")
-    ap.add_argument("--images", nargs="+", help="Kodak names, e.g. kodim23")
+    ap.add_argument("--images", nargs="+", help="Kodak names, e.g. kodim23 (with --medium: file stems)")
+    ap.add_argument("--medium", action="store_true", help="the images of ../shared/data/medium instead of Kodak")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--effort", type=int, help="ligcodec --effort (default: the encoder's)")
     ap.add_argument("--codecs", nargs="+", choices=sorted(CODECS), help="compare with these only (default: all)")
@@ -171,12 +174,12 @@ def main(argv=None):
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     targets = args.bpp or ([0.25, 0.5, 1.0] if args.quick else [0.125, 0.25, 0.5, 1.0, 2.0])
-    paths = sorted((DATA / "kodak").glob("kodim*.png"))
-    names = args.images or (QUICK if args.quick else None)
+    paths = sorted((DATA / "medium").glob("*.png")) if args.medium else sorted((DATA / "kodak").glob("kodim*.png"))
+    names = args.images or (QUICK if args.quick and not args.medium else None)
     if names:
         paths = [p for p in paths if p.stem in names]
     if not paths:
-        print(f"no Kodak images under {DATA}")
+        print(f"no {'medium' if args.medium else 'Kodak'} images under {DATA}")
         return 0
     rows = run(paths, targets, args.workers, args.effort, args.codecs)
     table = []

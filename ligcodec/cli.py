@@ -366,13 +366,8 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
                 return f"[{', '.join(map(g3, v))}]" if isinstance(v, (list, tuple)) else f"{v:.4g}"
 
             click.echo(f"  steps: position {g3(h.pos_step)} px, chol {g3(h.chol_step)}, colour {g3(h.colour_step)}")
+            _bits_per_attribute(r, h)
             # The encoder map is informative (spec section 2): print whatever a file holds there.
-            bpg = h.encoder.get("bits_per_gaussian")
-            for lvl, b in enumerate(bpg if isinstance(bpg, list) else []):
-                if isinstance(b, dict):
-                    parts = ", ".join(f"{k} {v:.1f}" if isinstance(v, (int, float)) else f"{k} {v!r}"
-                                      for k, v in b.items())
-                    click.echo(f"  level {lvl} bits per Gaussian: {parts}")
             for k, v in sorted(h.encoder.items(), key=lambda kv: str(kv[0])):
                 if k not in ("fit", "bits_per_gaussian"):
                     click.echo(f"  encoder {k}: {v}")
@@ -384,6 +379,24 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
                 for t in range(0, h.n_tiles, 256):  # bounded memory on gigapixel files
                     img.model.gather(list(range(t, min(t + 256, h.n_tiles))), [lvl])
         click.echo("  check: every chunk reads and decodes")
+
+
+def _bits_per_attribute(r, h):
+    """``info --verbose``: each level's bits per Gaussian by attribute, from its chunks' symbols
+    under their own models (:func:`~ligcodec.codec.tile.attribute_bits`)."""
+    from .codec.tile import attribute_bits
+
+    legacy = r.prefix.minor < 2
+    for lvl in range(h.levels):
+        total, n = {}, 0
+        for t in range(h.n_tiles):
+            e = r.index.entries[lvl * h.n_tiles + t]
+            for k, v in attribute_bits(r.chunk(lvl, t), e.count, h.channels, f"tile {t}, level {lvl}", legacy).items():
+                total[k] = total.get(k, 0.0) + v
+            n += e.count
+        if n:
+            parts = ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(total.items()))
+            click.echo(f"  level {lvl} bits per Gaussian: {parts}")
 
 
 def _decode_pyramid(input: Path, output, scale, region, levels_given, force: bool, quiet: bool):

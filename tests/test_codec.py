@@ -756,3 +756,22 @@ def test_bad_level0_scale_is_rejected(tmp_path, progressive_pair, value):
     struct.pack_into("<I", data, 16, container.crc32(bytes(data[20 : 20 + hsize])))
     with pytest.raises(LigFormatError, match=r"header at byte 20: level0_scale"):
         ligcodec.open(_corrupt(tmp_path, data))
+
+
+def test_header_records_only_settings_beyond_the_effort(tmp_path):
+    """SCENARIO: encodes at effort 1 and 7 with their own settings, and at effort 1 with one fit
+    setting changed. EXPECTED RESULT: the header's ``encoder.fit`` entry is empty for the first two
+    (the effort says it all; at 0.25 bpp on a Kodak image the old dump of the effort's settings
+    and per-attribute bit counts was 2.5 % of the file) and holds just the changed setting for the
+    third; ``info --verbose`` still reports bits per Gaussian by attribute, from the chunks."""
+    from ligcodec.cli import main
+
+    img = (smooth_image(64, 96) * 255).astype(np.uint8)
+    for effort, extra, want in ((1, {}, {}), (7, {"steps": 30}, {"level": {"steps": 30}}),
+                                (1, {"lr_chol": 0.07}, {"level": {"lr_chol": 0.07}})):
+        path = tmp_path / f"e{effort}.lig"
+        ligcodec.encode(img, path, gaussians=60, effort=effort, workers=1, **extra)
+        with ligcodec.open(path) as im:
+            assert im.header.encoder["fit"] == want
+            assert "bits_per_gaussian" not in im.header.encoder
+    assert main(["info", str(path), "--verbose"]) == 0

@@ -35,6 +35,21 @@ def test_fit_improves_on_initialisation():
     assert pb > pa + 1
 
 
+def test_large_steps_keep_gaussians_on_the_tile():
+    """SCENARIO: the short schedules' large steps (effort 1-5) on a 1x1 and a 12x10 target, where
+    a Gaussian easily overshoots the tile. EXPECTED RESULT: every mean stays on the tile, so no
+    Gaussian ends where no pixel sees it (it would then get no gradient, keep its bits and draw
+    nothing: a 1x1 grey image decoded as 0 before the means were clamped)."""
+    from ligcodec.codec.encoder import FAST_EFFORT_SETTINGS
+
+    for shape, n in (((1, 1), 1), ((10, 12), 30)):
+        img = smooth_image(*shape, c=1)
+        g = fit_level(img, n, settings=FitSettings(steps=100, **FAST_EFFORT_SETTINGS))
+        assert (g.means >= 0).all() and (g.means[:, 0] <= shape[1]).all() and (g.means[:, 1] <= shape[0]).all()
+        out = ligcodec.render.render(g, shape[::-1])
+        assert psnr(np.clip(out, 0, 1), img) > 30
+
+
 @pytest.mark.parametrize("shape,dtype", [((1, 1), np.uint8), ((7, 13), np.uint8), ((13, 7, 3), np.uint16),
                                          ((40, 30, 4), np.uint8), ((20, 25, 1), np.uint16), ((9, 9, 3), np.float32)])
 def test_tiny_images_and_dtypes(shape, dtype):

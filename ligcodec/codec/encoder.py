@@ -45,7 +45,14 @@ EFFORT_STEPS = {1: 100, 2: 200, 3: 350, 4: 600, 5: 1000, 6: 1500, 7: 2000, 8: 30
 #: default budget, one process: 100 steps with densification and 25/40 CG iterations 24.58 / 36.93 dB in 10 s;
 #: without and 10/15 iterations 26.66 / 37.86 dB in 4.5 s. 350 steps: 28.57 / 39.04 vs 29.22 /
 #: 39.25 dB. At 1500 steps the two are equal within 0.1 dB.
-FAST_EFFORT_SETTINGS = {"densify_start": 1.0, "lsq_iters": 10}
+#: The short schedules also take larger steps and start from smaller, less uniformly placed
+#: Gaussians (learning rates 3x for means and covariances, decaying to half instead of a tenth;
+#: init size 0.3 instead of 0.7; uniform share 0.15 instead of 0.3). Float fits at 8000 Gaussians,
+#: 100 steps: +1.8 dB on the Kodak quick set, +2.4 dB on four held-out Kodak images; +0.7 dB at
+#: 350 steps and +0.3 dB at 1000 (BENCHMARKS.md, "short schedules"). With densification at 2000
+#: steps the same settings lose 0.3 dB, so the default effort keeps :class:`FitSettings`' own.
+FAST_EFFORT_SETTINGS = {"densify_start": 1.0, "lsq_iters": 10, "lr_means": 1.2, "lr_chol": 0.15, "lr_final": 0.5,
+                        "init_size": 0.3, "init_uniform": 0.15}
 FAST_BELOW = 6
 FAST_EFFORT_QUANT_LSQ = 15
 DEFAULT_QUANT_LSQ = 40
@@ -122,10 +129,21 @@ def encode_settings(*, effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = 
         cfg = replace(cfg, **PROGRESSIVE_FIT)
         level0_scale = 1.0 / cfg.downsample
     fast = effort < FAST_BELOW
-    level_settings = {"steps": EFFORT_STEPS[effort], **(FAST_EFFORT_SETTINGS if fast else {}), **level_settings}
+    level_settings = {**effort_level_settings(effort), **level_settings}
     cfg = replace(cfg, seed=seed, workers=workers, level=replace(cfg.level, **level_settings))
     return EncodeSettings(cfg, effort, quant, FAST_EFFORT_QUANT_LSQ if fast else DEFAULT_QUANT_LSQ, metadata or {},
                           level0_scale)
+
+
+def effort_level_settings(effort: int) -> dict:
+    """The :class:`FitSettings` fields that ``effort`` sets."""
+    return {"steps": EFFORT_STEPS[effort], **(FAST_EFFORT_SETTINGS if effort < FAST_BELOW else {})}
+
+
+def effort_config(effort: int) -> FitConfig:
+    """The :class:`FitConfig` that ``effort`` alone implies (what the header's ``fit`` entry is
+    relative to)."""
+    return FitConfig(level=FitSettings(**effort_level_settings(effort)))
 
 
 # ------------------------------------------------------------------------------ tile tasks
@@ -144,20 +162,17 @@ def fit_tile_task(window, n, cfg: FitConfig, seed):
 def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
                    quant_lsq: int = DEFAULT_QUANT_LSQ):
     """Pass 2: quantise and code one fitted tile whose budget was ``n`` (``packed`` as
-    :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, bit
-    stats per level, pixel digest)``."""
+    :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, None,
+    pixel digest)`` (None: the journal's place for per-level bit stats, no longer kept: ``info
+    --verbose`` computes them from the chunks)."""
     with single_threaded():
         pixels = window.load()
         target = as_float(pixels)
         parts = [unpack_gaussians(b, k, target.shape[2]) for b, k in packed]
         levels = quantise_tile(parts, target, n, cfg, steps, transform, quant_lsq)
-        chunks, stats = [], []
-        for q in levels:
-            st = {}
-            chunks.append((encode_chunk(q.qx, q.qy, q.qc, q.qk, st), len(q.qx)))
-            stats.append(st)
+        chunks = [(encode_chunk(q.qx, q.qy, q.qc, q.qk), len(q.qx)) for q in levels]
         recon = render_parts([q.gaussians for q in levels], target.shape)
-        return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), stats, tile_digest(pixels)
+        return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), None, tile_digest(pixels)
 
 
 def digest_task(window) -> str:
@@ -237,12 +252,15 @@ class _Job:
         w, h, nch = src.width, src.height, src.channels
         depth = 8 if src.bit_depth == 32 else src.bit_depth
         transform = "ycocg" if nch >= 3 else "none"
-        # Only the fit settings that differ from the defaults (every byte counts at low rates: the
-        # full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp). Not `workers` or `scheduler`:
-        # where tiles run never changes the bytes.
+        # The header gets only the fit settings that differ from what the effort implies (every
+        # byte counts at low rates: the full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp).
+        # The journal's key takes them all against the plain defaults, so that a resume never
+        # mixes tiles fitted under settings that an effort meant in another version. Not
+        # `workers` or `scheduler`: where tiles run never changes the bytes.
         info = {"gaussians": gaussians, "seed": s.cfg.seed, "effort": s.effort, "quant_lsq_iters": s.quant_lsq,
-                "fit": _changed(asdict(s.cfg), asdict(FitConfig()))}
-        packed = msgpack.packb([w, h, nch, depth, transform, info, s.metadata,
+                "fit": _changed(asdict(s.cfg), asdict(effort_config(s.effort)))}
+        keyed = {**info, "fit": _changed(asdict(s.cfg), asdict(FitConfig()))}
+        packed = msgpack.packb([w, h, nch, depth, transform, keyed, s.metadata,
                                 None if s.quant is None else asdict(s.quant)], use_bin_type=True)
         key = hashlib.blake2b(packed + src.identity(), digest_size=16).hexdigest()
         tiles = list(tile_grid(w, h, s.cfg.tile))
@@ -337,19 +355,7 @@ def _final_header(job: _Job, steps: QuantSteps, recs) -> tuple[Header, list]:
     src = job.src
     rmse = math.sqrt(sum(r.err for r in recs) / (src.width * src.height * src.channels))
     header.deblock = [DEBLOCK_WIDTH, round(DEBLOCK_THRESHOLD * rmse, 7)]
-    levels = job.settings.cfg.levels
-    chunks = [[r.chunks[li] for r in recs] for li in range(levels)]
-    counts = [sum(c[1] for c in lvl) for lvl in chunks]
-    # Bits per Gaussian per attribute (each stream coded alone; the real file codes them
-    # jointly and is within a few bytes per tile of the sum) for `ligcodec info --verbose`.
-    bits = [{} for _ in range(levels)]
-    for r in recs:
-        for li, st in enumerate(r.stats):
-            for k, v in st.items():
-                bits[li][k] = bits[li].get(k, 0) + v
-    header.encoder["bits_per_gaussian"] = [
-        {k: round(v / max(n, 1), 1) for k, v in sorted(b.items())} for b, n in zip(bits, counts)
-    ]
+    chunks = [[r.chunks[li] for r in recs] for li in range(job.settings.cfg.levels)]
     return header, chunks
 
 

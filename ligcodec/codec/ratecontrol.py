@@ -10,7 +10,8 @@ The encode itself, for a count, is :func:`ligcodec.codec.encoder.encode_tiles`.
 Quality is one number users know from JPEG and WebP. Here it sets the Gaussian density (per
 pixel): every 12.5 points double the Gaussians (about +3 to +4 dB, measured on Kodak: 10k -> 40k
 Gaussians gave 33.9 -> 41.8 dB unquantised); quality 50 is the encoder's default density. At the
-top of the scale the raw-size cap binds: on 256x256 crops at effort 1 from quality 99 on an RGB
+top of the scale the raw-size cap binds: on 256x256 crops at effort 1 (with the effort-1 fit
+settings before the short-schedule change, BENCHMARKS.md) from quality 99 on an RGB
 photo, 95 on a flat synthetic image, 83 on a grey photo (a third of the raw bytes), and the
 highest qualities then give the same file.
 

@@ -119,12 +119,9 @@ def stream_attribute(i: int) -> str:
     return "position" if i < 2 else "covariance" if i < 5 else "colour"
 
 
-def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
-    """Entropy-code the symbol streams of one tile (see spec section 4).
-
-    ``stats``, if given, accumulates the bits each attribute costs (each stream coded alone) and
-    the stream table's ("side").
-    """
+def encode_chunk(qx, qy, qc, qk) -> bytes:
+    """Entropy-code the symbol streams of one tile (see spec section 4). What each attribute
+    costs is read back from the chunk by :func:`attribute_bits`."""
     n = len(qx)
     if n == 0:
         return b""
@@ -144,17 +141,10 @@ def encode_chunk(qx, qy, qc, qk, stats: dict | None = None) -> bytes:
             head += _uvarint(_zigzag(loc)) + _uvarint(loc - lo) + _uvarint(hi - loc) + bytes([k])
             models.append(_model(i, lo, hi, loc, k, limit))
     coder = stream.stack.AnsCoder()
-    for i, (s, (m, lo)) in reversed(list(enumerate(zip(streams, models)))):
+    for s, (m, lo) in reversed(list(zip(streams, models))):
         if m is not None:  # a constant stream (lo == hi) codes no symbols
             symbols = (s - lo).astype(np.int32)  # models take 0..hi-lo
             coder.encode_reverse(symbols, m)
-            if stats is not None:
-                alone = stream.stack.AnsCoder()
-                alone.encode_reverse(symbols, m)
-                key = stream_attribute(i)
-                stats[key] = stats.get(key, 0) + alone.num_bits()
-    if stats is not None:
-        stats["side"] = stats.get("side", 0) + 8 * len(head)
     return bytes(head) + coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -342,3 +332,27 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str, legacy: bool = 
     if status != OK:
         raise LigFormatError(f"{where}: {chunk_problem(detail, len(buf))}")
     return out[0], out[1], np.ascontiguousarray(out[2:5].T), np.ascontiguousarray(out[5:].T)
+
+
+def attribute_bits(data: bytes, n: int, channels: int, where: str, legacy: bool = False) -> dict:
+    """Bits one chunk spends per attribute (:func:`stream_attribute`) and on its stream table
+    (``side``): each stream's code length under its own model, ``-sum log2 p`` (the ANS words
+    add a few bits per chunk), for ``info --verbose``."""
+    if n == 0:
+        return {}
+    params, pos = stream_table(data, n, channels, where, legacy)
+    qx, qy, qc, qk = decode_chunk(data, n, channels, where, legacy)
+    streams = [qx, np.diff(qy, prepend=0)] + [qc[:, k] for k in range(3)] + [qk[:, c] for c in range(channels)]
+    out = {"side": 8 * pos}
+    for i, (s, (kind, lo, hi, loc, k)) in enumerate(zip(streams, params)):
+        if kind == ans.CONST:
+            bits = 0.0
+        elif kind == ans.UNIFORM:
+            bits = n * math.log2(hi - lo + 1)
+        else:
+            p = geometric_probabilities(lo, hi, loc, k)
+            p = np.maximum(p / p.sum(), 2.0 ** -24)  # the encoder's floor (:func:`_laplace_params`)
+            bits = -float(np.log2(p[s - lo]).sum())
+        key = stream_attribute(i)
+        out[key] = out.get(key, 0.0) + bits
+    return out

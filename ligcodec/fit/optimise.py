@@ -41,6 +41,7 @@ class FitSettings:
     densify_start: float = 0.5
     densify_rounds: int = 4
     densify_until: float = 0.6
+    keep_inside: bool = True  # clamp means to the tile (and its apron) after every step
     backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
     log_every: int = 0
 
@@ -151,6 +152,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
                [st.lr_means, st.lr_chol, st.lr_colours])
     out = None
+    lo, hi_x, hi_y = st.init_apron / scale, (w + st.init_apron) / scale, (h + st.init_apron) / scale
     for step in range(st.steps):
         if add_at.get(step, 0) > 0:
             opt.grow(_new_gaussians(out, target, add_at[step], scale, rng, n))
@@ -163,6 +165,11 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
         # collapsing to needles that no pixel centre sees.
         np.clip(chol[:, 0], -3.0, 8.0, out=chol[:, 0])
         np.clip(chol[:, 2], -3.0, 8.0, out=chol[:, 2])
+        if st.keep_inside:
+            # Large steps can carry a Gaussian off the tile, where no pixel sees it: its gradient
+            # is then zero and it is lost for good (and still coded).
+            np.clip(means[:, 0], -lo, hi_x, out=means[:, 0])
+            np.clip(means[:, 1], -lo, hi_y, out=means[:, 1])
         if log is not None and st.log_every and (step + 1) % st.log_every == 0:
             log.steps.append(step + 1)
             log.psnr.append(10 * math.log10(1.0 / max(loss, 1e-20)))
