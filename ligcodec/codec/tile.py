@@ -200,26 +200,20 @@ def parse_table(data, start, end, n, nch, legacy, params, detail):
     limit = table_limit(n, legacy)
     pos = start
     for i in range(5 + nch):
+        # A varint that fails leaves ``pos`` where it was, so the reads after it fail the same
+        # way and ``detail`` keeps the first reason: one check after the reads is enough.
+        z, pos = _varint(data, pos, end, start, detail)
+        below, pos = _varint(data, pos, end, start, detail)
         if i == 0:
-            z, pos = _varint(data, pos, end, start, detail)
-            if z < 0:
-                return -1
-            span, pos = _varint(data, pos, end, start, detail)
-            if span < 0:
+            if min(z, below) < 0:
                 return -1
             lo = _unzigzag(z)
-            hi = lo + span
+            hi = lo + below  # stream 0: (lo, span)
             loc = 0
             k = 0
         else:
-            z, pos = _varint(data, pos, end, start, detail)
-            if z < 0:
-                return -1
-            below, pos = _varint(data, pos, end, start, detail)
-            if below < 0:
-                return -1
             above, pos = _varint(data, pos, end, start, detail)
-            if above < 0:
+            if min(z, below, above) < 0:
                 return -1
             if pos >= end:
                 _refuse(detail, SHORT_TABLE, 0, 0, 0)
