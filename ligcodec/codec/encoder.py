@@ -162,9 +162,8 @@ def fit_tile_task(window, n, cfg: FitConfig, seed):
 def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
                    quant_lsq: int = DEFAULT_QUANT_LSQ):
     """Pass 2: quantise and code one fitted tile whose budget was ``n`` (``packed`` as
-    :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, None,
-    pixel digest)`` (None: the journal's place for per-level bit stats, no longer kept: ``info
-    --verbose`` computes them from the chunks)."""
+    :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, pixel
+    digest)``."""
     with single_threaded():
         pixels = window.load()
         target = as_float(pixels)
@@ -172,7 +171,7 @@ def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transfo
         levels = quantise_tile(parts, target, n, cfg, steps, transform, quant_lsq)
         chunks = [(encode_chunk(q.qx, q.qy, q.qc, q.qk), len(q.qx)) for q in levels]
         recon = render_parts([q.gaussians for q in levels], target.shape)
-        return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), None, tile_digest(pixels)
+        return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), tile_digest(pixels)
 
 
 def digest_task(window) -> str:
@@ -342,9 +341,9 @@ def _code_pass(job: _Job, journal: Journal, budgets, steps: QuantSteps, where: _
     todo = ((t, (job.windows[t], budgets[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], s.cfg, steps,
                  job.transform, s.quant_lsq))
             for t in range(len(job.tiles)) if t not in codes)
-    for t, (t_chunks, err, t_stats, digest) in where.run(code_tile_task, todo):
+    for t, (t_chunks, err, digest) in where.run(code_tile_task, todo):
         _check_unchanged(t, job.tiles[t], fits[t].digest, digest)
-        journal.add("code", t, t_chunks, err, t_stats, digest)
+        journal.add("code", t, t_chunks, err, digest)
         tally.step()
 
 

@@ -51,7 +51,6 @@ class TileRecord:
     tile: int
     chunks: list  # [(ChunkRef, count)] per part (per level)
     err: float
-    stats: list  # per level {attribute: bits} (code records)
     digest: str | None = None  # of the tile's input pixels (:func:`tile_digest`)
 
 
@@ -116,8 +115,7 @@ class Journal:
                     if len(data) != at - payload_at or crc32(data) != meta["crc"] or meta["kind"] not in KINDS:
                         break
                     t = int(meta["tile"])
-                    self.records[meta["kind"]][t] = TileRecord(t, refs, float(meta["err"]), meta.get("stats"),
-                                                               meta.get("digest"))
+                    self.records[meta["kind"]][t] = TileRecord(t, refs, float(meta["err"]), meta.get("digest"))
                 except (KeyError, TypeError, ValueError):
                     break
                 good = f.tell()
@@ -135,17 +133,17 @@ class Journal:
         self._f = open(self.path, "wb")
         self._write({"magic": MAGIC, "key": self.key, "budgets": self.budgets}, b"")
 
-    def add(self, kind: str, tile: int, parts, err: float, stats=None, digest: str | None = None) -> None:
+    def add(self, kind: str, tile: int, parts, err: float, digest: str | None = None) -> None:
         """Record ``parts = [(payload bytes, count)]`` of ``tile`` (flushed before returning)."""
         payload = b"".join(p for p, _ in parts)
         meta = {"kind": kind, "tile": tile, "chunks": [(len(p), crc32(p), n) for p, n in parts], "err": err,
-                "stats": stats, "crc": crc32(payload), "digest": digest}
+                "crc": crc32(payload), "digest": digest}
         at = self._write(meta, payload)
         refs = []
         for p, n in parts:
             refs.append((ChunkRef(self.path, at, len(p), crc32(p)), n))
             at += len(p)
-        self.records[kind][tile] = TileRecord(tile, refs, err, stats, digest)
+        self.records[kind][tile] = TileRecord(tile, refs, err, digest)
 
     def read(self, ref: ChunkRef) -> bytes:
         """The bytes of a recorded part (checked against its CRC)."""
