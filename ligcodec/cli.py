@@ -68,8 +68,8 @@ def cli():
                    "capped so that no file is larger than the image's raw samples (the top qualities can then "
                    "give the same file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True),
-              help="Target size in bits per pixel (one pass, so it lands near, not at, the target: see "
-                   "README.md; --psnr searches).")
+              help="Target size in bits per pixel (one fit; the tiles are coded again with other steps while "
+                   "the file misses by over 2 %, so it lands within a few %: see README.md; --psnr searches).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True),
               help="Target PSNR in dB: the smallest file found that reaches it (up to 4 encodes).")
 # default: codec.encoder.DEFAULT_EFFORT (not imported here, to keep the command line quick to start)

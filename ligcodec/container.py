@@ -401,6 +401,17 @@ def _write_alpha(fileobj, offset: int, masks) -> int:
     return offset + 8 + len(body) + _ALPHA_FOOTER.size
 
 
+def lig_size(header: Header, chunks, alpha=None) -> int:
+    """The size of the file :func:`write_lig` would write for these arguments, without writing it
+    (the encoder's rate loop weighs a coding round before keeping it)."""
+    n = sum(len(level) for level in chunks)
+    size = (PREFIX_SIZE + len(header.pack()) + _INDEX_HEAD.size + INDEX_ENTRY_SIZE * n
+            + sum(len(payload) for level in chunks for payload, _ in level))
+    if header.alpha_mask and alpha is not None:
+        size += sum(map(len, alpha)) + _INDEX_HEAD.size + _ALPHA_ENTRY.size * len(alpha) + _ALPHA_FOOTER.size
+    return size
+
+
 def write_lig(fileobj, header: Header, chunks, alpha=None) -> int:
     """Write a complete file: ``chunks[level][tile] = (payload, count)``, and with
     ``header.alpha_mask`` the mask chunks ``alpha[tile]`` (section 8). Returns its size.

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from ..container import MAX_HEADER_SIZE, Header, write_lig
+from ..container import MAX_HEADER_SIZE, Header, lig_size, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
 from ..fit.plan import FitConfig, tile_seed
@@ -73,6 +73,26 @@ DEBLOCK_THRESHOLD = 2.75
 #: 0.4 (kodim13, 23) cost 0.25-0.43 / 1.6-1.7 dB at full resolution for 1/4 reads 6-7 dB below /
 #: level with or above the default file's.
 PROGRESSIVE_FIT = {"level0_fraction": 0.25, "downsample": 4}
+#: The rate loop of a ``bpp=`` encode (:func:`next_shift`): the count comes from a model before
+#: the fit, so the first coding can miss the target size; while it misses by more than
+#: RATE_TOLERANCE, the tiles are coded again (pass 2 only: a few % of the time at the default
+#: effort, ~20 % at effort 1) with the quantiser steps moved as if the fit's error were
+#: 2^(shift/8) times what it is, at most RATE_ROUNDS more times, the shift within ±RATE_MAX_SHIFT.
+#: The first move assumes :data:`RATE_SIZE_PER_SHIFT`; later moves use the measured secant.
+RATE_TOLERANCE = 0.02
+RATE_ROUNDS = 2
+RATE_MAX_SHIFT = 8
+#: The quantiser steps' shift (in eighths of an octave of the fit's error, as for the rate loop)
+#: that each effort starts from. The steps that :func:`~ligcodec.codec.quantise.adaptive_steps`
+#: derives from the fit's error are finer than the rate can afford: at equal file size, coarser
+#: steps and more Gaussians do better. Measured at 0.5 bpp (code pass at several shifts on one fit,
+#: against the dB that 1.2x the Gaussians buy per octave of rate; BENCHMARKS.md, "step shift"):
+#: at effort 1, +12 gains 0.37-0.54 dB on kodim05, kodim23 and a medium photo; at effort 7,
+#: +8 gains 0.15-0.19 dB on kodim05 and 23, and +16 less.
+EFFORT_STEP_SHIFT = {1: 12, 2: 12, 3: 12, 4: 12, 5: 12, 6: 8, 7: 8, 8: 8, 9: 8}
+#: Relative change of the file size per unit of shift (measured: -9.5 to -11.3 % for +8, at efforts
+#: 1 and 7): the rate loop's first move, and the count model's correction for the base shift.
+RATE_SIZE_PER_SHIFT = 0.012
 
 
 @dataclass
@@ -107,6 +127,7 @@ class EncodeSettings:
     quant_lsq: int  # CG iterations of the colour solve on the quantised geometry
     metadata: dict
     level0_scale: float | None = None  # progressive: level 0 stands alone at scales up to this
+    step_shift: int = 0  # the quantiser steps' base shift (:data:`EFFORT_STEP_SHIFT`)
 
 
 def encode_settings(*, effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = None, config: FitConfig | None = None,
@@ -132,7 +153,7 @@ def encode_settings(*, effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = 
     level_settings = {**effort_level_settings(effort), **level_settings}
     cfg = replace(cfg, seed=seed, workers=workers, level=replace(cfg.level, **level_settings))
     return EncodeSettings(cfg, effort, quant, FAST_EFFORT_QUANT_LSQ if fast else DEFAULT_QUANT_LSQ, metadata or {},
-                          level0_scale)
+                          level0_scale, 0 if quant is not None else EFFORT_STEP_SHIFT[effort])
 
 
 def effort_level_settings(effort: int) -> dict:
@@ -194,14 +215,16 @@ def unpack_gaussians(data: bytes, n: int, channels: int) -> Gaussians:
 
 # ------------------------------------------------------------------------------ the pipeline
 def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers: int = 0, scheduler=None,
-                 resume: bool = False, progress=None, max_bytes: int | None = None) -> EncodeResult:
+                 resume: bool = False, progress=None, max_bytes: int | None = None,
+                 target_bytes: int | None = None) -> EncodeResult:
     """Encode the :class:`~ligcodec.source.Source` ``src`` with ``gaussians`` Gaussians into ``path``:
     pass 1 fits every tile, pass 2 quantises and codes it, both journalled (``path + ".partial"``;
     ``resume`` continues from it). ``workers``, ``scheduler`` and ``progress`` as for
-    :func:`ligcodec.codec.ratecontrol.encode`. A file over ``max_bytes`` is not kept:
-    :class:`TooLarge` says its size."""
+    :func:`ligcodec.codec.ratecontrol.encode`. With ``target_bytes`` (and steps not given), pass 2
+    runs again with other steps while the file misses that size (:func:`next_shift`). A file
+    over ``max_bytes`` is not kept: :class:`TooLarge` says its size."""
     t0 = time.perf_counter()
-    job = _Job.prepare(src, gaussians, settings)
+    job = _Job.prepare(src, gaussians, settings, target_bytes)
     path = Path(path)
     journal = Journal.open(journal_path(path), job.key, resume)
     with local_pool(workers, scheduler) as pool:  # one pool for everything: workers start once
@@ -210,13 +233,13 @@ def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers
         journal.start(budgets)
         fits, codes = journal.records["fit"], journal.tiles
         try:
-            tally = _Tally(progress, len(fits) + len(codes), 2 * len(job.tiles))
+            rounds = len(journal.history)  # coding rounds finished before a resumed one
+            tally = _Tally(progress, len(fits) + len(codes) + rounds * len(job.tiles), (2 + rounds) * len(job.tiles))
             _fit_pass(job, journal, budgets, where, tally)
-            steps = _pass_steps(job, fits)
-            _code_pass(job, journal, budgets, steps, where, tally)
-            recs = [codes[t] for t in range(len(job.tiles))]
-            header, chunks = _final_header(job, steps, recs)
-            size, kept = _write(job, path, header, chunks, max_bytes)
+            # Alpha: a lossless mask of the exactly transparent / opaque pixels (spec section 8).
+            alpha = mask_chunks(job.src, job.tiles) if job.src.channels in (2, 4) else None
+            header, recs, chunks = _code_rounds(job, journal, budgets, where, tally, alpha, target_bytes)
+            size, kept = _write(path, header, chunks, alpha, max_bytes)
         except BaseException:
             if not fits and not codes:  # nothing worth resuming: leave nothing behind
                 journal.remove()
@@ -246,7 +269,7 @@ class _Job:
     windows: list
 
     @classmethod
-    def prepare(cls, src, gaussians: int, s: EncodeSettings) -> _Job:
+    def prepare(cls, src, gaussians: int, s: EncodeSettings, target_bytes: int | None = None) -> _Job:
         """The settings and header checked, the tiles laid out."""
         w, h, nch = src.width, src.height, src.channels
         depth = 8 if src.bit_depth == 32 else src.bit_depth
@@ -259,6 +282,8 @@ class _Job:
         info = {"gaussians": gaussians, "seed": s.cfg.seed, "effort": s.effort, "quant_lsq_iters": s.quant_lsq,
                 "fit": _changed(asdict(s.cfg), asdict(effort_config(s.effort)))}
         keyed = {**info, "fit": _changed(asdict(s.cfg), asdict(FitConfig()))}
+        if target_bytes is not None:  # the rate loop's aim changes the steps, so the bytes
+            keyed["target_bytes"] = target_bytes
         packed = msgpack.packb([w, h, nch, depth, transform, keyed, s.metadata,
                                 None if s.quant is None else asdict(s.quant)], use_bin_type=True)
         key = hashlib.blake2b(packed + src.identity(), digest_size=16).hexdigest()
@@ -327,12 +352,52 @@ def _fit_pass(job: _Job, journal: Journal, budgets, where: _Where, tally: _Tally
         tally.step()
 
 
-def _pass_steps(job: _Job, fits) -> QuantSteps:
-    """The quantiser steps for the whole image (stored in the header), from the fit's error."""
+def _fit_rmse(job: _Job, fits) -> float | None:
+    """The fit's RMS error over the whole image (None unless every tile is fitted)."""
     src = job.src
-    fit_rmse = (math.sqrt(sum(r.err for r in fits.values()) / (src.width * src.height * src.channels))
-                if len(fits) == len(job.tiles) else None)
-    return choose_steps(job.settings.quant, fit_rmse, job.settings.cfg.levels, src.channels)
+    return (math.sqrt(sum(r.err for r in fits.values()) / (src.width * src.height * src.channels))
+            if len(fits) == len(job.tiles) else None)
+
+
+def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Tally, alpha, target: int | None):
+    """Pass 2, and with a ``target`` size again with the steps moved while the file misses it
+    (:func:`next_shift`; the journal records each new round, so a resumed encode makes the same
+    choices): ``(header, coded tile records, chunks per level)`` of the round kept, the last."""
+    s, nch = job.settings, job.src.channels
+    rmse = _fit_rmse(job, journal.records["fit"])
+    history = [tuple(h) for h in journal.history]
+    shift = journal.shift if journal.history else s.step_shift  # resumed in a later round: its shift
+    while True:
+        steps = choose_steps(s.quant, rmse, s.cfg.levels, nch, shift)
+        _code_pass(job, journal, budgets, steps, where, tally)
+        recs = [journal.tiles[t] for t in range(len(job.tiles))]
+        header, chunks = _final_header(job, steps, recs)
+        header.alpha_mask = alpha is not None
+        history.append((shift, lig_size(header, chunks, alpha)))
+        nxt = None if target is None or s.quant is not None else next_shift(history, target, s.step_shift)
+        if nxt is None:
+            return header, recs, chunks
+        journal.new_round(nxt, history)
+        tally.total += len(job.tiles)
+        shift = nxt
+
+
+def next_shift(history, target: int, base: int = 0) -> int | None:
+    """The step shift of the next coding round of a file aimed at ``target`` bytes, after the
+    rounds ``history = [(shift, size)]``; None to keep the last (within :data:`RATE_TOLERANCE`,
+    out of rounds, or no new shift to try). A shift of +8 doubles the colour steps; shifts stay
+    within ``base`` ± :data:`RATE_MAX_SHIFT` (far from the base, bits of precision buy much less
+    than bits of Gaussians)."""
+    shift, size = history[-1]
+    if abs(size / target - 1) <= RATE_TOLERANCE or len(history) > RATE_ROUNDS:
+        return None
+    slope = -RATE_SIZE_PER_SHIFT * size  # bytes per eighth of an octave
+    if len(history) >= 2:
+        (s0, z0), (s1, z1) = history[-2], history[-1]
+        if s1 != s0 and (z1 - z0) / (s1 - s0) < 0:
+            slope = (z1 - z0) / (s1 - s0)
+    new = int(np.clip(shift + round((target - size) / slope), base - RATE_MAX_SHIFT, base + RATE_MAX_SHIFT))
+    return None if any(new == s for s, _ in history) else new
 
 
 def _code_pass(job: _Job, journal: Journal, budgets, steps: QuantSteps, where: _Where, tally: _Tally):
@@ -358,12 +423,9 @@ def _final_header(job: _Job, steps: QuantSteps, recs) -> tuple[Header, list]:
     return header, chunks
 
 
-def _write(job: _Job, path: Path, header: Header, chunks, max_bytes: int | None) -> tuple[int, bool]:
-    """Write the file under a temporary name and move it to ``path`` unless it is larger than
-    ``max_bytes``: ``(size, kept)``. With it the alpha mask (spec section 8), if any."""
-    # Alpha: a lossless mask of the exactly transparent / opaque pixels.
-    alpha = mask_chunks(job.src, job.tiles) if job.src.channels in (2, 4) else None
-    header.alpha_mask = alpha is not None
+def _write(path: Path, header: Header, chunks, alpha, max_bytes: int | None) -> tuple[int, bool]:
+    """Write the file (with the alpha mask chunks ``alpha``, if any) under a temporary name and
+    move it to ``path`` unless it is larger than ``max_bytes``: ``(size, kept)``."""
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -386,10 +448,12 @@ def _check_unchanged(t, tile, recorded, now):
                             "(resume=False)")
 
 
-def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, channels: int) -> QuantSteps:
+def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, channels: int,
+                 shift: int = 0) -> QuantSteps:
     """The quantiser steps: ``quant`` if given, else the defaults scaled to the fit's RMS error
-    (:func:`~ligcodec.codec.quantise.adaptive_steps`; the defaults while it is not known)."""
-    steps = quant or (QuantSteps() if fit_rmse is None else adaptive_steps(QuantSteps(), fit_rmse))
+    times ``2^(shift/8)`` (:func:`~ligcodec.codec.quantise.adaptive_steps`; the defaults while it
+    is not known)."""
+    steps = quant or (QuantSteps() if fit_rmse is None else adaptive_steps(QuantSteps(), fit_rmse * 2 ** (shift / 8)))
     return steps.for_image(levels, channels)
 
 
@@ -416,4 +480,4 @@ def _changed(d: dict, default: dict) -> dict:
 
 
 __all__ = ["DEFAULT_EFFORT", "EFFORT_STEPS", "EncodeResult", "EncodeSettings", "FitSettings", "TooLarge",
-           "encode_settings", "encode_tiles", "journal_path"]
+           "encode_settings", "encode_tiles", "journal_path", "next_shift"]

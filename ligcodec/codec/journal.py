@@ -4,7 +4,9 @@
 It starts with a record naming what is being encoded (a key over the input's identity and every
 setting that changes the bytes) and the per-tile budgets; then one record per finished piece of
 work, in the order it finishes: a tile's fitted float Gaussians (pass 1), a tile's coded chunks
-(pass 2, once every tile is fitted and the quantiser steps are known). Each record is ``u32 length, u32 CRC-32`` (little-endian) of a msgpack
+(pass 2, once every tile is fitted and the quantiser steps are known). When a ``bpp=`` encode codes
+the tiles again with other steps, a round record (its step shift and the sizes of the rounds before
+it) starts a new round: the coded chunks before it no longer count. Each record is ``u32 length, u32 CRC-32`` (little-endian) of a msgpack
 map, followed by that tile's chunk payloads. A crash can only truncate the last record; reading
 stops at the first incomplete or damaged one, and the tiles before it are kept.
 
@@ -69,6 +71,10 @@ class Journal:
         self._f = None
         self._reader = None
         self._good = 0
+        #: The rate loop's round (:func:`~ligcodec.codec.encoder.next_shift`): the step shift the
+        #: coded tiles belong to, and ``[shift, file size]`` of the rounds before it.
+        self.shift = 0
+        self.history: list[list[int]] = []
 
     @property
     def tiles(self) -> dict[int, TileRecord]:
@@ -105,6 +111,14 @@ class Journal:
             good = f.tell()
             while (rec := _read_record(f, size)) is not None:
                 meta, payload_at = rec
+                if meta.get("kind") == "round":
+                    try:
+                        shift, history = int(meta["shift"]), [[int(s), int(z)] for s, z in meta["history"]]
+                    except (KeyError, TypeError, ValueError):
+                        break
+                    self.shift, self.history, self.records["code"] = shift, history, {}
+                    good = f.tell()
+                    continue
                 try:
                     refs, at = [], payload_at
                     for length, crc, count in meta["chunks"]:
@@ -130,8 +144,15 @@ class Journal:
             return
         self.budgets = list(budgets)
         self.records = {k: {} for k in KINDS}
+        self.shift, self.history = 0, []
         self._f = open(self.path, "wb")
         self._write({"magic": MAGIC, "key": self.key, "budgets": self.budgets}, b"")
+
+    def new_round(self, shift: int, history: list) -> None:
+        """Start coding round ``shift`` (after the rounds ``history``): the coded tiles so far no
+        longer count (their bytes stay in the journal, unreferenced, until it is removed)."""
+        self._write({"kind": "round", "shift": int(shift), "history": [[int(s), int(z)] for s, z in history]}, b"")
+        self.shift, self.history, self.records["code"] = int(shift), [list(h) for h in history], {}
 
     def add(self, kind: str, tile: int, parts, err: float, digest: str | None = None) -> None:
         """Record ``parts = [(payload bytes, count)]`` of ``tile`` (flushed before returning)."""

@@ -37,7 +37,8 @@ from ..fit.tiles import resolve_budget
 from ..io import check_output_dir
 from ..model import as_float
 from ..source import open_source
-from .encoder import DEFAULT_EFFORT, EncodeResult, EncodeSettings, TooLarge, encode_settings, encode_tiles
+from .encoder import (DEFAULT_EFFORT, RATE_SIZE_PER_SHIFT, EncodeResult, EncodeSettings, TooLarge, encode_settings,
+                      encode_tiles)
 from .quantise import QuantSteps
 
 DEFAULT_DENSITY = 0.03
@@ -139,12 +140,16 @@ def _encode_capped(src, path, settings: EncodeSettings, budget: dict, **where) -
     encoded again, with fewer Gaussians, while the file comes out larger."""
     depth = 8 if src.bit_depth == 32 else src.bit_depth
     raw = raw_size(src.width, src.height, src.channels, depth)
-    asked, first_asked, passes = budget_count(src, settings.cfg, **budget), None, 0
+    asked, first_asked, passes = budget_count(src, settings.cfg, **budget, shift=settings.step_shift), None, 0
+    # bpp=: the encoder codes the tiles again with other steps while the file misses this size
+    # (never aimed above the raw-size cap's aim, which the count is held to).
+    bpp = budget.get("bpp")
+    target = None if bpp is None else int(min(bpp * src.width * src.height / 8, RAW_CAP * raw))
     while True:
         passes += 1
-        n = cap_to_raw(src, asked, depth, settings.cfg)
+        n = cap_to_raw(src, asked, depth, settings.cfg, settings.step_shift)
         try:
-            r = encode_tiles(src, path, n, settings, max_bytes=raw if n > 1 else None, **where)
+            r = encode_tiles(src, path, n, settings, max_bytes=raw if n > 1 else None, target_bytes=target, **where)
         except TooLarge as e:  # the file came out larger than the raw samples: fewer Gaussians
             first_asked = first_asked or asked
             asked = resolve_budget(src.width, src.height, retry_count(src, n, e.size, depth, settings.cfg))
@@ -153,15 +158,15 @@ def _encode_capped(src, path, settings: EncodeSettings, budget: dict, **where) -
         return r
 
 
-def budget_count(src, cfg: FitConfig, *, gaussians=None, bpp=None, density=None, quality=None) -> int:
+def budget_count(src, cfg: FitConfig, *, gaussians=None, bpp=None, density=None, quality=None, shift: int = 0) -> int:
     """The Gaussian count one budget option asks for (the default density if none), at most
-    one per pixel, before the raw-size cap."""
+    one per pixel, before the raw-size cap (``shift``: the quantiser steps', for ``bpp``)."""
     if quality is not None:
         density = quality_density(quality)
     if bpp is not None:
         if not (bpp > 0 and math.isfinite(bpp)):
             raise LigInputError(f"bpp must be > 0, got {bpp!r}")
-        gaussians = gaussians_for_bpp(src, bpp, cfg)
+        gaussians = gaussians_for_bpp(src, bpp, cfg, shift)
     return resolve_budget(src.width, src.height, gaussians, density, default_density=DEFAULT_DENSITY)
 
 
@@ -187,7 +192,7 @@ def _overhead(src, cfg: FitConfig) -> int:
     return FIXED_BYTES + CHUNK_BYTES * chunks
 
 
-def cap_to_raw(src, gaussians: int, bit_depth: int, cfg: FitConfig) -> int:
+def cap_to_raw(src, gaussians: int, bit_depth: int, cfg: FitConfig, shift: int = 0) -> int:
     """``gaussians``, lowered where :func:`gaussians_for_bpp` expects its file above
     :data:`RAW_CAP` of the raw samples (see there). Budgets that cannot come near are returned
     as they are without consulting the model (the usual case: bytes as before the cap)."""
@@ -195,7 +200,7 @@ def cap_to_raw(src, gaussians: int, bit_depth: int, cfg: FitConfig) -> int:
     cap_bits = RAW_CAP * 8 * raw_size(w, h, src.channels, bit_depth)
     if 8 * _overhead(src, cfg) + gaussians * MAX_MODEL_BPG <= cap_bits:
         return gaussians
-    return max(1, min(gaussians, gaussians_for_bpp(src, cap_bits / (w * h), cfg)))
+    return max(1, min(gaussians, gaussians_for_bpp(src, cap_bits / (w * h), cfg, shift)))
 
 
 def retry_count(src, gaussians: int, size: int, bit_depth: int, cfg: FitConfig) -> int:
@@ -206,8 +211,9 @@ def retry_count(src, gaussians: int, size: int, bit_depth: int, cfg: FitConfig) 
     return max(1, min(int(gaussians * 0.9), int(gaussians * aim / max(size - fixed, 1))))
 
 
-def gaussians_for_bpp(src, bpp: float, cfg: FitConfig) -> int:
-    """The Gaussian count whose file should come out at ``bpp`` (see :data:`BPG_MODEL`)."""
+def gaussians_for_bpp(src, bpp: float, cfg: FitConfig, shift: int = 0) -> int:
+    """The Gaussian count whose file should come out at ``bpp`` (see :data:`BPG_MODEL`) with the
+    quantiser steps shifted by ``shift`` (:data:`~ligcodec.codec.encoder.EFFORT_STEP_SHIFT`)."""
     w, h, nch = src.width, src.height, src.channels
     npx = w * h
     bits = bpp * npx - 8 * _overhead(src, cfg)
@@ -223,7 +229,7 @@ def gaussians_for_bpp(src, bpp: float, cfg: FitConfig) -> int:
         proxy = max(float(np.sqrt(np.mean((blur - sub) ** 2, dtype=np.float64))), 1e-4)
         a, b, c = BPG_MODEL
         bpg = a + b * math.log2(proxy) + c * math.log2(ppg) - 5.0 * (3 - min(nch, 3))  # ~5 bits a colour channel
-        g = bits / float(np.clip(bpg, 25.0, 90.0))
+        g = bits / float(np.clip(bpg * (1 - RATE_SIZE_PER_SHIFT) ** shift, 20.0, 90.0))
     return max(1, int(g))
 
 

@@ -1,0 +1,143 @@
+"""The rate loop of ``bpp=`` encodes: pass 2 again with shifted quantiser steps while the file
+misses its target size (:func:`ligcodec.codec.encoder.next_shift`), journalled so that a resumed
+encode makes the same choices."""
+
+import numpy as np
+import pytest
+
+from ligcodec.codec import encoder
+from ligcodec.codec.encoder import RATE_MAX_SHIFT, RATE_ROUNDS, RATE_SIZE_PER_SHIFT, RATE_TOLERANCE, journal_path, next_shift
+from ligcodec.codec.ratecontrol import encode
+from tests.test_large import _config, _image
+
+
+def test_next_shift_keeps_a_file_within_tolerance():
+    assert next_shift([(12, 1000)], round(1000 * (1 + RATE_TOLERANCE * 0.9)), 12) is None
+    assert next_shift([(12, 1000)], round(1000 / (1 + RATE_TOLERANCE * 0.9)), 12) is None
+
+
+def test_next_shift_moves_by_the_prior_then_by_the_secant():
+    # 5 % too small: finer steps (a lower shift) by 0.05 / RATE_SIZE_PER_SHIFT eighths of an octave.
+    first = next_shift([(12, 1000)], 1050, 12)
+    assert first == 12 - round(50 / (RATE_SIZE_PER_SHIFT * 1000))
+    assert next_shift([(12, 1000)], 950, 12) == 12 + round(50 / (RATE_SIZE_PER_SHIFT * 1000))
+    # The second move follows the two measured rounds: 40 bytes per 4 eighths.
+    assert next_shift([(12, 1000), (8, 1040)], 1070, 12) == 8 - 3
+    # A secant that says coarser steps gave a larger file (noise) is not trusted: the prior again.
+    assert next_shift([(12, 1000), (8, 990)], 1030, 12) == 8 - round(40 / (RATE_SIZE_PER_SHIFT * 990))
+
+
+def test_next_shift_stays_near_the_base_and_stops():
+    # Far off: clipped to the base +- RATE_MAX_SHIFT (precision buys little far from the base).
+    assert next_shift([(12, 1000)], 2000, 12) == 12 - RATE_MAX_SHIFT
+    assert next_shift([(12, 1000)], 500, 12) == 12 + RATE_MAX_SHIFT
+    # Already tried there: stop rather than code the same round again.
+    assert next_shift([(12, 1000), (12 - RATE_MAX_SHIFT, 1500)], 2000, 12) is None
+    # Out of rounds.
+    hist = [(12 - k, 1000 + k) for k in range(RATE_ROUNDS + 1)]
+    assert next_shift(hist, 5000, 12) is None
+
+
+def _spy(monkeypatch):
+    """Record each round's (shift, predicted size) as the encoder sees them."""
+    seen = []
+    real = encoder.next_shift
+
+    def spy(history, target, base=0):
+        seen.append(list(history))
+        return real(history, target, base)
+
+    monkeypatch.setattr(encoder, "next_shift", spy)
+    return seen
+
+
+def test_bpp_encode_moves_toward_its_target_and_predicts_its_size(tmp_path, monkeypatch):
+    """SCENARIO: a smooth generated 3 x 2 tile image encoded at 1.5 bpp, effort 1 (the count model
+    expects more bits per Gaussian than such an image needs, so the first coding lands short).
+    EXPECTED RESULT: the later rounds come closer; the loop stops within its tolerance, out of
+    rounds or at the edge of its range; the size it weighed for the last round is the file's."""
+    seen = _spy(monkeypatch)
+    a = _image()
+    out = tmp_path / "o.lig"
+    target = 1.5 * a.shape[0] * a.shape[1] / 8
+    r = encode(a, out, bpp=1.5, config=_config(), workers=1, effort=1)
+    hist = seen[-1]
+    assert hist[-1][1] == out.stat().st_size == r.bytes
+    miss = [abs(z / target - 1) for _, z in hist]
+    assert len(hist) > 1 and miss[-1] < miss[0]
+    base = encoder.EFFORT_STEP_SHIFT[1]
+    assert (miss[-1] <= RATE_TOLERANCE or len(hist) > RATE_ROUNDS
+            or abs(hist[-1][0] - base) == RATE_MAX_SHIFT), hist
+
+
+@pytest.mark.parametrize("name", ["kodim05", "kodim23"])
+def test_bpp_lands_within_5_percent_on_photo_crops(tmp_path, data_dir, name):
+    """SCENARIO: 256 x 256 centre crops of two Kodak photos (one tile), effort 1, 0.5 and 2 bpp.
+    EXPECTED RESULT: each file within ±5 % of its target size (#16's acceptance for ``--bpp``)."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(data_dir / "kodak" / f"{name}.png").convert("RGB"))
+    h, w = img.shape[:2]
+    crop = np.ascontiguousarray(img[h // 2 - 128 : h // 2 + 128, w // 2 - 128 : w // 2 + 128])
+    for bpp in (0.5, 2.0):
+        r = encode(crop, tmp_path / f"{bpp}.lig", bpp=bpp, workers=1, effort=1)
+        assert abs(r.bpp / bpp - 1) <= 0.05, (name, bpp, r.bpp)
+
+
+def test_alpha_file_size_is_predicted(tmp_path, monkeypatch):
+    """SCENARIO: an RGBA image with transparent pixels (alpha mask chunks, spec section 8).
+    EXPECTED RESULT: the size the rate loop weighs includes the mask: it is the file's size."""
+    seen = _spy(monkeypatch)
+    a = _image(channels=4)
+    a[:20, :30, 3] = 0
+    out = tmp_path / "a.lig"
+    encode(a, out, bpp=2.0, config=_config(), workers=1, effort=1)
+    assert seen[-1][-1][1] == out.stat().st_size
+
+
+@pytest.mark.parametrize("stop_round", [1, 2])
+def test_rate_loop_resumes_in_its_round(tmp_path, monkeypatch, stop_round):
+    """SCENARIO: a bpp= encode whose loop codes the tiles three times (tolerance forced to 0, range
+    widened) is
+    interrupted after 2 tiles of its second or third coding round, then resumed.
+    EXPECTED RESULT: the rerun continues in that round (the journal's round record) and writes the
+    same bytes as an uninterrupted encode."""
+    monkeypatch.setattr(encoder, "RATE_TOLERANCE", 0.0)
+    monkeypatch.setattr(encoder, "RATE_MAX_SHIFT", 64)  # room for every round on this tiny image
+    a = _image()
+    kw = dict(bpp=1.25, config=_config(), workers=1, effort=1)
+    full = tmp_path / "full.lig"
+    seen = _spy(monkeypatch)
+    encode(a, full, **kw)
+    assert len(seen[-1]) == RATE_ROUNDS + 1  # the loop ran every round
+    out = tmp_path / "out.lig"
+    stop_at = 12 + 6 * (stop_round - 1) + 2  # 6 fits, 6 codings per round
+
+    def stop(done, total):
+        if done == stop_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode(a, out, progress=stop, **kw)
+    assert not out.exists() and journal_path(out).exists()
+    progress = []
+    encode(a, out, resume=True, progress=lambda d, t: progress.append((d, t)), **kw)
+    assert [d for d, _ in progress] == list(range(stop_at, 12 + 6 * RATE_ROUNDS + 1))
+    assert progress[-1][0] == progress[-1][1]  # the total grew with the rounds
+    assert out.read_bytes() == full.read_bytes()
+    assert not journal_path(out).exists()
+
+
+def test_given_steps_are_not_moved(tmp_path, monkeypatch):
+    """SCENARIO: bpp= with explicit quantiser steps (``quant=``).
+    EXPECTED RESULT: one coding round, with exactly the user's steps in the header."""
+    import ligcodec
+    from ligcodec.codec.quantise import QuantSteps
+
+    seen = _spy(monkeypatch)
+    out = tmp_path / "q.lig"
+    q = QuantSteps(pos_step=1 / 4)
+    encode(_image(), out, bpp=1.5, quant=q, config=_config(), workers=1, effort=1)
+    assert seen == []
+    with ligcodec.open(out) as im:
+        assert im.header.pos_step == 0.25 and list(im.header.chol_step) == list(q.chol_step)
