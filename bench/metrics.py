@@ -1,8 +1,11 @@
-"""Image quality metrics for the benchmarks: PSNR and MS-SSIM (Wang, Simoncelli, Bovik 2003)."""
+"""Image quality metrics for the benchmarks: PSNR, MS-SSIM (Wang, Simoncelli, Bovik 2003), the
+seam measure (the encoder's own, :func:`ligcodec.codec.seams.seam_ratio`) and BD-rate."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from ligcodec.codec.seams import seam_ratio  # noqa: F401 - #16's seam measure, as the encoder uses it
 
 _WEIGHTS = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
 
@@ -51,25 +54,6 @@ def ms_ssim(a, b, peak=255.0) -> float:
                 y = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
         vals.append(float(np.prod(np.array(mcs) ** _WEIGHTS[:4]) * max(ssim, 0.0) ** _WEIGHTS[4]))
     return float(np.mean(vals))
-
-
-def seam_ratio(img, tile: int) -> float:
-    """Mean absolute step between neighbouring pixels across tile borders (columns and rows at
-    multiples of ``tile``) divided by the mean absolute step between all other neighbouring
-    pixels: about 1 for an image without seams, above 1 where tile borders show. #16's seam
-    test compares a decoded image's ratio with its source's (within ±10 %)."""
-    a = np.asarray(img, np.float64)
-    dx = np.abs(np.diff(a, axis=1))  # dx[:, j] is the step between columns j and j + 1
-    dy = np.abs(np.diff(a, axis=0))
-    bx = np.zeros(dx.shape[1], bool)
-    bx[tile - 1 :: tile] = True  # the step from column tile - 1 to column tile crosses a border
-    by = np.zeros(dy.shape[0], bool)
-    by[tile - 1 :: tile] = True
-    border = np.concatenate([dx[:, bx].ravel(), dy[by].ravel()])
-    inner = np.concatenate([dx[:, ~bx].ravel(), dy[~by].ravel()])
-    if border.size == 0 or inner.size == 0:
-        return float("nan")
-    return float(border.mean() / max(inner.mean(), 1e-12))
 
 
 def bd_rate(rate_a, psnr_a, rate_b, psnr_b) -> float:

@@ -32,6 +32,7 @@ from ..source import Window
 from .alpha import mask_chunks
 from .journal import Journal, tile_digest
 from .quantise import QuantSteps, adaptive_steps, quantise_tile
+from .seams import choose_threshold
 from .tile import encode_chunk
 
 #: ``effort`` 1..9 -> optimiser steps per level per tile (like WebP's method / JPEG XL's effort).
@@ -58,8 +59,9 @@ FAST_EFFORT_QUANT_LSQ = 15
 DEFAULT_QUANT_LSQ = 40
 DEFAULT_EFFORT = 7
 #: The border filter written into every file (spec section 6, ``deblock = [K, T]``): ramps over
-#: ``2 K`` pixels, for jumps up to ``T`` = DEBLOCK_THRESHOLD x the coded image's RMS error (fading
-#: out by 2 T). Measured at effort 1 on 8 Kodak images at 0.25-2 bpp (BENCHMARKS.md, "border
+#: ``2 K`` pixels, for jumps up to ``T`` (fading out by 2 T), first DEBLOCK_THRESHOLD x the coded
+#: image's RMS error; :func:`~ligcodec.codec.seams.choose_threshold` then raises it where the
+#: decoded seams still show (smooth images). Measured at effort 1 on 8 Kodak images at 0.25-2 bpp (BENCHMARKS.md, "border
 #: filter"): 2.5 left the steps across borders 1-12 % above the source's, 3 took them 2-13 %
 #: below; PSNR moves by 0.01-0.02 dB. K = 2, 4 or 8 give the same steps at the border; a wider
 #: ramp is less visible and costs a little more PSNR.
@@ -239,7 +241,7 @@ def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers
             # Alpha: a lossless mask of the exactly transparent / opaque pixels (spec section 8).
             alpha = mask_chunks(job.src, job.tiles) if job.src.channels in (2, 4) else None
             header, recs, chunks = _code_rounds(job, journal, budgets, where, tally, alpha, target_bytes)
-            size, kept = _write(path, header, chunks, alpha, max_bytes)
+            size, kept = _write(path, header, chunks, alpha, max_bytes, job.src)
         except BaseException:
             if not fits and not codes:  # nothing worth resuming: leave nothing behind
                 journal.remove()
@@ -423,14 +425,23 @@ def _final_header(job: _Job, steps: QuantSteps, recs) -> tuple[Header, list]:
     return header, chunks
 
 
-def _write(path: Path, header: Header, chunks, alpha, max_bytes: int | None) -> tuple[int, bool]:
+def _write(path: Path, header: Header, chunks, alpha, max_bytes: int | None, src=None) -> tuple[int, bool]:
     """Write the file (with the alpha mask chunks ``alpha``, if any) under a temporary name and
-    move it to ``path`` unless it is larger than ``max_bytes``: ``(size, kept)``."""
+    move it to ``path`` unless it is larger than ``max_bytes``: ``(size, kept)``. With ``src``, the
+    border filter's threshold is then chosen by decoding it (:func:`~ligcodec.codec.seams.choose_threshold`)
+    and the file written again if that changes it (the same size: the header's floats are float64)."""
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             size = write_lig(f, header, chunks, alpha)
         kept = max_bytes is None or size <= max_bytes
+        if kept and src is not None and header.deblock:
+            t0 = header.deblock[1]
+            t = round(choose_threshold(tmp, src, t0 / DEBLOCK_THRESHOLD), 7)
+            if t != t0:
+                header.deblock = [header.deblock[0], t]
+                with open(tmp, "wb") as f:
+                    size = write_lig(f, header, chunks, alpha)
         if kept:  # else the caller encodes again (a rare miss of the rate control's estimate)
             os.replace(tmp, path)
     finally:

@@ -1,0 +1,99 @@
+"""The border filter's threshold, chosen per image by the encoder (spec section 6 leaves ``T`` to it).
+
+Tiles are fitted independently, so the decoded error jumps where two tiles meet; the decoder's
+border filter (:mod:`ligcodec.render.deblock`) spreads each jump up to ``T`` over a ramp and
+leaves larger ones, which are the picture's own edges. A ``T`` fixed relative to the coded RMS
+error suits Kodak photos but not smooth images (histology, microscopy, a flower's petals), whose
+error is small overall and larger where the tiles disagree: there the steps across tile borders
+stayed 35-70 % above the steps elsewhere, against the source's same ratio. So the encoder decodes
+the file it wrote with a few thresholds and keeps the one whose ratio comes closest to the
+source's (#16's seam measure, :func:`seam_ratio`). Reading the file costs one to five full
+decodes, small next to the fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Thresholds tried, in multiples of the coded RMS error (the first is the fixed choice of
+#: format 2.3's first encoders, :data:`~ligcodec.codec.encoder.DEBLOCK_THRESHOLD`).
+MULTIPLES = (2.75, 4.0, 5.5, 8.0, 11.0)
+#: Pixels read at a time (bands of whole rows: bounded memory on large images).
+BAND_PIXELS = 1 << 22
+
+
+class StepTally:
+    """Sums of absolute steps between neighbouring pixels: across tile borders and elsewhere."""
+
+    def __init__(self):
+        self.border = self.border_n = self.inner = self.inner_n = 0.0
+
+    def add(self, a: np.ndarray, tile: int, y0: int = 0, last: bool = True) -> None:
+        """Count the steps of rows ``y0..`` of an image (``a [h, w, C]``): every horizontal step,
+        and the vertical steps between its rows (all but the last row's unless ``last``: bands
+        overlapping by one row count each step once)."""
+        a = np.asarray(a)
+        a = a.astype(np.int32) if a.dtype.kind in "ui" else a.astype(np.float32)
+        dx = np.abs(np.diff(a if last else a[:-1], axis=1))  # dx[:, j]: columns j and j + 1
+        dy = np.abs(np.diff(a, axis=0))  # dy[i]: rows y0 + i and y0 + i + 1
+        # Borders: the step from column tile - 1 to tile, ...; from row y0 + i to y0 + i + 1 where
+        # y0 + i + 1 is a multiple of tile.
+        for d, across in ((dx, dx[:, tile - 1 :: tile]), (dy, dy[(tile - 1 - y0) % tile :: tile])):
+            total, border = float(d.sum(dtype=np.float64)), float(across.sum(dtype=np.float64))
+            self.border += border
+            self.border_n += across.size
+            self.inner += total - border
+            self.inner_n += d.size - across.size
+
+    def ratio(self) -> float:
+        """Mean step across borders over mean step elsewhere (nan without either)."""
+        if not self.border_n or not self.inner_n:
+            return float("nan")
+        return (self.border / self.border_n) / max(self.inner / self.inner_n, 1e-12)
+
+
+def seam_ratio(img, tile: int) -> float:
+    """Mean absolute step between neighbouring pixels across tile borders (columns and rows at
+    multiples of ``tile``) over the mean absolute step between all other neighbours: about 1
+    without seams, above 1 where tile borders show. #16's seam test compares a decoded image's
+    ratio with its source's (within ±10 %)."""
+    t = StepTally()
+    t.add(img, tile)
+    return t.ratio()
+
+
+def _tally(read, width: int, height: int, tile: int, channels: int) -> StepTally:
+    """:class:`StepTally` of an image read by ``read(x0, y0, x1, y1)`` in bands, colour channels only."""
+    t = StepTally()
+    band = max(8, BAND_PIXELS // width)
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band + 1)  # one row of overlap: the step to the next band
+        t.add(np.asarray(read(0, y0, width, y1))[:, :, :channels], tile, y0, last=y1 == height)
+    return t
+
+
+def choose_threshold(path, src, rmse: float) -> float:
+    """The border filter's ``T`` for the written file ``path`` (its header's ``deblock`` set) of
+    the source ``src``: of :data:`MULTIPLES` x ``rmse``, the one whose :func:`seam_ratio` of the
+    decoded image comes closest to the source's. A larger ``T`` only lowers the ratio, so the
+    search stops at the first that takes it to the source's or below."""
+    from ..image import open as open_lig
+
+    colours = 3 if src.channels >= 3 else 1  # not alpha
+    with open_lig(path) as im:
+        w, h, tile = im.header.width, im.header.height, im.header.tile
+        source = _tally(src.read, w, h, tile, colours).ratio()
+        if not source > 0:  # no borders, or a flat source: nothing to match
+            return MULTIPLES[0] * rmse
+        k = im.model.deblock[0]
+        best, best_err = MULTIPLES[0], float("inf")
+        for m in MULTIPLES:
+            im.model.deblock = (k, m * rmse)
+            ratio = _tally(lambda x0, y0, x1, y1: im.read(region=(x0, y0, x1 - x0, y1 - y0)), w, h, tile,
+                           colours).ratio()
+            excess = ratio / source - 1
+            if abs(excess) < best_err:
+                best, best_err = m, abs(excess)
+            if not excess > 0:
+                break
+    return best * rmse
