@@ -163,8 +163,8 @@ def test_encoder_chooses_the_threshold_that_matches_the_source(tmp_path):
     tiles disagree by more than the fixed 2.75 x RMS error threshold lets the filter remove).
     EXPECTED RESULT: the header's T is one of the multiples of the RMS error tried, above the fixed
     one; the decoded seam measure with it is closer to the source's than with the fixed one, and
-    at least as close as with every smaller multiple."""
-    from ligcodec.codec.seams import MULTIPLES, seam_ratio
+    at least as close as with every multiple between the two."""
+    from ligcodec.codec.seams import MULTIPLES, START, seam_ratio
     from ligcodec.fit import FitConfig
 
     src = np.round(smooth_image(200, 300) * 255).astype(np.uint8)
@@ -175,12 +175,31 @@ def test_encoder_chooses_the_threshold_that_matches_the_source(tmp_path):
     with ligcodec.open(path) as img:
         K, T = img.header.deblock
         tried = [round(x * rmse, 7) for x in MULTIPLES]
-        assert T > tried[0] and min(abs(T - t) for t in tried) < 1e-6 * T, (T, tried)
+        fixed = tried[START]
+        assert T > fixed and min(abs(T - t) for t in tried) < 1e-6 * T, (T, tried)
         chosen = abs(seam_ratio(img.read(), 64) / source - 1)
         for t in tried:
             img.model.deblock = (K, t)
             err = abs(seam_ratio(img.read(), 64) / source - 1)
-            if t < T - 1e-6 * T:
+            if fixed <= t < T - 1e-6 * T:
                 assert chosen <= err + 1e-9, (t, T)
-        img.model.deblock = (K, tried[0])
+        img.model.deblock = (K, fixed)
         assert chosen < abs(seam_ratio(img.read(), 64) / source - 1)  # better than the fixed threshold
+
+
+@pytest.mark.parametrize("crossing, start, expect", [(4.2, 2, 4), (3.6, 2, 4), (0.4, 2, 0), (1.6, 2, 2), (9, 2, 6),
+                                                     (-3, 2, 0), (2.0, 2, 2)])
+def test_threshold_search_walks_towards_the_source(crossing, start, expect):
+    """The search over thresholds (:func:`ligcodec.codec.seams.walk`) on a decreasing excess that
+    crosses 0 at ``crossing``: it goes up or down from the start, stops after the crossing, keeps
+    the closest, and stays in range when the crossing is outside it."""
+    from ligcodec.codec.seams import walk
+
+    seen = []
+
+    def excess(i):
+        seen.append(i)
+        return (crossing - i) / 10
+
+    assert walk(excess, start, 7) == expect
+    assert seen[0] == start and len(seen) == len(set(seen)) and len(seen) <= abs(expect - start) + 2

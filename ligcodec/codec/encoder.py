@@ -88,7 +88,7 @@ RATE_MAX_SHIFT = 8
 #: that each effort starts from. The steps that :func:`~ligcodec.codec.quantise.adaptive_steps`
 #: derives from the fit's error are finer than the rate can afford: at equal file size, coarser
 #: steps and more Gaussians do better. Measured at 0.5 bpp (code pass at several shifts on one fit,
-#: against the dB that 1.2x the Gaussians buy per octave of rate; BENCHMARKS.md, "step shift"):
+#: against the dB that 1.2x the Gaussians buy per octave of rate; BENCHMARKS.md, "coarser quantiser steps"):
 #: at effort 1, +12 gains 0.37-0.54 dB on kodim05, kodim23 and a medium photo; at effort 7,
 #: +8 gains 0.15-0.19 dB on kodim05 and 23, and +16 less.
 EFFORT_STEP_SHIFT = {1: 12, 2: 12, 3: 12, 4: 12, 5: 12, 6: 8, 7: 8, 8: 8, 9: 8}

@@ -7,7 +7,8 @@ error suits Kodak photos but not smooth images (histology, microscopy, a flower'
 error is small overall and larger where the tiles disagree: there the steps across tile borders
 stayed 35-70 % above the steps elsewhere, against the source's same ratio. So the encoder decodes
 the file it wrote with a few thresholds and keeps the one whose ratio comes closest to the
-source's (#16's seam measure, :func:`seam_ratio`). Reading the file costs one to five full
+source's (#16's seam measure, :func:`seam_ratio`); where the filter at the usual threshold leaves
+the borders smoother than the source's, a smaller one. Reading the file costs one to five full
 decodes, small next to the fit.
 """
 
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Thresholds tried, in multiples of the coded RMS error (the first is the fixed choice of
-#: format 2.3's first encoders, :data:`~ligcodec.codec.encoder.DEBLOCK_THRESHOLD`).
-MULTIPLES = (2.75, 4.0, 5.5, 8.0, 11.0)
+#: Thresholds tried, in multiples of the coded RMS error. The search starts at
+#: :data:`~ligcodec.codec.encoder.DEBLOCK_THRESHOLD` (2.75, format 2.3's first fixed choice) and
+#: moves up while the seams stay above the source's, down while they are below it.
+MULTIPLES = (1.0, 1.75, 2.75, 4.0, 5.5, 8.0, 11.0)
+START = 2
 #: Pixels read at a time (bands of whole rows: bounded memory on large images).
 BAND_PIXELS = 1 << 22
 
@@ -76,7 +79,7 @@ def choose_threshold(path, src, rmse: float) -> float:
     """The border filter's ``T`` for the written file ``path`` (its header's ``deblock`` set) of
     the source ``src``: of :data:`MULTIPLES` x ``rmse``, the one whose :func:`seam_ratio` of the
     decoded image comes closest to the source's. A larger ``T`` only lowers the ratio, so the
-    search stops at the first that takes it to the source's or below."""
+    search walks from :data:`START` towards the source's ratio and stops once it crosses it."""
     from ..image import open as open_lig
 
     colours = 3 if src.channels >= 3 else 1  # not alpha
@@ -84,16 +87,29 @@ def choose_threshold(path, src, rmse: float) -> float:
         w, h, tile = im.header.width, im.header.height, im.header.tile
         source = _tally(src.read, w, h, tile, colours).ratio()
         if not source > 0:  # no borders, or a flat source: nothing to match
-            return MULTIPLES[0] * rmse
+            return MULTIPLES[START] * rmse
         k = im.model.deblock[0]
-        best, best_err = MULTIPLES[0], float("inf")
-        for m in MULTIPLES:
-            im.model.deblock = (k, m * rmse)
-            ratio = _tally(lambda x0, y0, x1, y1: im.read(region=(x0, y0, x1 - x0, y1 - y0)), w, h, tile,
-                           colours).ratio()
-            excess = ratio / source - 1
-            if abs(excess) < best_err:
-                best, best_err = m, abs(excess)
-            if not excess > 0:
-                break
-    return best * rmse
+
+        def excess(i):
+            im.model.deblock = (k, MULTIPLES[i] * rmse)
+            return _tally(lambda x0, y0, x1, y1: im.read(region=(x0, y0, x1 - x0, y1 - y0)), w, h, tile,
+                          colours).ratio() / source - 1
+
+        best = walk(excess, START, len(MULTIPLES))
+    return MULTIPLES[best] * rmse
+
+
+def walk(excess, start: int, n: int) -> int:
+    """The index in ``0..n-1`` whose ``excess(i)`` (a decreasing function: seams over the source's,
+    minus 1) is closest to 0, searched from ``start`` towards 0 until it changes sign."""
+    i, e = start, excess(start)
+    best, best_err = i, abs(e)
+    step = 1 if e > 0 else -1  # seams above the source's: a larger T; below: a smaller one
+    while abs(e) > 0 and 0 <= i + step < n:
+        i += step
+        e = excess(i)
+        if abs(e) < best_err:
+            best, best_err = i, abs(e)
+        if (e > 0) != (step > 0):  # crossed the source's ratio
+            break
+    return best
