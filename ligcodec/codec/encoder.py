@@ -83,7 +83,7 @@ PROGRESSIVE_FIT = {"level0_fraction": 0.25, "downsample": 4}
 #: The first move assumes :data:`RATE_SIZE_PER_SHIFT`; later moves use the measured secant.
 RATE_TOLERANCE = 0.02
 RATE_ROUNDS = 2
-RATE_MAX_SHIFT = 8
+RATE_MAX_SHIFT = 16
 #: The quantiser steps' shift (in eighths of an octave of the fit's error, as for the rate loop)
 #: that each effort starts from. The steps that :func:`~ligcodec.codec.quantise.adaptive_steps`
 #: derives from the fit's error are finer than the rate can afford: at equal file size, coarser
