@@ -103,11 +103,12 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     _check_encode_args(input, output, force, (gaussians, quality, bpp, psnr, density))
     src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
-    report = _EncodeProgress(output, quiet)
+    config = FitConfig(levels=levels)
+    report = _EncodeProgress(output, quiet, -(-src.width // config.tile) * -(-src.height // config.tile))
     try:
         r = encode_image(src, output, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr, density=density,
                          seed=seed, workers=workers,
-                         effort=effort, config=FitConfig(levels=levels), progress=report, scheduler=scheduler,
+                         effort=effort, config=config, progress=report, scheduler=scheduler,
                          resume=resume, progressive=progressive, **extra)
     except BaseException as e:
         _raise_encode_error(e, output, resume, line_open=not quiet and report.first is not None)
@@ -136,8 +137,8 @@ class _EncodeProgress:
     class rather than a closure because the command must know afterwards whether a line was begun
     (``first`` is not None), to end it when Ctrl-C stops the encode."""
 
-    def __init__(self, output: Path, quiet: bool):
-        self.output, self.quiet = output, quiet
+    def __init__(self, output: Path, quiet: bool, tiles: int):
+        self.output, self.quiet, self.tiles = output, quiet, tiles
         self.first = None  # ``done`` when the current encode (or --psnr pass) began; None before any call
         self.t0 = time.perf_counter()
 
@@ -146,8 +147,15 @@ class _EncodeProgress:
 
         if self.quiet:
             return
-        tiles = total // 2  # every tile is fitted (pass 1), then quantised and coded (pass 2)
-        where = f"fit {done}/{tiles} tiles" if done <= tiles else f"fitted; code {done - tiles}/{tiles} tiles"
+        # Every tile is fitted (pass 1), then quantised and coded (pass 2); a --bpp encode may code
+        # them again with other steps (the total then grows by a round of tiles).
+        tiles = self.tiles
+        if done <= tiles:
+            where = f"fit {done}/{tiles} tiles"
+        else:
+            again, k = divmod(done - tiles - 1, tiles)
+            where = (f"fitted; code {k + 1}/{tiles} tiles" if not again else
+                     f"fitted; code again for the size ({again + 1}), {k + 1}/{tiles} tiles")
         if self.first is None or done == 0:  # an encode (or a --psnr pass) starts
             self.first, self.t0 = done, time.perf_counter()
             if done:

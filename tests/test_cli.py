@@ -410,3 +410,25 @@ def test_decode_pyramid_writes_an_ome_tiff_pyramid(tmp_path, capsys):
     assert main(["decode", str(lig), "-o", str(tmp_path / "y.ome.tif"), "--pyramid", "--scale", "0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("ligcodec: error:") for e in err)
+
+
+def test_encode_progress_counts_tiles_through_coding_rounds(tmp_path, capsys, monkeypatch):
+    """SCENARIO: `encode --bpp` of a 2 x 1 tile image whose rate loop codes the tiles more than once
+    (tolerance forced to 0, range widened).
+    EXPECTED RESULT: the progress line counts fits and codings out of the 2 tiles, never more
+    ("code again for the size" in the later rounds), and ends at the last tile."""
+    import re
+
+    from ligcodec.codec import encoder
+
+    monkeypatch.setattr(encoder, "RATE_TOLERANCE", 0.0)
+    monkeypatch.setattr(encoder, "RATE_MAX_SHIFT", 64)
+    src = tmp_path / "in.png"
+    Image.fromarray(np.round(smooth_image(64, 300) * 255).astype(np.uint8)).save(src)  # 2 tiles of 256
+    out = tmp_path / "o.lig"
+    argv = ["encode", str(src), str(out), "--bpp", "2", "--steps", "10", "--workers", "1"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) tiles", err)]
+    assert counts and all(b == 2 and 0 <= a <= 2 for a, b in counts), counts
+    assert "code again for the size (2), 2/2 tiles" in err
