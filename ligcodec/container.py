@@ -398,17 +398,26 @@ def _write_alpha(fileobj, offset: int, masks) -> int:
         offset += len(m)
     body = b"".join(entries)
     fileobj.write(_INDEX_HEAD.pack(len(masks), crc32(body)) + body + _ALPHA_FOOTER.pack(ALPHA_TAG, offset))
-    return offset + 8 + len(body) + _ALPHA_FOOTER.size
+    return offset + _alpha_table_size(len(masks))
+
+
+def _alpha_table_size(n: int) -> int:
+    """Bytes of section 8's table and footer for ``n`` mask chunks."""
+    return _INDEX_HEAD.size + _ALPHA_ENTRY.size * n + _ALPHA_FOOTER.size
+
+
+def _first_chunk_offset(header_size: int, n_chunks: int) -> int:
+    """Where the first chunk starts: after the prefix, the header and the index."""
+    return PREFIX_SIZE + header_size + _INDEX_HEAD.size + INDEX_ENTRY_SIZE * n_chunks
 
 
 def lig_size(header: Header, chunks, alpha=None) -> int:
     """The size of the file :func:`write_lig` would write for these arguments, without writing it
     (the encoder's rate loop weighs a coding round before keeping it)."""
     n = sum(len(level) for level in chunks)
-    size = (PREFIX_SIZE + len(header.pack()) + _INDEX_HEAD.size + INDEX_ENTRY_SIZE * n
-            + sum(len(payload) for level in chunks for payload, _ in level))
+    size = _first_chunk_offset(len(header.pack()), n) + sum(len(payload) for level in chunks for payload, _ in level)
     if header.alpha_mask and alpha is not None:
-        size += sum(map(len, alpha)) + _INDEX_HEAD.size + _ALPHA_ENTRY.size * len(alpha) + _ALPHA_FOOTER.size
+        size += sum(map(len, alpha)) + _alpha_table_size(len(alpha))
     return size
 
 
@@ -424,7 +433,7 @@ def write_lig(fileobj, header: Header, chunks, alpha=None) -> int:
     flat = [c for level in chunks for c in level]
     if len(flat) != header.levels * header.n_tiles:
         raise LigInputError(f"{len(flat)} chunks given for {header.levels} levels x {header.n_tiles} tiles")
-    offset = PREFIX_SIZE + len(hbytes) + _INDEX_HEAD.size + INDEX_ENTRY_SIZE * len(flat)
+    offset = _first_chunk_offset(len(hbytes), len(flat))
     entries = []
     for payload, count in flat:
         if count > max_chunk_count(header.tile):
