@@ -39,9 +39,12 @@ class FitSettings:
     # rest in `densify_rounds` rounds spread over the first `densify_until` of the steps, at
     # pixels drawn with probability ~ the blurred squared error.
     densify_start: float = 0.5
-    densify_rounds: int = 4
-    densify_until: float = 0.6
+    densify_rounds: int = 8
+    densify_until: float = 0.5
     keep_inside: bool = True  # clamp means to the tile (and its apron) after every step
+    # Relocation: at each of `densify_rounds` rounds over the first `densify_until` of the steps,
+    # this fraction of the Gaussians whose removal would cost least moves to where the error is.
+    relocate: float = 0.05
     backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
     log_every: int = 0
 
@@ -77,6 +80,11 @@ class Adam:
             v *= self.b2
             v += (1 - self.b2) * g * g
             p -= (lr * scale / c1) * m / (np.sqrt(v / c2) + self.eps)
+
+    def keep(self, mask):
+        self.params = [p[mask] for p in self.params]
+        self.m = [m[mask] for m in self.m]
+        self.v = [v[mask] for v in self.v]
 
     def grow(self, extra):
         self.params = [np.concatenate([p, e]) for p, e in zip(self.params, extra)]
@@ -143,17 +151,19 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     )
     add_at = {}
     if len(g) < n and densify:
-        rounds = np.maximum(1, np.linspace(0, st.densify_until * st.steps, st.densify_rounds + 1)[1:].astype(int))
         extra = n - len(g)
-        for r, at in enumerate(rounds):
-            add_at[int(at)] = extra * (r + 1) // st.densify_rounds - extra * r // st.densify_rounds
+        for r, at in enumerate(_round_steps(st)):
+            add_at[at] = extra * (r + 1) // st.densify_rounds - extra * r // st.densify_rounds
     if st.lsq_iters:
         g = lsq_colours(g, target, scale, st.lsq_iters)
     opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
                [st.lr_means, st.lr_chol, st.lr_colours])
-    out = None
+    move_at = set(_round_steps(st)) if init is None and st.relocate > 0 and st.densify_rounds > 0 else set()
+    out = gr = None
     lo, hi_x, hi_y = st.init_apron / scale, (w + st.init_apron) / scale, (h + st.init_apron) / scale
     for step in range(st.steps):
+        if step in move_at and gr is not None:
+            _relocate(opt, gr, out, target, scale, int(st.relocate * len(opt.params[0])), rng, n)
         if add_at.get(step, 0) > 0:
             opt.grow(_new_gaussians(out, target, add_at[step], scale, rng, n))
         frac = step / max(1, st.steps)
@@ -179,6 +189,37 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     if st.final_lsq and st.lsq_iters:
         g = lsq_colours(g, target, scale, st.lsq_iters)
     return g
+
+
+def _round_steps(st: FitSettings) -> list[int]:
+    """The steps at which densification and relocation rounds run: ``densify_rounds`` of them,
+    evenly over the first ``densify_until`` of the steps."""
+    at = np.linspace(0, st.densify_until * st.steps, st.densify_rounds + 1)[1:].astype(int)
+    return np.maximum(1, at).tolist()
+
+
+def _relocate(opt: Adam, grads, out, target, scale, k, rng, n_final):
+    """Move the ``k`` Gaussians whose removal would cost least to where the error of the render
+    ``out`` is largest (MCMC-style relocation, as in 3DGS-MCMC and Image-GS's re-placement; the
+    count stays the same). The new ones start from the residual of ``out``, as densification's do."""
+    if k <= 0:
+        return
+    h, w, nch = target.shape
+    worst = np.argsort(_removal_cost(opt.params, grads, scale, h * w * nch), kind="stable")[:k]
+    mask = np.ones(len(opt.params[0]), bool)
+    mask[worst] = False
+    opt.keep(mask)
+    opt.grow(_new_gaussians(out, target, k, scale, rng, n_final))
+
+
+def _removal_cost(params, grads, scale, npix):
+    """Per Gaussian, the loss increase (mean squared error) its removal would cause, to second
+    order: ``-c . dL/dc + |c|^2 sum_p g_p^2 / npix``, where the sum of the squared weights over the
+    pixels is ``pi sqrt(det(s^2 Sigma))`` for a Gaussian that lies inside the target."""
+    _, chol, cols = params
+    g_cols = grads[2]
+    area = math.pi * np.exp(chol[:, 0] + chol[:, 2]) * scale * scale
+    return -(cols * g_cols).sum(1) + (cols * cols).sum(1) * area / npix
 
 
 def _new_gaussians(out, target, k, scale, rng, n_final):
