@@ -39,8 +39,8 @@ class FitSettings:
     # rest in `densify_rounds` rounds spread over the first `densify_until` of the steps, at
     # pixels drawn with probability ~ the blurred squared error.
     densify_start: float = 0.5
-    densify_rounds: int = 8
-    densify_until: float = 0.5
+    densify_rounds: int = 12
+    densify_until: float = 0.4
     keep_inside: bool = True  # clamp means to the tile (and its apron) after every step
     # Relocation: at each of `densify_rounds` rounds over the first `densify_until` of the steps,
     # this fraction of the Gaussians whose removal would cost least moves to where the error is.
