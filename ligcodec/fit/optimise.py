@@ -1,4 +1,5 @@
-"""Fitting one level of one tile: initialisation, closed-form colours, Adam on everything.
+"""Fitting one level of one tile: initialisation, closed-form colours, Adam on everything, with
+error-guided densification and relocation.
 
 The inner loop needs no torch on the CPU: the numba kernels give the image gradient's pull-back
 to the projected Gaussians (:func:`~ligcodec.render.kernels.backward`) and the hand-written chain
