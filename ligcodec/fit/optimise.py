@@ -225,7 +225,8 @@ def _removal_cost(params, grads, scale, npix):
 
 def _new_gaussians(out, target, k, scale, rng, n_final):
     """``k`` new Gaussians where the blurred squared error of ``out`` is largest (arrays to append)."""
-    err = box_blur(((out - target) ** 2).sum(-1).astype(np.float64), 2).ravel()
+    # Box sums by cumulative sums leave rounding residue (-1e-17) where the error is zero.
+    err = np.maximum(box_blur(((out - target) ** 2).sum(-1).astype(np.float64), 2).ravel(), 0.0)
     h, w = target.shape[:2]
     prob = err / err.sum() if err.sum() > 0 else np.full(h * w, 1.0 / (h * w))
     idx = rng.choice(h * w, size=k, p=prob)
