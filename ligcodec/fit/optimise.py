@@ -150,16 +150,17 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     g = init if init is not None else init_gaussians(
         target, n0, rng, uniform=st.init_uniform, size_factor=st.init_size, scale=scale, apron=st.init_apron
     )
+    rounds = _round_steps(st)
     add_at = {}
     if len(g) < n and densify:
         extra = n - len(g)
-        for r, at in enumerate(_round_steps(st)):
+        for r, at in enumerate(rounds):
             add_at[at] = extra * (r + 1) // st.densify_rounds - extra * r // st.densify_rounds
     if st.lsq_iters:
         g = lsq_colours(g, target, scale, st.lsq_iters)
     opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
                [st.lr_means, st.lr_chol, st.lr_colours])
-    move_at = set(_round_steps(st)) if init is None and st.relocate > 0 and st.densify_rounds > 0 else set()
+    move_at = set(rounds) if init is None and st.relocate > 0 else set()
     out = gr = None
     lo, hi_x, hi_y = st.init_apron / scale, (w + st.init_apron) / scale, (h + st.init_apron) / scale
     for step in range(st.steps):
