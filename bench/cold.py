@@ -88,20 +88,28 @@ r["ligcodec"] = ligcodec.__file__
 with step("import ligcodec.cli (rest)"):
     import ligcodec.cli as cli
 
-# What the first cached kernel's load does before reading its file (Cache.load_overload ->
-# target_context.refresh()), done here step by step: the CPU context, scipy (numba's BLAS check:
-# numba.np.linalg.ensure_blas imports scipy.linalg.cython_blas), then the registries.
+# What the first cached kernel's load does before reading its file, done here step by step. numba's
+# Cache.load_overload refreshes the target context: the CPU context, scipy (numba's BLAS check:
+# numba.np.linalg.ensure_blas imports scipy.linalg.cython_blas), then the registries. ligcodec's
+# own loads (ligcodec/_numba_cache.py, LIGHT_LOADS) initialise numba's runtime (NRT) alone.
 from numba.core.registry import cpu_target
+from numba.core.runtime import rtsys
+light = getattr(ligcodec._numba_cache, "LIGHT_LOADS", False)
+r["light loads"] = light
 with step("numba CPU target context"):
     ctx = cpu_target.target_context
 with step("scipy.linalg import (BLAS check)"):
     try:
-        import scipy.linalg.cython_blas  # noqa: F401
-        r["scipy"] = True
+        if not light:
+            import scipy.linalg.cython_blas  # noqa: F401
+        r["scipy"] = not light
     except ImportError:
         r["scipy"] = False
 with step("numba registry load (rest)"):
-    ctx.refresh()
+    if light:
+        rtsys.initialize(ctx)
+    else:
+        ctx.refresh()
 
 from numba.core import caching, dispatcher
 import ligcodec.image, ligcodec.io
@@ -212,7 +220,8 @@ STEPS = [  # (row, key in the child's figures, how it is measured)
     ("import ligcodec.cli (rest)", "import ligcodec.cli (rest)", "click and the command line"),
     ("numba CPU target context", "numba CPU target context", "LLVM codegen (0: made during the imports)"),
     ("scipy.linalg import", "scipy.linalg import (BLAS check)", "numba's ensure_blas, in the registry load"),
-    ("numba registry load (rest)", "numba registry load (rest)", "BaseContext.refresh less scipy"),
+    ("numba registry load (rest)", "numba registry load (rest)",
+     "BaseContext.refresh less scipy (NRT init alone with light loads)"),
     ("kernel loads from cache", "kernel loads (top-level)", "sum over the entry points below"),
     ("  of which: rebuild", "of which rebuild (link code)", "CompileResultCacheImpl.rebuild (object code)"),
     ("decode", "decode (read, less kernel loads)", "LigImage.read less kernel loads"),
@@ -235,6 +244,9 @@ Image.Image.save = save
 """
 WHAT_IF = {
     "as is": ("", "", ""),
+    "numba's own cache loads (registry refresh first)": (
+        "", "from numba.core import caching\n"
+            "caching.Cache.load_overload = caching.Cache.load_overload.numba_load_overload", ""),
     "scipy hidden (sys.modules['scipy'] = None)": ("sys.modules['scipy'] = None", "", ""),
     "PNG level 6 (Pillow's default, and ours before 2026-12-03)": ("", PNG_LEVEL_6, ""),
     "gc.freeze() after main (no gc passes at exit)": ("", "", "gc.freeze()"),
@@ -326,7 +338,10 @@ def main(argv=None) -> int:
         if not label.startswith("  "):
             total += v
         if key.startswith("scipy") and not first["scipy"]:
-            how = "scipy not importable: numba skips it"
+            how = ("not loaded: ligcodec's light cache loads skip the refresh" if first.get("light loads")
+                   else "scipy not importable: numba skips it")
+        if key.startswith("numba registry") and first.get("light loads"):
+            how = "skipped (ligcodec/_numba_cache.py); NRT init alone"
         rows.append({"step": label, "ms": f"{v:.0f}",
                      "gc ms": f"{ms('gc ' + key):.0f}" if "gc " + key in first else "",
                      ".py compile ms": f"{ms('py ' + key):.0f}" if "py " + key in first else "", "how": how})

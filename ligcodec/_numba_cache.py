@@ -10,6 +10,14 @@ before any kernel is defined; functions outside ligcodec keep numba's own locato
 
 It uses numba's locator classes (``numba.core.caching``), which are not a stable API: if they
 are missing, numba's default stamping stays in place (and the trap with it).
+
+The same cached functions also load without numba's registry refresh. numba's ``Cache.load_overload``
+refreshes the target context before each load: it imports and installs every lowering registry
+(numpy, lists, dicts, random, ...), which only a compilation needs, and it was the largest single
+step of a cold ``ligcodec decode`` after ``import numba`` (bench/cold.py). A load needs only the
+runtime (NRT) that the object code links against, so ours initialise that alone; a compilation in
+the same process still refreshes first (numba's compiler does so itself). numba's own functions and
+other packages' keep numba's ``load_overload``.
 """
 
 from __future__ import annotations
@@ -69,4 +77,36 @@ def _install() -> bool:
     return True
 
 
+def _is_ours(cache) -> bool:
+    impl = getattr(cache, "_impl", None)
+    return type(getattr(impl, "locator", None)).__name__.startswith("LigcodecStamped")
+
+
+def _install_light_loads() -> bool:
+    """Cache loads of ligcodec's functions initialise numba's runtime only, not every registry."""
+    try:
+        from numba.core import caching
+        from numba.core.runtime import rtsys
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    cache = getattr(caching, "Cache", None)
+    needed = ("load_overload", "_load_overload", "_guard_against_spurious_io_errors")
+    if cache is None or not all(hasattr(cache, n) for n in needed) or not hasattr(rtsys, "initialize"):
+        return False
+    numba_load = getattr(cache.load_overload, "numba_load_overload", cache.load_overload)
+
+    def load_overload(self, sig, target_context):
+        if not _is_ours(self):
+            return numba_load(self, sig, target_context)
+        rtsys.initialize(target_context)  # the NRT that cached object code calls (a no-op when done)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    load_overload.numba_load_overload = numba_load
+    cache.load_overload = load_overload
+    return True
+
+
 INSTALLED = _install()
+#: Whether cache loads of ligcodec's functions skip numba's registry refresh (see the docstring).
+LIGHT_LOADS = INSTALLED and _install_light_loads()
