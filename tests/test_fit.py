@@ -223,3 +223,28 @@ def test_new_gaussians_survive_rounding_residue_in_the_blurred_error():
     pos, chol, cols = _new_gaussians(out, np.zeros_like(out), 20, 1.0, np.random.default_rng(0), 100)
     assert len(pos) == 20 and np.isfinite(chol).all()
     assert np.abs(cols).max() > 0
+
+
+def test_overfit_prunes_back_to_the_budget_and_drops_the_cheapest():
+    """SCENARIO: fits told to over-provision (FitSettings.overfit: 50 % more Gaussians until half
+    the steps), with and without densification, with 0-3 steps, pruning due before the last
+    densification round or after the last step; then the pruning step alone on 6 Gaussians of
+    known removal cost (no colour gradient: the cost is |c|^2 times the Gaussian's area).
+    EXPECTED RESULT: each fit returns exactly its budget; the pruning step removes the k
+    Gaussians of least cost, with their optimiser moments, and keeps the rest in their order."""
+    from ligcodec.codec.encoder import FAST_EFFORT_SETTINGS
+    from ligcodec.fit.optimise import Adam, _drop_cheapest
+
+    img = smooth_image(48, 64)
+    for extra in ({}, FAST_EFFORT_SETTINGS, {"steps": 0}, {"steps": 1}, {"steps": 3}, {"densify_rounds": 0},
+                  {"prune_at": 0.1}, {"prune_at": 1.0}):
+        g = fit_level(img, 120, settings=FitSettings(**{"steps": 100, **extra, "overfit": 0.5}))
+        assert len(g) == 120, extra
+    means = np.zeros((6, 2))
+    chol = np.stack([np.log([1, 2, 1, 3, 1, 1.0]), np.zeros(6), np.zeros(6)], 1)
+    cols = np.array([[1.0], [0.5], [0.2], [0.1], [2.0], [0.6]])  # cost ~ c^2 * sx: 1, .5, .04, .03, 4, .36
+    opt = Adam([means, chol, cols], [0.1, 0.1, 0.1])
+    opt.m = [np.arange(6.0)[:, None] * np.ones_like(p) for p in opt.params]
+    _drop_cheapest(opt, [np.zeros_like(p) for p in opt.params], 1.0, 100, 3)
+    assert opt.params[2][:, 0].tolist() == [1.0, 0.5, 2.0]
+    assert opt.m[0][:, 0].tolist() == [0.0, 1.0, 4.0]

@@ -45,7 +45,11 @@ class FitSettings:
     keep_inside: bool = True  # clamp means to the tile (and its apron) after every step
     # Relocation: at each of `densify_rounds` rounds over the first `densify_until` of the steps,
     # this fraction of the Gaussians whose removal would cost least moves to where the error is.
-    relocate: float = 0.05
+    relocate: float = 0.2
+    # Over-provisioning: fit (1 + overfit) n Gaussians, and at `prune_at` of the steps remove the
+    # overfit n whose removal would cost least (relocation's measure); the rest settle after.
+    overfit: float = 0.3
+    prune_at: float = 0.5
     backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
     log_every: int = 0
 
@@ -146,24 +150,26 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     t0 = time.perf_counter()
     # Densify only when there are steps enough to place the new Gaussians; otherwise start full.
     densify = init is None and st.densify_rounds > 0 and st.steps >= 4 * st.densify_rounds
+    n_final = n
+    if init is None and st.overfit > 0 and st.steps > 0:
+        n = int(round(n * (1 + st.overfit)))
     n0 = max(1, int(round(n * st.densify_start))) if densify else n
     g = init if init is not None else init_gaussians(
         target, n0, rng, uniform=st.init_uniform, size_factor=st.init_size, scale=scale, apron=st.init_apron
     )
     rounds = _round_steps(st)
-    add_at = {}
-    if len(g) < n and densify:
-        extra = n - len(g)
-        for r, at in enumerate(rounds):
-            add_at[at] = extra * (r + 1) // st.densify_rounds - extra * r // st.densify_rounds
+    add_at = _additions(rounds, n - len(g)) if densify else {}
     if st.lsq_iters:
         g = lsq_colours(g, target, scale, st.lsq_iters)
     opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
                [st.lr_means, st.lr_chol, st.lr_colours])
     move_at = set(rounds) if init is None and st.relocate > 0 else set()
+    prune_step = _prune_step(st, rounds) if n > n_final else st.steps
     out = gr = None
     lo, hi_x, hi_y = st.init_apron / scale, (w + st.init_apron) / scale, (h + st.init_apron) / scale
     for step in range(st.steps):
+        if step == prune_step:
+            _drop_cheapest(opt, gr, scale, h * w * nch, len(opt.params[0]) - n_final)
         if step in move_at and gr is not None:
             _relocate(opt, gr, out, target, scale, int(st.relocate * len(opt.params[0])), rng, n)
         if add_at.get(step, 0) > 0:
@@ -186,6 +192,8 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
             log.steps.append(step + 1)
             log.psnr.append(10 * math.log10(1.0 / max(loss, 1e-20)))
             log.seconds.append(time.perf_counter() - t0)
+    if gr is not None:  # too few steps to reach prune_step: prune on the last step's gradient
+        _drop_cheapest(opt, gr, scale, h * w * nch, len(opt.params[0]) - n_final)
     means, chol, cols = opt.params
     g = Gaussians(means, chol, cols.astype(np.float32))
     if st.final_lsq and st.lsq_iters:
@@ -200,6 +208,19 @@ def _round_steps(st: FitSettings) -> list[int]:
     return np.maximum(1, at).tolist()
 
 
+def _prune_step(st: FitSettings, rounds: list[int]) -> int:
+    """The step at which an over-provisioned fit prunes back to its budget: ``prune_at`` of the
+    steps, but after every round's moves and additions, so that the count ends at the budget (a
+    fit too short to reach it prunes after its last step)."""
+    return max([int(st.prune_at * st.steps), 1] + [r + 1 for r in rounds])
+
+
+def _additions(rounds: list[int], extra: int) -> dict[int, int]:
+    """How many Gaussians each densification round adds: ``extra`` spread evenly over ``rounds``."""
+    r = len(rounds)
+    return {at: extra * (i + 1) // r - extra * i // r for i, at in enumerate(rounds)} if extra > 0 else {}
+
+
 def _relocate(opt: Adam, grads, out, target, scale, k, rng, n_final):
     """Move the ``k`` Gaussians whose removal would cost least to where the error of the render
     ``out`` is largest (MCMC-style relocation, as in 3DGS-MCMC and Image-GS's re-placement; the
@@ -207,11 +228,18 @@ def _relocate(opt: Adam, grads, out, target, scale, k, rng, n_final):
     if k <= 0:
         return
     h, w, nch = target.shape
-    worst = np.argsort(_removal_cost(opt.params, grads, scale, h * w * nch), kind="stable")[:k]
+    _drop_cheapest(opt, grads, scale, h * w * nch, k)
+    opt.grow(_new_gaussians(out, target, k, scale, rng, n_final))
+
+
+def _drop_cheapest(opt: Adam, grads, scale, npix, k):
+    """Remove the ``k`` Gaussians whose removal would raise the loss least (:func:`_removal_cost`)."""
+    if k <= 0:
+        return
+    worst = np.argsort(_removal_cost(opt.params, grads, scale, npix), kind="stable")[:k]
     mask = np.ones(len(opt.params[0]), bool)
     mask[worst] = False
     opt.keep(mask)
-    opt.grow(_new_gaussians(out, target, k, scale, rng, n_final))
 
 
 def _removal_cost(params, grads, scale, npix):
