@@ -28,7 +28,7 @@ from .lsq import solve_colours
 class FitSettings:
     steps: int = 1000
     lr_means: float = 0.4  # px per step, in full-res pixels
-    lr_chol: float = 0.05
+    lr_chol: float = 0.2
     lr_colours: float = 0.01
     lr_final: float = 0.1  # cosine decay to this fraction of each lr
     init_uniform: float = 0.3
