@@ -26,6 +26,7 @@ import hashlib
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
+_PREFIX = "LigcodecStamped"  # the names of our locator classes: how a cache is known to be ligcodec's
 
 
 def _kernel_sources() -> list[Path]:
@@ -69,17 +70,17 @@ def _install() -> bool:
                     return None
                 return super().from_function(py_func, py_file)
 
-        PackageStamped.__name__ = f"LigcodecStamped{base.__name__}"
+        PackageStamped.__name__ = f"{_PREFIX}{base.__name__}"
         return PackageStamped
 
     ours = [make(b) for b in bases]
-    impl._locator_classes = ours + [c for c in impl._locator_classes if not c.__name__.startswith("LigcodecStamped")]
+    impl._locator_classes = ours + [c for c in impl._locator_classes if not c.__name__.startswith(_PREFIX)]
     return True
 
 
 def _is_ours(cache) -> bool:
     impl = getattr(cache, "_impl", None)
-    return type(getattr(impl, "locator", None)).__name__.startswith("LigcodecStamped")
+    return type(getattr(impl, "locator", None)).__name__.startswith(_PREFIX)
 
 
 def _install_light_loads() -> bool:

@@ -47,7 +47,8 @@ EFFORT_STEPS = {1: 100, 2: 200, 3: 350, 4: 600, 5: 1000, 6: 1500, 7: 2000, 8: 30
 #: without and 10/15 iterations 26.66 / 37.86 dB in 4.5 s. 350 steps: 28.57 / 39.04 vs 29.22 /
 #: 39.25 dB. At 1500 steps the two are equal within 0.1 dB.
 #: The short schedules also take larger steps and start from smaller, less uniformly placed
-#: Gaussians (learning rates 3x for means and, then, covariances; decaying to half instead of a tenth;
+#: Gaussians (learning rates 3x for means, and for covariances until the rate change below;
+#: decaying to half instead of a tenth;
 #: init size 0.3 instead of 0.7; uniform share 0.15 instead of 0.3). Float fits at 8000 Gaussians,
 #: 100 steps: +1.8 dB on the Kodak quick set, +2.4 dB on four held-out Kodak images; +0.7 dB at
 #: 350 steps and +0.3 dB at 1000 (BENCHMARKS.md, "short schedules"). With densification at 2000
