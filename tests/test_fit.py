@@ -1,5 +1,7 @@
 """The encoder's fitting: edge-case inputs, determinism, model round trips, a quality floor."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -127,6 +129,26 @@ def test_split_budget_follows_content():
     assert sum(n) == 1000 and n[1] > 2 * n[0]
 
 
+def test_split_by_energy_power_floor_and_cap():
+    """SCENARIO: four equal tiles, one flat (no energy), the others with mean energies 1, 2 and 4.
+    EXPECTED RESULT: the whole budget is split; with power 1 in proportion to energy, with power
+    > 1 more to the busiest tile; the flat tile gets exactly its floor (floor x its area share);
+    a tile that reaches one Gaussian per pixel stops there and the rest goes to the others in
+    their proportions."""
+    from ligcodec.fit.tiles import split_by_energy
+
+    area = np.full(4, 100.0)
+    e = area * np.array([0.0, 1, 2, 4])
+    lin = split_by_energy(e, area, 140, 1.0)
+    assert lin == [0, 20, 40, 80]
+    concentrated = split_by_energy(e, area, 140, 1.0, power=2.0)
+    assert sum(concentrated) == 140 and concentrated[3] > 80 and concentrated[1] < 20
+    floored = split_by_energy(e, area, 140, 1.0, floor=0.2)
+    assert sum(floored) == 140 and floored[0] == 7  # 0.2 x (140 / 4)
+    capped = split_by_energy(e, area, 210, 1.0)  # 30 / 60 / 120: the last capped, 110 left split 1:2
+    assert capped == [0, 37, 73, 100]
+
+
 @pytest.mark.parametrize("bad", [np.zeros((0, 5)), np.zeros((4, 4, 5)), np.full((4, 4), np.nan, np.float32), np.zeros((4, 4), np.int64)])
 def test_bad_images_are_rejected(bad):
     with pytest.raises(LigInputError):
@@ -152,11 +174,14 @@ def test_bad_budgets_are_rejected(kw):
                                        ({"tile": 8}, "tile must be >= 16"),
                                        ({"tile": 36, "downsample": 8}, "multiple of downsample"),
                                        ({"level0_fraction": 1.0}, "level0_fraction must be in (0, 1)"),
-                                       ({"level0_fraction": 0}, "level0_fraction must be in (0, 1)")])
+                                       ({"level0_fraction": 0}, "level0_fraction must be in (0, 1)"),
+                                       ({"content_weight": 1.5}, "content_weight must be in [0, 1]"),
+                                       ({"content_power": -1}, "content_power must be in [0, 4]"),
+                                       ({"content_floor": float("nan")}, "content_floor must be in [0, 1]")])
 def test_fit_config_is_checked_when_made(kw, words, tmp_path):
     """SCENARIO: a FitConfig no fit can follow. EXPECTED RESULT: LigInputError when it is made
     (before any encode or fit starts), naming the setting; so is a valid one changed since."""
-    with pytest.raises(LigInputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(LigInputError, match=re.escape(words)):
         FitConfig(**kw)
     cfg = FitConfig()
     cfg.levels = 3

@@ -320,7 +320,7 @@ class _Job:
         src, cfg = self.src, self.settings.cfg
         energies = tile_energies(src, cfg.tile, where.workers, where.scheduler, where.pool)
         return split_by_energy(energies, tile_areas(src.width, src.height, cfg.tile), self.info["gaussians"],
-                               cfg.content_weight)
+                               cfg.content_weight, cfg.content_power, cfg.content_floor)
 
 
 @dataclass

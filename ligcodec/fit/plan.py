@@ -30,7 +30,14 @@ class FitConfig:
     level0_fraction: float = 0.03
     downsample: int = 2  # level 0 fits the image area-averaged over downsample^2 blocks
     tile: int = 256
-    content_weight: float = 0.8  # share of the budget spread by gradient energy (rest by area)
+    # The split of the budget between tiles (fit/tiles.split_by_energy): content_weight of it by
+    # content (the tile's area x its mean gradient energy ^ content_power), the rest by area, and no
+    # tile under content_floor x its area share. Measured in bench/fit.py on medium images
+    # (BENCHMARKS.md, 2026-12-04): concentrating on busy tiles gains most where a flat background
+    # takes much of the image (a slide), and a little on photos and aerial scenes.
+    content_weight: float = 1.0
+    content_power: float = 1.3
+    content_floor: float = 0.1
     seed: int = 0
     workers: int = 0  # processes fitting tiles in parallel; 0 = one per CPU core
     level: FitSettings = field(default_factory=FitSettings)
@@ -43,6 +50,12 @@ class FitConfig:
         if self.tile < 16 or self.tile % self.downsample:
             raise LigInputError(f"tile must be >= 16 and a multiple of downsample ({self.downsample}), "
                                 f"got {self.tile}")
+        if not 0 <= self.content_weight <= 1:
+            raise LigInputError(f"content_weight must be in [0, 1], got {self.content_weight}")
+        if not 0 <= self.content_power <= 4:
+            raise LigInputError(f"content_power must be in [0, 4], got {self.content_power}")
+        if not 0 <= self.content_floor <= 1:
+            raise LigInputError(f"content_floor must be in [0, 1], got {self.content_floor}")
         if not 0 < self.level0_fraction < 1:
             raise LigInputError(f"level0_fraction must be in (0, 1), got {self.level0_fraction}")
 

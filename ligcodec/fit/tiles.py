@@ -38,14 +38,14 @@ def resolve_budget(width: int, height: int, gaussians=None, density=None, defaul
     return min(gaussians, width * height)
 
 
-def split_budget(img, tile: int, total: int, content_weight: float) -> list[int]:
+def split_budget(img, tile: int, total: int, content_weight: float, power: float = 1.0, floor: float = 0.0) -> list[int]:
     """Gaussians per tile of ``img`` (an array or a :class:`~ligcodec.source.Source`): part by
-    area, part by gradient energy; at most one per pixel."""
+    area, part by gradient energy (:func:`split_by_energy`); at most one per pixel."""
     from ..source import open_source
 
     src = open_source(img)
     return split_by_energy(tile_energies(src, tile), tile_areas(src.width, src.height, tile), total,
-                           content_weight)
+                           content_weight, power, floor)
 
 
 def tile_areas(width: int, height: int, tile: int) -> np.ndarray:
@@ -87,14 +87,34 @@ def block_energies(window, r0, r1, c0, c1, tile) -> np.ndarray:
     return np.array([e[:, x : x + tile].sum(dtype=np.float64) for x in range(0, c1 - c0, tile)])
 
 
-def split_by_energy(e: np.ndarray, area: np.ndarray, total: int, content_weight: float) -> list[int]:
+def split_by_energy(e: np.ndarray, area: np.ndarray, total: int, content_weight: float, power: float = 1.0,
+                    floor: float = 0.0) -> list[int]:
     """Gaussians per tile from per-tile energies and areas: the largest-remainder split of
-    ``total`` by ``(1 - w) * area share + w * energy share``, at most one per pixel."""
+    ``total`` by ``(1 - w) * area share + w * content share``, where a tile's content share is its
+    area times its mean energy to the ``power`` (above 1, busy tiles get more than their energy
+    share: their error falls faster per Gaussian), and no tile's share is under ``floor`` times its
+    area share (flat tiles, a slide's background, still get enough to be flat). At most one
+    Gaussian per pixel; what that cap leaves goes to the other tiles by the same shares."""
+    area = np.asarray(area, np.float64)
+    e = np.asarray(e, np.float64)
+    content = area * (np.maximum(e, 0) / np.maximum(area, 1)) ** power
     w = (1 - content_weight) * area / area.sum()
-    w = w + (content_weight * e / e.sum() if e.sum() > 0 else content_weight * area / area.sum())
-    raw = w * total
+    w = w + (content_weight * content / content.sum() if content.sum() > 0 else content_weight * area / area.sum())
+    w = np.maximum(w, floor * area / area.sum())
+    raw = np.zeros_like(w)
+    free = np.ones(len(w), bool)
+    left = float(min(total, area.sum()))
+    while left > 1e-9 and free.any():  # water-filling: tiles that reach one per pixel stop there
+        share = np.where(free, w, 0) / w[free].sum() * left
+        full = free & (raw + share >= area)
+        if not full.any():
+            raw += share
+            break
+        left -= float((area[full] - raw[full]).sum())
+        raw[full] = area[full]
+        free &= ~full
     n = np.floor(raw).astype(np.int64)
-    rest = total - n.sum()
+    rest = int(min(total, area.sum()) - n.sum())
     n[np.argsort(raw - n, kind="stable")[::-1][:rest]] += 1
     return [int(min(k, a)) for k, a in zip(n, area)]
 
@@ -118,7 +138,7 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
     img, depth = to_float_image(image)
     h, w, nch = img.shape
     gaussians = resolve_budget(w, h, gaussians, density)
-    budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight)
+    budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight, cfg.content_power, cfg.content_floor)
     tiles = list(tile_grid(w, h, cfg.tile))
     levels = [[None] * len(tiles) for _ in range(cfg.levels)]
     report = _progress(progress, len(tiles))
