@@ -147,6 +147,8 @@ def test_split_by_energy_power_floor_and_cap():
     assert sum(floored) == 140 and floored[0] == 7  # 0.2 x (140 / 4)
     capped = split_by_energy(e, area, 210, 1.0)  # 30 / 60 / 120: the last capped, 110 left split 1:2
     assert capped == [0, 37, 73, 100]
+    only_one_busy = split_by_energy(area * np.array([0.0, 0, 0, 1]), area, 250, 1.0)
+    assert only_one_busy == [50, 50, 50, 100]  # the rest by area once the busy tile is full
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 5)), np.zeros((4, 4, 5)), np.full((4, 4), np.nan, np.float32), np.zeros((4, 4), np.int64)])

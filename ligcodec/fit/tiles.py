@@ -38,7 +38,8 @@ def resolve_budget(width: int, height: int, gaussians=None, density=None, defaul
     return min(gaussians, width * height)
 
 
-def split_budget(img, tile: int, total: int, content_weight: float, power: float = 1.0, floor: float = 0.0) -> list[int]:
+def split_budget(img, tile: int, total: int, content_weight: float, power: float = 1.0,
+                 floor: float = 0.0) -> list[int]:
     """Gaussians per tile of ``img`` (an array or a :class:`~ligcodec.source.Source`): part by
     area, part by gradient energy (:func:`split_by_energy`); at most one per pixel."""
     from ..source import open_source
@@ -99,13 +100,15 @@ def split_by_energy(e: np.ndarray, area: np.ndarray, total: int, content_weight:
     e = np.asarray(e, np.float64)
     content = area * (np.maximum(e, 0) / np.maximum(area, 1)) ** power
     w = (1 - content_weight) * area / area.sum()
-    w = w + (content_weight * content / content.sum() if content.sum() > 0 else content_weight * area / area.sum())
+    w = w + content_weight * (content / content.sum() if content.sum() > 0 else area / area.sum())
     w = np.maximum(w, floor * area / area.sum())
     raw = np.zeros_like(w)
     free = np.ones(len(w), bool)
     left = float(min(total, area.sum()))
     while left > 1e-9 and free.any():  # water-filling: tiles that reach one per pixel stop there
-        share = np.where(free, w, 0) / w[free].sum() * left
+        # Where the tiles left have no content share, the rest goes by area.
+        wf = np.where(free, w, 0) if w[free].sum() > 0 else np.where(free, area, 0)
+        share = wf / wf.sum() * left
         full = free & (raw + share >= area)
         if not full.any():
             raw += share
