@@ -97,14 +97,14 @@ def split_by_energy(e: np.ndarray, area: np.ndarray, total: int, content_weight:
     area share (flat tiles, a slide's background, still get enough to be flat). At most one
     Gaussian per pixel; what that cap leaves goes to the other tiles by the same shares."""
     area = np.asarray(area, np.float64)
-    e = np.asarray(e, np.float64)
-    content = area * (np.maximum(e, 0) / np.maximum(area, 1)) ** power
-    w = (1 - content_weight) * area / area.sum()
-    w = w + content_weight * (content / content.sum() if content.sum() > 0 else area / area.sum())
-    w = np.maximum(w, floor * area / area.sum())
+    by_area = area / area.sum()
+    content = area * (np.maximum(np.asarray(e, np.float64), 0) / np.maximum(area, 1)) ** power
+    by_content = content / content.sum() if content.sum() > 0 else by_area
+    w = np.maximum((1 - content_weight) * by_area + content_weight * by_content, floor * by_area)
+    budget = int(min(total, area.sum()))
     raw = np.zeros_like(w)
     free = np.ones(len(w), bool)
-    left = float(min(total, area.sum()))
+    left = float(budget)
     while left > 1e-9 and free.any():  # water-filling: tiles that reach one per pixel stop there
         # Where the tiles left have no content share, the rest goes by area.
         wf = np.where(free, w, 0) if w[free].sum() > 0 else np.where(free, area, 0)
@@ -117,7 +117,7 @@ def split_by_energy(e: np.ndarray, area: np.ndarray, total: int, content_weight:
         raw[full] = area[full]
         free &= ~full
     n = np.floor(raw).astype(np.int64)
-    rest = int(min(total, area.sum()) - n.sum())
+    rest = budget - int(n.sum())
     n[np.argsort(raw - n, kind="stable")[::-1][:rest]] += 1
     return [int(min(k, a)) for k, a in zip(n, area)]
 
