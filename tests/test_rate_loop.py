@@ -55,7 +55,9 @@ def test_bpp_encode_moves_toward_its_target_and_predicts_its_size(tmp_path, monk
     """SCENARIO: a smooth generated 3 x 2 tile image encoded at 1.5 bpp, effort 1 (the count model
     expects more bits per Gaussian than such an image needs, so the first coding lands short).
     EXPECTED RESULT: the later rounds come closer; the loop stops within its tolerance, out of
-    rounds or at the edge of its range; the size it weighed for the last round is the file's."""
+    rounds or at the edge of its range; the size it weighed for the last round is the file's. (One
+    fit: the recount is tested below.)"""
+    monkeypatch.setattr(encoder, "RECOUNT_MISS", float("inf"))
     seen = _spy(monkeypatch)
     a = _image()
     out = tmp_path / "o.lig"
@@ -104,6 +106,7 @@ def test_rate_loop_resumes_in_its_round(tmp_path, monkeypatch, stop_round):
     same bytes as an uninterrupted encode."""
     monkeypatch.setattr(encoder, "RATE_TOLERANCE", 0.0)
     monkeypatch.setattr(encoder, "RATE_MAX_SHIFT", 64)  # room for every round on this tiny image
+    monkeypatch.setattr(encoder, "RECOUNT_MISS", float("inf"))  # the rounds of one fit only
     a = _image()
     kw = dict(bpp=1.25, config=_config(), workers=1, effort=1)
     full = tmp_path / "full.lig"
@@ -124,6 +127,83 @@ def test_rate_loop_resumes_in_its_round(tmp_path, monkeypatch, stop_round):
     encode(a, out, resume=True, progress=lambda d, t: progress.append((d, t)), **kw)
     assert [d for d, _ in progress] == list(range(stop_at, 12 + 6 * RATE_ROUNDS + 1))
     assert progress[-1][0] == progress[-1][1]  # the total grew with the rounds
+    assert out.read_bytes() == full.read_bytes()
+    assert not journal_path(out).exists()
+
+
+def _recount_spy(monkeypatch):
+    """Record each recount's (Gaussians before, size of the first round, count after)."""
+    calls = []
+    real = encoder._recount
+
+    def spy(job, journal, history, header, chunks, target):
+        n = real(job, journal, history, header, chunks, target)
+        if n is not None:
+            calls.append((job.info["gaussians"], history[0][1], n))
+        return n
+
+    monkeypatch.setattr(encoder, "_recount", spy)
+    return calls
+
+
+def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
+    """SCENARIO: a smooth generated 3 x 2 tile image at 1.5 bpp, effort 1: the count model expects
+    more bits per Gaussian than it needs, so the first coding round lands far short.
+    EXPECTED RESULT: the tiles are fitted once more with the count scaled up by the miss; that fit's
+    first round lands closer than the first did, and the file within ±5 % of its target; the
+    result says it took two fits and the header's count is the new one."""
+    import ligcodec
+
+    calls, seen = _recount_spy(monkeypatch), _spy(monkeypatch)
+    a = _image()
+    out = tmp_path / "o.lig"
+    target = 1.5 * a.shape[0] * a.shape[1] / 8
+    r = encode(a, out, bpp=1.5, config=_config(), workers=1, effort=1)
+    assert len(calls) == 1, calls
+    n0, size0, n1 = calls[0]
+    assert size0 < target * (1 - encoder.RECOUNT_MISS) and n1 > n0
+    assert abs(seen[-1][0][1] / target - 1) < abs(size0 / target - 1)
+    assert abs(r.bytes / target - 1) <= 0.05 and r.passes == 2
+    with ligcodec.open(out) as f:
+        assert f.header.encoder["gaussians"] == n1
+
+
+def test_a_count_within_reach_is_not_fitted_again(tmp_path, monkeypatch):
+    """SCENARIO: the same image with the recount threshold above the first round's miss.
+    EXPECTED RESULT: one fit; the steps alone move the size (the rounds of one fit)."""
+    monkeypatch.setattr(encoder, "RECOUNT_MISS", 0.99)
+    calls = _recount_spy(monkeypatch)
+    r = encode(_image(), tmp_path / "o.lig", bpp=1.5, config=_config(), workers=1, effort=1)
+    assert calls == [] and r.passes == 1
+
+
+@pytest.mark.parametrize("stop_at", [2, 8])
+def test_a_recount_resumes_in_its_fit(tmp_path, monkeypatch, stop_at):
+    """SCENARIO: the recounted encode above interrupted after 2 tiles of the new count's fit, or
+    after its 6 fits and 2 codings, then resumed.
+    EXPECTED RESULT: the rerun continues from the journal's recount record: no second recount, its
+    progress starts at the tiles done since the recount (no tile of the new count fitted again),
+    and it writes the same bytes as an uninterrupted encode."""
+    a = _image()
+    kw = dict(bpp=1.5, config=_config(), workers=1, effort=1)
+    full = tmp_path / "full.lig"
+    encode(a, full, **kw)
+    out = tmp_path / "out.lig"
+    calls, first = _recount_spy(monkeypatch), []
+
+    def stop(done, total):
+        if calls:  # in the recount's work
+            first.append(done)
+            if done - first[0] + 1 == stop_at:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode(a, out, progress=stop, **kw)
+    assert not out.exists() and journal_path(out).exists()
+    again, progress = _recount_spy(monkeypatch), []
+    encode(a, out, resume=True, progress=lambda d, t: progress.append((d, t)), **kw)
+    assert again == []
+    assert progress[0] == (stop_at, 12)
     assert out.read_bytes() == full.read_bytes()
     assert not journal_path(out).exists()
 

@@ -6,7 +6,9 @@ setting that changes the bytes) and the per-tile budgets; then one record per fi
 work, in the order it finishes: a tile's fitted float Gaussians (pass 1), a tile's coded chunks
 (pass 2, once every tile is fitted and the quantiser steps are known). When a ``bpp=`` encode codes
 the tiles again with other steps, a round record (its step shift and the sizes of the rounds before
-it) starts a new round: the coded chunks before it no longer count. Each record is ``u32 length, u32 CRC-32`` (little-endian) of a msgpack
+it) starts a new round: the coded chunks before it no longer count. When it fits the tiles again with
+another count, a recount record (the count and its per-tile budgets) starts over: no fit or coded
+chunk before it counts. Each record is ``u32 length, u32 CRC-32`` (little-endian) of a msgpack
 map, followed by that tile's chunk payloads. A crash can only truncate the last record; reading
 stops at the first incomplete or damaged one, and the tiles before it are kept.
 
@@ -75,6 +77,8 @@ class Journal:
         #: coded tiles belong to, and ``[shift, file size]`` of the rounds before it.
         self.shift = 0
         self.history: list[list[int]] = []
+        #: The Gaussian count of a recount (:meth:`recount`), None before one.
+        self.count: int | None = None
 
     @property
     def tiles(self) -> dict[int, TileRecord]:
@@ -111,6 +115,16 @@ class Journal:
             good = f.tell()
             while (rec := _read_record(f, size)) is not None:
                 meta, payload_at = rec
+                if meta.get("kind") == "recount":
+                    try:
+                        count, budgets = int(meta["count"]), [int(b) for b in meta["budgets"]]
+                    except (KeyError, TypeError, ValueError):
+                        break
+                    if len(budgets) != len(self.budgets):
+                        break
+                    self._reset(budgets, count)
+                    good = f.tell()
+                    continue
                 if meta.get("kind") == "round":
                     try:
                         shift, history = int(meta["shift"]), [[int(s), int(z)] for s, z in meta["history"]]
@@ -142,11 +156,19 @@ class Journal:
             self._f.truncate(self._good)  # drop a torn last record
             self._f.seek(self._good)
             return
-        self.budgets = list(budgets)
-        self.records = {k: {} for k in KINDS}
-        self.shift, self.history = 0, []
+        self._reset(budgets, None)
         self._f = open(self.path, "wb")
         self._write({"magic": MAGIC, "key": self.key, "budgets": self.budgets}, b"")
+
+    def recount(self, count: int, budgets: list[int]) -> None:
+        """Fit again with ``count`` Gaussians split as ``budgets``: nothing recorded so far counts."""
+        self._write({"kind": "recount", "count": int(count), "budgets": [int(b) for b in budgets]}, b"")
+        self._reset(budgets, int(count))
+
+    def _reset(self, budgets, count: int | None):
+        self.budgets, self.count = list(budgets), count
+        self.records = {k: {} for k in KINDS}
+        self.shift, self.history = 0, []
 
     def new_round(self, shift: int, history: list) -> None:
         """Start coding round ``shift`` (after the rounds ``history``): the coded tiles so far no

@@ -154,7 +154,7 @@ def _encode_capped(src, path, settings: EncodeSettings, budget: dict, **where) -
             first_asked = first_asked or asked
             asked = resolve_budget(src.width, src.height, retry_count(src, n, e.size, depth, settings.cfg))
             continue
-        r.passes, r.requested = passes, first_asked or (asked if n < asked else None)
+        r.passes, r.requested = passes + r.passes - 1, first_asked or (asked if n < asked else None)
         return r
 
 
