@@ -189,17 +189,17 @@ def test_a_recount_resumes_in_its_fit(tmp_path, monkeypatch, stop_at):
     full = tmp_path / "full.lig"
     encode(a, full, **kw)
     out = tmp_path / "out.lig"
-    calls, first = _recount_spy(monkeypatch), []
+    calls, seen = _recount_spy(monkeypatch), []
 
     def stop(done, total):
-        if calls:  # in the recount's work
-            first.append(done)
-            if done - first[0] + 1 == stop_at:
-                raise KeyboardInterrupt
+        seen.append((done, total))
+        if calls and done == stop_at:  # the recount restarts the progress at 0 of 12
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         encode(a, out, progress=stop, **kw)
     assert not out.exists() and journal_path(out).exists()
+    assert seen[seen.index((0, 12), 1):] == [(d, 12) for d in range(stop_at + 1)]
     again, progress = _recount_spy(monkeypatch), []
     encode(a, out, resume=True, progress=lambda d, t: progress.append((d, t)), **kw)
     assert again == []

@@ -267,7 +267,7 @@ def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers
                     break
                 job.info["gaussians"] = n
                 journal.recount(n, job.split_budget(where))
-                tally.total += 2 * len(job.tiles)
+                tally.restart(2 * len(job.tiles))  # like a new encode (a resume of it counts from here)
             size, kept = _write(path, header, chunks, alpha, max_bytes, job.src)
         except BaseException:
             if not journal.records["fit"] and not journal.tiles and journal.count is None:
@@ -363,6 +363,11 @@ class _Tally:
         if progress:
             progress(done, total)
 
+    def restart(self, total: int):
+        self.done, self.total = 0, total
+        if self.progress:
+            self.progress(0, total)
+
     def step(self):
         self.done += 1
         if self.progress:
@@ -393,7 +398,8 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
     """Pass 2, and with a ``target`` size again with the steps moved while the file misses it
     (:func:`next_shift`; the journal records each new round, so a resumed encode makes the same
     choices): ``(header, coded tile records, chunks per level)`` of the round kept, the last, and
-    ``[(shift, file size)]`` of every round."""
+    ``[(shift, file size)]`` of every round. A first round that calls for a recount (:func:`_recount`)
+    is the last."""
     s, nch = job.settings, job.src.channels
     rmse = _fit_rmse(job, journal.records["fit"])
     history = [tuple(h) for h in journal.history]
@@ -405,6 +411,8 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
         header, chunks = _final_header(job, steps, recs)
         header.alpha_mask = alpha is not None
         history.append((shift, lig_size(header, chunks, alpha)))
+        if len(history) == 1 and _recount_due(job, journal, history, target):
+            return header, recs, chunks, history  # no rounds: the tiles are fitted again
         nxt = None if target is None or s.quant is not None else next_shift(history, target, s.step_shift)
         if nxt is None:
             return header, recs, chunks, history
@@ -436,15 +444,18 @@ def _recount(job: _Job, journal: Journal, history, header: Header, chunks, targe
     file aimed at ``target`` bytes missed it by more than :data:`RECOUNT_MISS` (once per encode);
     else None. The count scales with the bytes the Gaussians took (the header and chunk index
     aside)."""
-    if target is None or job.settings.quant is not None or journal.count is not None:
+    if not _recount_due(job, journal, history, target):
         return None
     size = history[0][1]
-    if abs(size / target - 1) <= RECOUNT_MISS:
-        return None
     payload = sum(len(ref) for level in chunks for ref, _ in level)
     fixed = max(history[-1][1] - payload, 0)
     n = job.info["gaussians"]
     return max(1, min(job.src.width * job.src.height, round(n * max(target - fixed, 1) / max(size - fixed, 1))))
+
+
+def _recount_due(job: _Job, journal: Journal, history, target: int | None) -> bool:
+    return (target is not None and job.settings.quant is None and journal.count is None
+            and abs(history[0][1] / target - 1) > RECOUNT_MISS)
 
 
 def _code_pass(job: _Job, journal: Journal, budgets, steps: QuantSteps, where: _Where, tally: _Tally):
