@@ -68,8 +68,9 @@ def cli():
                    "capped so that no file is larger than the image's raw samples (the top qualities can then "
                    "give the same file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True),
-              help="Target size in bits per pixel (one fit; the tiles are coded again with other steps while "
-                   "the file misses by over 2 %, so it lands within a few %: see README.md; --psnr searches).")
+              help="Target size in bits per pixel (the tiles are coded again with other steps while the file "
+                   "misses by over 2 %, and fitted again once with another count where it missed by over 10 %, "
+                   "so it lands within a few %: see README.md; --psnr searches).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True),
               help="Target PSNR in dB: the smallest file found that reaches it (up to 4 encodes).")
 # default: codec.encoder.DEFAULT_EFFORT (not imported here, to keep the command line quick to start)
@@ -148,7 +149,8 @@ class _EncodeProgress:
         if self.quiet:
             return
         # Every tile is fitted (pass 1), then quantised and coded (pass 2); a --bpp encode may code
-        # them again with other steps (the total then grows by a round of tiles).
+        # them again with other steps (the total then grows by a round of tiles), or fit them again
+        # with another count (it then starts over at 0, like a --psnr pass).
         tiles = self.tiles
         if done <= tiles:
             where = f"fit {done}/{tiles} tiles"

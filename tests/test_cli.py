@@ -423,6 +423,7 @@ def test_encode_progress_counts_tiles_through_coding_rounds(tmp_path, capsys, mo
 
     monkeypatch.setattr(encoder, "RATE_TOLERANCE", 0.0)
     monkeypatch.setattr(encoder, "RATE_MAX_SHIFT", 64)
+    monkeypatch.setattr(encoder, "RECOUNT_MISS", float("inf"))  # one fit (the recount: next test)
     src = tmp_path / "in.png"
     Image.fromarray(np.round(smooth_image(64, 300) * 255).astype(np.uint8)).save(src)  # 2 tiles of 256
     out = tmp_path / "o.lig"
@@ -432,3 +433,24 @@ def test_encode_progress_counts_tiles_through_coding_rounds(tmp_path, capsys, mo
     counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) tiles", err)]
     assert counts and all(b == 2 and 0 <= a <= 2 for a, b in counts), counts
     assert "code again for the size (2), 2/2 tiles" in err
+
+
+def test_encode_progress_starts_over_for_a_recount(tmp_path, capsys, monkeypatch):
+    """SCENARIO: `encode --bpp` of a 2 x 1 tile image whose first coding misses the target by more
+    than the recount threshold (forced to 0), so the tiles are fitted again with another count.
+    EXPECTED RESULT: the progress counts the second fit from 0 of the 2 tiles again (never past 2/2),
+    and the summary line says the encode took 2 passes."""
+    import re
+
+    from ligcodec.codec import encoder
+
+    monkeypatch.setattr(encoder, "RECOUNT_MISS", 0.0)
+    src = tmp_path / "in.png"
+    Image.fromarray(np.round(smooth_image(64, 300) * 255).astype(np.uint8)).save(src)
+    argv = ["encode", str(src), str(tmp_path / "o.lig"), "--bpp", "2", "--steps", "10", "--workers", "1"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    counts = [(int(a), int(b)) for a, b in re.findall(r"fit (\d+)/(\d+) tiles", err)]
+    assert all(b == 2 and 0 <= a <= 2 for a, b in counts), counts
+    assert [a for a, _ in counts].count(0) == 2, counts
+    assert "(2 passes)" in err
