@@ -126,6 +126,9 @@ class EncodeResult:
     #: fits it took: psnr= searches the budget; a file above the raw size is encoded again; a bpp= file
     #: whose count missed is fitted again (:data:`RECOUNT_MISS`)
     passes: int = 1
+    #: per fit of this run, ``[(step shift, file size)]`` of its coding rounds (a ``bpp=`` encode's
+    #: rate loop and recount; one round otherwise)
+    rounds: list | None = None
     requested: int | None = None  # the Gaussian budget asked for, where the raw-size cap lowered it
 
 
@@ -258,10 +261,12 @@ def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers
             tally = _Tally(progress, done, (2 + rounds) * len(job.tiles))
             # Alpha: a lossless mask of the exactly transparent / opaque pixels (spec section 8).
             alpha = mask_chunks(job.src, job.tiles) if job.src.channels in (2, 4) else None
+            per_fit = []  # the coding rounds' [(shift, size)] of each fit
             while True:
                 _fit_pass(job, journal, journal.budgets, where, tally)
                 header, recs, chunks, history = _code_rounds(job, journal, journal.budgets, where, tally, alpha,
                                                              target_bytes)
+                per_fit.append(history)
                 n = _recount(job, journal, history, header, chunks, target_bytes)
                 if n is None:
                     break
@@ -282,7 +287,7 @@ def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers
     mse = sum(r.err for r in recs) / (w * h * nch)
     return EncodeResult(str(path), size, size * 8 / (w * h), sum(c[1] for lvl in chunks for c in lvl),
                         10 * math.log10(1 / mse) if mse > 0 else float("inf"), time.perf_counter() - t0,
-                        passes=1 if journal.count is None else 2)
+                        passes=1 if journal.count is None else 2, rounds=per_fit)
 
 
 @dataclass
