@@ -69,8 +69,8 @@ def cli():
                    "give the same file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True),
               help="Target size in bits per pixel (the tiles are coded again with other steps while the file "
-                   "misses by over 2 %, and fitted again once with another count where it missed by over 10 %, "
-                   "so it lands within a few %: see README.md; --psnr searches).")
+                   "misses by over 2 %, and fitted again once with another count where the steps cannot land it "
+                   "within 5 %: see README.md; --psnr searches).")
 @click.option("--psnr", type=click.FloatRange(min=0, min_open=True),
               help="Target PSNR in dB: the smallest file found that reaches it (up to 4 encodes).")
 # default: codec.encoder.DEFAULT_EFFORT (not imported here, to keep the command line quick to start)

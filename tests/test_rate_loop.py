@@ -132,14 +132,15 @@ def test_rate_loop_resumes_in_its_round(tmp_path, monkeypatch, stop_round):
 
 
 def _recount_spy(monkeypatch):
-    """Record each recount's (Gaussians before, size of the first round, count after)."""
+    """Record each recount's (Gaussians before, size of the first round, count after, rounds, size of
+    the last round)."""
     calls = []
     real = encoder._recount
 
     def spy(job, journal, history, header, chunks, target):
         n = real(job, journal, history, header, chunks, target)
         if n is not None:
-            calls.append((job.info["gaussians"], history[0][1], n))
+            calls.append((job.info["gaussians"], history[0][1], n, len(history), history[-1][1]))
         return n
 
     monkeypatch.setattr(encoder, "_recount", spy)
@@ -148,10 +149,11 @@ def _recount_spy(monkeypatch):
 
 def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
     """SCENARIO: a smooth generated 3 x 2 tile image at 1.5 bpp, effort 1: the count model expects
-    more bits per Gaussian than it needs, so the first coding round lands far short.
-    EXPECTED RESULT: the tiles are fitted once more with the count scaled up by the miss; that fit's
-    first round lands closer than the first did, and the file within ±5 % of its target; the
-    result says it took two fits and the header's count is the new one."""
+    more bits per Gaussian than it needs, so the first coding round lands far short, and the rate
+    loop's finer steps still leave it more than RECOUNT_MISS short.
+    EXPECTED RESULT: after the loop's rounds, the tiles are fitted once more with the count scaled up
+    by the first round's miss; that fit's first round lands closer than the first did, and the file
+    within ±5 % of its target; the result says it took two fits and the header's count is the new one."""
     import ligcodec
 
     calls, seen = _recount_spy(monkeypatch), _spy(monkeypatch)
@@ -160,8 +162,8 @@ def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
     target = 1.5 * a.shape[0] * a.shape[1] / 8
     r = encode(a, out, bpp=1.5, config=_config(), workers=1, effort=1)
     assert len(calls) == 1, calls
-    n0, size0, n1 = calls[0]
-    assert size0 < target * (1 - encoder.RECOUNT_MISS) and n1 > n0
+    n0, size0, n1, rounds, last = calls[0]
+    assert rounds > 1 and last < target * (1 - encoder.RECOUNT_MISS) and n1 > n0
     assert abs(seen[-1][0][1] / target - 1) < abs(size0 / target - 1)
     assert abs(r.bytes / target - 1) <= 0.05 and r.passes == 2
     with ligcodec.open(out) as f:
@@ -169,7 +171,7 @@ def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
 
 
 def test_a_count_within_reach_is_not_fitted_again(tmp_path, monkeypatch):
-    """SCENARIO: the same image with the recount threshold above the first round's miss.
+    """SCENARIO: the same image with the recount threshold above the last round's miss.
     EXPECTED RESULT: one fit; the steps alone move the size (the rounds of one fit)."""
     monkeypatch.setattr(encoder, "RECOUNT_MISS", 0.99)
     calls = _recount_spy(monkeypatch)

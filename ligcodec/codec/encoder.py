@@ -104,13 +104,15 @@ EFFORT_STEP_SHIFT = {1: 12, 2: 12, 3: 12, 4: 12, 5: 12, 6: 8, 7: 8, 8: 8, 9: 8}
 #: Relative change of the file size per unit of shift (measured: -9.5 to -11.3 % for +8, at efforts
 #: 1 and 7): the rate loop's first move, and the count model's correction for the base shift.
 RATE_SIZE_PER_SHIFT = 0.012
-#: Where the first coding round of a ``bpp=`` encode misses the target size by more than this, the
-#: count (a model's guess before the fit) was wrong for the image and the steps alone would have to
-#: move far from their base (where bits of precision buy much less than bits of Gaussians): the
-#: tiles are fitted again, once, with the count scaled by the miss (:func:`_recount`; twice the encode
-#: time, for such images only). Measured: the microscopy image of ``medium`` at 1 bpp came out 28 %
-#: under at the base shift, and still 14 % under at the loop's finest steps (BENCHMARKS.md).
-RECOUNT_MISS = 0.10
+#: Where a ``bpp=`` file still misses its target size by more than this after the rate loop's rounds
+#: (the steps at the edge of their range or of what the fit's error allows, or out of rounds), the
+#: count (a model's guess before the fit) was wrong for the image: the tiles are fitted again, once,
+#: with the count scaled by the first round's miss (:func:`_recount`; about twice the encode time, for
+#: such images only). Not sooner: where the steps can land the file, a recount bought nothing
+#: (aerial 2_2_07 at 1 bpp, 14 % short at the base steps: 33.95 dB landed by finer steps, 33.92 dB
+#: recounted) and doubled the time. Measured on the microscopy image of ``medium`` at 1 bpp: 28 % short
+#: at the base steps, 14 % short at the finest the loop reached (BENCHMARKS.md, ninth session).
+RECOUNT_MISS = 0.05
 
 
 @dataclass
@@ -403,8 +405,7 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
     """Pass 2, and with a ``target`` size again with the steps moved while the file misses it
     (:func:`next_shift`; the journal records each new round, so a resumed encode makes the same
     choices): ``(header, coded tile records, chunks per level)`` of the round kept, the last, and
-    ``[(shift, file size)]`` of every round. A first round that calls for a recount (:func:`_recount`)
-    is the last."""
+    ``[(shift, file size)]`` of every round."""
     s, nch = job.settings, job.src.channels
     rmse = _fit_rmse(job, journal.records["fit"])
     history = [tuple(h) for h in journal.history]
@@ -416,8 +417,6 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
         header, chunks = _final_header(job, steps, recs)
         header.alpha_mask = alpha is not None
         history.append((shift, lig_size(header, chunks, alpha)))
-        if len(history) == 1 and _recount_due(job, journal, history, target):
-            return header, recs, chunks, history  # no rounds: the tiles are fitted again
         nxt = None if target is None or s.quant is not None else next_shift(history, target, s.step_shift)
         if nxt is None:
             return header, recs, chunks, history
@@ -445,22 +444,18 @@ def next_shift(history, target: int, base: int = 0) -> int | None:
 
 
 def _recount(job: _Job, journal: Journal, history, header: Header, chunks, target: int | None) -> int | None:
-    """The Gaussian count to fit again with, where the first coding round (at the base shift) of a
-    file aimed at ``target`` bytes missed it by more than :data:`RECOUNT_MISS` (once per encode);
-    else None. The count scales with the bytes the Gaussians took (the header and chunk index
-    aside)."""
-    if not _recount_due(job, journal, history, target):
+    """The Gaussian count to fit again with, where the last coding round of a file aimed at
+    ``target`` bytes still misses it by more than :data:`RECOUNT_MISS` (once per encode); else None.
+    The count scales with the bytes the Gaussians took in the first round (at the base steps, where
+    the new fit starts), the header and chunk index aside."""
+    if target is None or job.settings.quant is not None or journal.count is not None:
         return None
-    size = history[0][1]
+    if abs(history[-1][1] / target - 1) <= RECOUNT_MISS:
+        return None
     payload = sum(len(ref) for level in chunks for ref, _ in level)
     fixed = max(history[-1][1] - payload, 0)
-    n = job.info["gaussians"]
+    size, n = history[0][1], job.info["gaussians"]
     return max(1, min(job.src.width * job.src.height, round(n * max(target - fixed, 1) / max(size - fixed, 1))))
-
-
-def _recount_due(job: _Job, journal: Journal, history, target: int | None) -> bool:
-    return (target is not None and job.settings.quant is None and journal.count is None
-            and abs(history[0][1] / target - 1) > RECOUNT_MISS)
 
 
 def _code_pass(job: _Job, journal: Journal, budgets, steps: QuantSteps, where: _Where, tally: _Tally):
