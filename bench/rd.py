@@ -122,10 +122,11 @@ def run(paths, targets, workers, effort=None, codecs=None, **encode_kw):
             with ligcodec.open(out) as lig:
                 tile = lig.header.tile
             seam0 = seam_ratio(img, tile)
+            first = r.rounds[0][0][1] * 8 / npx if r.rounds else None  # the count model's first coding
             rows[(target, "ligcodec")].append(dict(bpp=size * 8 / npx, psnr=psnr(dec, img), msssim=ms_ssim(dec, img),
                                                    enc=r.seconds, dec=tdec, seam=seam_ratio(dec, tile) / seam0 - 1,
-                                                   fits=r.passes, first=r.rounds[0][0][1] * 8 / npx if r.rounds else None))
-            refit = f" (fitted twice: first coding {r.rounds[0][0][1] * 8 / npx:.3f} bpp)" if r.passes > 1 and r.rounds else ""
+                                                   fits=r.passes, first=first))
+            refit = f" (fitted twice: first coding {first:.3f} bpp)" if r.passes > 1 and first else ""
             print(f"  {path.stem} @ {target} bpp: ligcodec {size * 8 / npx:.3f} bpp{refit} "
                   f"{rows[(target, 'ligcodec')][-1]['psnr']:.2f} dB", end="", flush=True)
             for name, (enc, lo, hi, up) in codecs.items():

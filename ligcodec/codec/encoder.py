@@ -304,6 +304,7 @@ class _Job:
     key: str  # the journal's: the settings and the input's identity
     tiles: list
     windows: list
+    energies: np.ndarray | None = None  # per tile, read once (a recount splits its count by them again)
 
     @classmethod
     def prepare(cls, src, gaussians: int, s: EncodeSettings, target_bytes: int | None = None) -> _Job:
@@ -344,8 +345,9 @@ class _Job:
     def split_budget(self, where: _Where) -> list[int]:
         """Gaussians per tile (by area and gradient energy: :func:`~ligcodec.fit.tiles.split_by_energy`)."""
         src, cfg = self.src, self.settings.cfg
-        energies = tile_energies(src, cfg.tile, where.workers, where.scheduler, where.pool)
-        return split_by_energy(energies, tile_areas(src.width, src.height, cfg.tile), self.info["gaussians"],
+        if self.energies is None:
+            self.energies = tile_energies(src, cfg.tile, where.workers, where.scheduler, where.pool)
+        return split_by_energy(self.energies, tile_areas(src.width, src.height, cfg.tile), self.info["gaussians"],
                                cfg.content_weight, cfg.content_power, cfg.content_floor)
 
 
