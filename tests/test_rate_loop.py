@@ -5,7 +5,7 @@ encode makes the same choices."""
 import numpy as np
 import pytest
 
-from ligcodec.codec import encoder
+from ligcodec.codec import encoder, ratecontrol
 from ligcodec.codec.encoder import RATE_MAX_SHIFT, RATE_ROUNDS, RATE_SIZE_PER_SHIFT, RATE_TOLERANCE, journal_path, next_shift
 from ligcodec.codec.ratecontrol import encode
 from tests.test_large import _config, _image
@@ -147,15 +147,21 @@ def _recount_spy(monkeypatch):
     return calls
 
 
+def _overestimating_model(monkeypatch):
+    """The count model made to expect 1.6x the bits per Gaussian that it does: too few Gaussians."""
+    monkeypatch.setattr(ratecontrol, "BPG_MODEL", tuple(1.6 * c for c in ratecontrol.BPG_MODEL))
+
+
 def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
-    """SCENARIO: a smooth generated 3 x 2 tile image at 1.5 bpp, effort 1: the count model expects
-    more bits per Gaussian than it needs, so the first coding round lands far short, and the rate
-    loop's finer steps still leave it more than RECOUNT_MISS short.
+    """SCENARIO: a smooth generated 3 x 2 tile image at 1.5 bpp, effort 1, with a count model that
+    expects 1.6x the bits per Gaussian it needs, so the first coding round lands far short, and the
+    rate loop's finer steps still leave it more than RECOUNT_MISS short.
     EXPECTED RESULT: after the loop's rounds, the tiles are fitted once more with the count scaled up
     by the first round's miss; that fit's first round lands closer than the first did, and the file
     within ±5 % of its target; the result says it took two fits and the header's count is the new one."""
     import ligcodec
 
+    _overestimating_model(monkeypatch)
     calls, seen = _recount_spy(monkeypatch), _spy(monkeypatch)
     a = _image()
     out = tmp_path / "o.lig"
@@ -173,6 +179,7 @@ def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
 def test_a_count_within_reach_is_not_fitted_again(tmp_path, monkeypatch):
     """SCENARIO: the same image with the recount threshold above the last round's miss.
     EXPECTED RESULT: one fit; the steps alone move the size (the rounds of one fit)."""
+    _overestimating_model(monkeypatch)
     monkeypatch.setattr(encoder, "RECOUNT_MISS", 0.99)
     calls = _recount_spy(monkeypatch)
     r = encode(_image(), tmp_path / "o.lig", bpp=1.5, config=_config(), workers=1, effort=1)
@@ -186,6 +193,7 @@ def test_a_recount_resumes_in_its_fit(tmp_path, monkeypatch, stop_at):
     EXPECTED RESULT: the rerun continues from the journal's recount record: no second recount, its
     progress starts at the tiles done since the recount (no tile of the new count fitted again),
     and it writes the same bytes as an uninterrupted encode."""
+    _overestimating_model(monkeypatch)
     a = _image()
     kw = dict(bpp=1.5, config=_config(), workers=1, effort=1)
     full = tmp_path / "full.lig"
