@@ -61,7 +61,8 @@ BITS_PER_GAUSSIAN = 49.0
 #: at 0.25 / 1 bpp and all of ``medium`` (photos, aerial, histology, microscopy) at 0.25 / 0.5 / 1
 #: bpp. Fitted without each image in turn, it is off by 6 % rms (at most 12 %) on the one left out;
 #: the previous model, fitted on the Kodak quick set alone, was off by 15 % rms (up to 39 %) there,
-#: always towards too few Gaussians on smooth images. The pixels per Gaussian hardly matter.
+#: mostly towards too few Gaussians on smooth images. On Kodak images outside the fit it gives 4-11 %
+#: too many (the rate loop lands them). The pixels per Gaussian hardly matter.
 BPG_MODEL = (31.06, -4.48, 0.04)
 #: Bytes a file spends besides the Gaussians' symbols: prefix, index head, header (typical), and
 #: per chunk its index entry (24), stream table (~36 for RGB) and ANS flush (~4).
