@@ -67,7 +67,7 @@ def test_bpp_encode_moves_toward_its_target_and_predicts_its_size(tmp_path, monk
     assert hist[-1][1] == out.stat().st_size == r.bytes
     miss = [abs(z / target - 1) for _, z in hist]
     assert len(hist) > 1 and miss[-1] < miss[0]
-    base = hist[0][0]  # the effort's base shift, less the fine shift of a smooth image
+    base = encoder.EFFORT_STEP_SHIFT[1]
     assert (miss[-1] <= RATE_TOLERANCE or len(hist) > RATE_ROUNDS
             or abs(hist[-1][0] - base) == RATE_MAX_SHIFT), hist
 
@@ -231,3 +231,13 @@ def test_given_steps_are_not_moved(tmp_path, monkeypatch):
     assert seen == []
     with ligcodec.open(out) as im:
         assert im.header.pos_step == 0.25 and list(im.header.chol_step) == list(q.chol_step)
+
+
+def test_bpp_must_be_a_positive_number(tmp_path):
+    """SCENARIO: bpp given as a string, zero, or infinity. EXPECTED RESULT: a one-line LigInputError
+    that names the value (a string used to fail with a TypeError from the comparison)."""
+    from ligcodec import LigInputError
+
+    for bad in ("1", 0, float("inf")):
+        with pytest.raises(LigInputError, match="bpp must be a number > 0"):
+            encode(_image(), tmp_path / "x.lig", bpp=bad, config=_config(), workers=1)

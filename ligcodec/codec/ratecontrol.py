@@ -24,9 +24,9 @@ target.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,17 +65,6 @@ BITS_PER_GAUSSIAN = 49.0
 #: mostly towards too few Gaussians on smooth images. On Kodak images outside the fit it gives 4-11 %
 #: too many (the rate loop lands them). The pixels per Gaussian hardly matter.
 BPG_MODEL = (31.06, -4.48, 0.04)
-#: A ``bpp=`` file whose fit is expected at high fidelity starts from quantiser steps finer than its
-#: effort's (:data:`~ligcodec.codec.encoder.EFFORT_STEP_SHIFT`), and the count model gives it fewer
-#: Gaussians to pay for them. The base shift falls by up to ``FINE_SHIFT`` eighths, along a ramp from
-#: ``FINE_FROM_DB`` to ``FINE_FULL_DB`` of expected PSNR. Why: at 1 bpp, shift +2 instead of +8 gained
-#: 0.04-0.58 dB on the smooth images (Kodak 03 / 15 / 20 / 23, histology: 37-44 dB) and lost 0.05-0.16
-#: dB on the textured ones (Kodak 01 / 05 / 13: 25-30 dB) at equal size (BENCHMARKS.md, tenth and
-#: eleventh sessions). The expected PSNR is ``FIDELITY_MODEL[0] x proxy dB + FIDELITY_MODEL[1]``, the
-#: proxy being :func:`gaussians_for_bpp`'s blur error: least squares on 51 first codings of Kodak and
-#: ``medium`` at 0.25-1 bpp, off by 2.7 dB rms (smooth images under-predicted).
-FIDELITY_MODEL = (1.03, 6.8)
-FINE_FROM_DB, FINE_FULL_DB, FINE_SHIFT = 31.0, 35.0, 6
 #: Bytes a file spends besides the Gaussians' symbols: prefix, index head, header (typical), and
 #: per chunk its index entry (24), stream table (~36 for RGB) and ANS flush (~4).
 FIXED_BYTES, CHUNK_BYTES = 28 + 160, 24 + 40
@@ -157,13 +146,10 @@ def _encode_capped(src, path, settings: EncodeSettings, budget: dict, **where) -
     encoded again, with fewer Gaussians, while the file comes out larger."""
     depth = 8 if src.bit_depth == 32 else src.bit_depth
     raw = raw_size(src.width, src.height, src.channels, depth)
-    bpp = budget.get("bpp")
-    if bpp is not None and settings.quant is None:
-        check_bpp(bpp)
-        settings = replace(settings, step_shift=settings.step_shift - fine_shift(src, bpp, settings))
     asked, first_asked, passes = budget_count(src, settings.cfg, **budget, shift=settings.step_shift), None, 0
     # bpp=: the encoder codes the tiles again with other steps while the file misses this size
     # (never aimed above the raw-size cap's aim, which the count is held to).
+    bpp = budget.get("bpp")
     target = None if bpp is None else int(min(bpp * src.width * src.height / 8, RAW_CAP * raw))
     while True:
         passes += 1
@@ -184,22 +170,10 @@ def budget_count(src, cfg: FitConfig, *, gaussians=None, bpp=None, density=None,
     if quality is not None:
         density = quality_density(quality)
     if bpp is not None:
-        gaussians = gaussians_for_bpp(src, check_bpp(bpp), cfg, shift)
+        if not (isinstance(bpp, numbers.Real) and bpp > 0 and math.isfinite(bpp)):
+            raise LigInputError(f"bpp must be a number > 0, got {bpp!r}")
+        gaussians = gaussians_for_bpp(src, bpp, cfg, shift)
     return resolve_budget(src.width, src.height, gaussians, density, default_density=DEFAULT_DENSITY)
-
-
-def check_bpp(bpp) -> float:
-    if not (isinstance(bpp, (int, float)) and bpp > 0 and math.isfinite(bpp)):
-        raise LigInputError(f"bpp must be a number > 0, got {bpp!r}")
-    return bpp
-
-
-def fine_shift(src, bpp: float, settings: EncodeSettings) -> int:
-    """Eighths of an octave by which a ``bpp=`` file's quantiser steps start finer than the effort's
-    base shift, from the PSNR expected of its fit (:data:`FIDELITY_MODEL`, :data:`FINE_SHIFT`)."""
-    _, proxy = _count_and_proxy(src, bpp, settings.cfg, settings.step_shift)
-    expect = FIDELITY_MODEL[0] * -20 * math.log10(proxy) + FIDELITY_MODEL[1]
-    return round(FINE_SHIFT * float(np.clip((expect - FINE_FROM_DB) / (FINE_FULL_DB - FINE_FROM_DB), 0, 1)))
 
 
 def quality_density(quality) -> float:
@@ -246,16 +220,11 @@ def retry_count(src, gaussians: int, size: int, bit_depth: int, cfg: FitConfig) 
 def gaussians_for_bpp(src, bpp: float, cfg: FitConfig, shift: int = 0) -> int:
     """The Gaussian count whose file should come out at ``bpp`` (see :data:`BPG_MODEL`) with the
     quantiser steps shifted by ``shift`` (:data:`~ligcodec.codec.encoder.EFFORT_STEP_SHIFT`)."""
-    return _count_and_proxy(src, bpp, cfg, shift)[0]
-
-
-def _count_and_proxy(src, bpp: float, cfg: FitConfig, shift: int) -> tuple[int, float]:
-    """:func:`gaussians_for_bpp`'s count, and the proxy of the fit's RMS error at that count."""
     w, h, nch = src.width, src.height, src.channels
     npx = w * h
     bits = bpp * npx - 8 * _overhead(src, cfg)
     if bits <= 0:
-        return 1, 1.0
+        return 1
     step = max(1, int(math.sqrt(npx / PROXY_PIXELS)))
     sub = subsample(src, step)
     g = bits / BITS_PER_GAUSSIAN
@@ -267,7 +236,7 @@ def _count_and_proxy(src, bpp: float, cfg: FitConfig, shift: int) -> tuple[int, 
         a, b, c = BPG_MODEL
         bpg = a + b * math.log2(proxy) + c * math.log2(ppg) - 5.0 * (3 - min(nch, 3))  # ~5 bits a colour channel
         g = bits / float(np.clip(bpg * (1 - RATE_SIZE_PER_SHIFT) ** shift, 20.0, 90.0))
-    return max(1, int(g)), proxy
+    return max(1, int(g))
 
 
 def subsample(src, step: int, band: int = 1024) -> np.ndarray:
