@@ -5,6 +5,7 @@ encode makes the same choices."""
 import numpy as np
 import pytest
 
+from ligcodec import LigInputError
 from ligcodec.codec import encoder, ratecontrol
 from ligcodec.codec.encoder import RATE_MAX_SHIFT, RATE_ROUNDS, RATE_SIZE_PER_SHIFT, RATE_TOLERANCE, journal_path, next_shift
 from ligcodec.codec.ratecontrol import encode
@@ -236,8 +237,6 @@ def test_given_steps_are_not_moved(tmp_path, monkeypatch):
 def test_bpp_must_be_a_positive_number(tmp_path):
     """SCENARIO: bpp given as a string, zero, or infinity. EXPECTED RESULT: a one-line LigInputError
     that names the value (a string used to fail with a TypeError from the comparison)."""
-    from ligcodec import LigInputError
-
     for bad in ("1", 0, float("inf")):
         with pytest.raises(LigInputError, match="bpp must be a number > 0"):
             encode(_image(), tmp_path / "x.lig", bpp=bad, config=_config(), workers=1)
