@@ -216,7 +216,7 @@ def test_removal_cost_predicts_the_loss_of_removing_each_gaussian():
     EXPECTED RESULT: relocation's ranking measure equals, within 3 % of the largest, the rise in
     mean squared error when each Gaussian alone is taken out (the formula is exact but for the
     sum of squared weights over pixels, which it takes as the Gaussian's integral)."""
-    from ligcodec.fit.optimise import _grads_numba, _removal_cost
+    from ligcodec.fit.optimise import loss_grads, _removal_cost
 
     rng = np.random.default_rng(5)
     h, w, n = 40, 48, 12
@@ -225,12 +225,12 @@ def test_removal_cost_predicts_the_loss_of_removing_each_gaussian():
     s = np.log(rng.uniform(1.5, 4.0, (n, 2)))
     chol = np.stack([s[:, 0], rng.uniform(-0.5, 0.5, n), s[:, 1]], 1)
     cols = rng.uniform(-0.3, 0.6, (n, 3))
-    loss, _, grads = _grads_numba(means, chol, cols, target, 1.0)
+    loss, _, grads = loss_grads(means, chol, cols, target, 1.0)
     pred = _removal_cost((means, chol, cols), grads, 1.0, h * w * 3)
     actual = np.empty(n)
     for i in range(n):
         keep = np.arange(n) != i
-        actual[i] = _grads_numba(means[keep], chol[keep], cols[keep], target, 1.0)[0] - loss
+        actual[i] = loss_grads(means[keep], chol[keep], cols[keep], target, 1.0)[0] - loss
     assert np.abs(pred - actual).max() <= 0.03 * np.abs(actual).max()
     assert np.array_equal(np.argsort(pred)[:3], np.argsort(actual)[:3])
 

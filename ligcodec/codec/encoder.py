@@ -66,6 +66,12 @@ FAST_EFFORT_SETTINGS = {"densify_start": 1.0, "lsq_iters": 10, "lr_means": 1.2, 
 FAST_BELOW = 6
 FAST_EFFORT_QUANT_LSQ = 15
 DEFAULT_QUANT_LSQ = 40
+#: Steps of quantisation-aware refinement of the covariances in each coding round
+#: (:func:`~ligcodec.codec.quantise.refine_for_grid`), at efforts from :data:`FAST_BELOW` on; the
+#: short schedules skip it, as it would cost them as much again as the fit. Measured on 8 tiles of
+#: Kodak 05, 13, 16 and 23 at 1 bpp (BENCHMARKS.md, twelfth session): 30 / 60 / 100 / 200 steps
+#: +0.07 / +0.10 / +0.17 / +0.17 dB at the same size.
+DEFAULT_QUANT_REFINE = 100
 DEFAULT_EFFORT = 7
 #: The border filter written into every file (spec section 6, ``deblock = [K, T]``): ramps over
 #: ``2 K`` pixels, for jumps up to ``T`` (fading out by 2 T), first DEBLOCK_THRESHOLD x the coded
@@ -150,6 +156,7 @@ class EncodeSettings:
     effort: int
     quant: QuantSteps | None
     quant_lsq: int  # CG iterations of the colour solve on the quantised geometry
+    quant_refine: int  # steps of the covariances' refinement for the grid (DEFAULT_QUANT_REFINE)
     metadata: dict
     level0_scale: float | None = None  # progressive: level 0 stands alone at scales up to this
     step_shift: int = 0  # the quantiser steps' base shift (:data:`EFFORT_STEP_SHIFT`)
@@ -177,8 +184,9 @@ def encode_settings(*, effort: int = DEFAULT_EFFORT, quant: QuantSteps | None = 
     fast = effort < FAST_BELOW
     level_settings = {**effort_level_settings(effort), **level_settings}
     cfg = replace(cfg, seed=seed, workers=workers, level=replace(cfg.level, **level_settings))
-    return EncodeSettings(cfg, effort, quant, FAST_EFFORT_QUANT_LSQ if fast else DEFAULT_QUANT_LSQ, metadata or {},
-                          level0_scale, 0 if quant is not None else EFFORT_STEP_SHIFT[effort])
+    return EncodeSettings(cfg, effort, quant, FAST_EFFORT_QUANT_LSQ if fast else DEFAULT_QUANT_LSQ,
+                          0 if fast else DEFAULT_QUANT_REFINE, metadata or {}, level0_scale,
+                          0 if quant is not None else EFFORT_STEP_SHIFT[effort])
 
 
 def effort_level_settings(effort: int) -> dict:
@@ -206,7 +214,7 @@ def fit_tile_task(window, n, cfg: FitConfig, seed):
 
 
 def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
-                   quant_lsq: int = DEFAULT_QUANT_LSQ):
+                   quant_lsq: int = DEFAULT_QUANT_LSQ, refine: int = 0):
     """Pass 2: quantise and code one fitted tile whose budget was ``n`` (``packed`` as
     :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, pixel
     digest)``."""
@@ -214,7 +222,7 @@ def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transfo
         pixels = window.load()
         target = as_float(pixels)
         parts = [unpack_gaussians(b, k, target.shape[2]) for b, k in packed]
-        levels = quantise_tile(parts, target, n, cfg, steps, transform, quant_lsq)
+        levels = quantise_tile(parts, target, n, cfg, steps, transform, quant_lsq, refine)
         chunks = [(encode_chunk(q.qx, q.qy, q.qc, q.qk), len(q.qx)) for q in levels]
         recon = render_parts([q.gaussians for q in levels], target.shape)
         return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), tile_digest(pixels)
@@ -319,7 +327,8 @@ class _Job:
         # `workers` or `scheduler`: where tiles run never changes the bytes.
         info = {"gaussians": gaussians, "seed": s.cfg.seed, "effort": s.effort, "quant_lsq_iters": s.quant_lsq,
                 "fit": _changed(asdict(s.cfg), asdict(effort_config(s.effort)))}
-        keyed = {**info, "fit": _changed(asdict(s.cfg), asdict(FitConfig()))}
+        # The refinement follows from the effort, so the header need not spend bytes on it.
+        keyed = {**info, "fit": _changed(asdict(s.cfg), asdict(FitConfig())), "quant_refine": s.quant_refine}
         if target_bytes is not None:  # the rate loop's aim changes the steps, so the bytes
             keyed["target_bytes"] = target_bytes
         packed = msgpack.packb([w, h, nch, depth, transform, keyed, s.metadata,
@@ -464,7 +473,7 @@ def _code_pass(job: _Job, journal: Journal, budgets, steps: QuantSteps, where: _
     """Pass 2: quantise and code every tile not coded yet."""
     fits, codes, s = journal.records["fit"], journal.tiles, job.settings
     todo = ((t, (job.windows[t], budgets[t], [(journal.read(ref), n) for ref, n in fits[t].chunks], s.cfg, steps,
-                 job.transform, s.quant_lsq))
+                 job.transform, s.quant_lsq, s.quant_refine))
             for t in range(len(job.tiles)) if t not in codes)
     for t, (t_chunks, err, digest) in where.run(code_tile_task, todo):
         _check_unchanged(t, job.tiles[t], fits[t].digest, digest)

@@ -97,7 +97,9 @@ class Adam:
         self.v = [np.concatenate([v, np.zeros_like(e)]) for v, e in zip(self.v, extra)]
 
 
-def _grads_numba(means, chol, cols, target, scale):
+def loss_grads(means, chol, cols, target, scale):
+    """Mean squared error of the render of ``(means, chol, cols)`` at ``scale`` against ``target``,
+    the render, and the error's gradients with respect to each of the three (numba kernels)."""
     h, w, _ = target.shape
     k = aa_variance(scale)
     params, cols_s = kernels.project(means, chol, cols, scale, k, CUTOFF_Q)
@@ -109,7 +111,7 @@ def _grads_numba(means, chol, cols, target, scale):
     return loss, out, g
 
 
-def _grads_torch(means, chol, cols, target, scale):
+def loss_grads_torch(means, chol, cols, target, scale):
     import torch
 
     from ..render.torch_ops import render_torch
@@ -146,7 +148,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     rng = np.random.default_rng(seed)
     target = np.ascontiguousarray(target, dtype=np.float32)
     h, w, nch = target.shape
-    grads = {"numba": _grads_numba, "torch": _grads_torch}[st.backend]
+    grads = {"numba": loss_grads, "torch": loss_grads_torch}[st.backend]
     t0 = time.perf_counter()
     # Densify only when there are steps enough to place the new Gaussians; otherwise start full.
     densify = init is None and st.densify_rounds > 0 and st.steps >= 4 * st.densify_rounds
