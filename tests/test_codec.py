@@ -604,6 +604,49 @@ def test_colour_rounds_absorb_rounding_error(rng):
     assert err[4] < 0.8 * err[1], err
 
 
+def test_refinement_for_the_grid_lowers_the_quantised_error():
+    """SCENARIO: a fitted smooth tile (100 Gaussians, 300 steps), its covariances quantised with a
+    coarse step, plainly or after 100 steps of quantisation-aware refinement (``refine``).
+    EXPECTED RESULT: the refined tile has a smaller image error (measured 12 % smaller on AVX2; the
+    bound leaves room for the fit's last bits to differ between instruction sets), at the same
+    positions (they are not refined) and with the same count."""
+    from ligcodec.codec.quantise import QuantSteps, _render_local, quantise_level
+    from ligcodec.fit.optimise import FitSettings, fit_level
+
+    from tests.test_fit import smooth_image
+
+    img = smooth_image(64, 64, seed=4)
+    g = fit_level(img, 100, settings=FitSettings(steps=300), seed=0)
+    steps = QuantSteps(chol_step=(1 / 8, 1 / 4, 1 / 8), colour_step=[[1 / 512] * 3])
+    err, qs = {}, {}
+    for refine in (0, 100):
+        q = qs[refine] = quantise_level(g, img, 1.0, steps, 0, "ycocg", lsq_iters=40, refine=refine)
+        err[refine] = float(np.mean((_render_local(q.gaussians, img.shape, 1.0) - img) ** 2))
+    assert err[100] < 0.97 * err[0], err
+    assert np.array_equal(qs[0].qx, qs[100].qx) and np.array_equal(qs[0].qy, qs[100].qy)
+
+
+def test_refinement_for_the_grid_keeps_plain_rounding_when_nothing_beats_it(rng):
+    """SCENARIO: a tile whose target is exactly a render of its Gaussians: plain rounding of the
+    covariances is already the best the refinement's steps find (Adam moves every parameter by about
+    its learning rate, and the quantised loss is a step function, so most steps make it worse).
+    EXPECTED RESULT: the refinement returns its best iterate, so the error is no larger than plain
+    rounding's; a refinement that kept its last iterate was 20 % worse here."""
+    from ligcodec.codec.quantise import QuantSteps, _render_local, quantise_level
+
+    from tests.conftest import random_gaussians
+
+    g = random_gaussians(rng, 120, 48, 48, 3, sigma=(1.0, 4.0), margin=0)
+    g = type(g)(g.means, g.chol, np.abs(g.colours) * 0.3)
+    target = _render_local(g, (48, 48, 3), 1.0)
+    steps = QuantSteps(chol_step=(1 / 4, 1 / 2, 1 / 4), colour_step=[[1 / 256] * 3])
+    err = {}
+    for refine in (0, 100):
+        q = quantise_level(g, target, 1.0, steps, 0, "ycocg", lsq_iters=40, refine=refine)
+        err[refine] = float(np.mean((_render_local(q.gaussians, target.shape, 1.0) - target) ** 2))
+    assert err[100] <= 1.01 * err[0], err
+
+
 def test_lazy_model_levels_are_sequences(lig_file):
     """SCENARIO: the lazy model of an open file used like an in-memory Model: level counts, the
     total, iterating a level's tiles. EXPECTED RESULT: counts from the index equal the decoded

@@ -120,28 +120,37 @@ def _round_geometry(means, chol, ps, cs) -> tuple[np.ndarray, np.ndarray]:
 
 #: :func:`refine_for_grid`: Adam's learning rates, for the covariances in units of their steps and
 #: for the colours in sample values (the fit ends at 0.02 and 0.001), decayed by a half cosine.
-#: Measured on 8 tiles of Kodak 05, 13, 16 and 23 (BENCHMARKS.md, twelfth session): the positions
-#: refined too lost 0.03 dB against covariances alone, 0.15 x the step lost 0.004 dB.
+#: Chosen on 8 tiles of Kodak 05, 13, 16 and 23 at 1 bpp (BENCHMARKS.md, twelfth session): positions
+#: refined too, or the covariances at 0.15 x their step, gained no more than the covariances alone.
 REFINE_LR_CHOL = 0.1
 REFINE_LR_COLOURS = 0.002
 
 
-def refine_for_grid(g: Gaussians, target, scale, steps: QuantSteps, iters: int) -> Gaussians:
+def refine_for_grid(g: Gaussians, target, scale, steps: QuantSteps, iters: int, lsq_iters: int = 40) -> Gaussians:
     """``g`` with covariances and colours refined for ``iters`` steps through the quantiser
     (quantisation-aware training with a straight-through gradient): each step renders the
     covariances as they would be quantised and applies the gradient to the unquantised ones, so
     that rounding lands them where the quantised tile fits ``target`` best. The positions stay."""
     cs = np.asarray(steps.chol_step)
     means = np.ascontiguousarray(g.means, np.float64)
-    q_means = (_round_geometry(means, g.chol, steps.pos_step, cs)[0] + 0.5) * steps.pos_step
-    opt = Adam([g.chol.astype(np.float64), g.colours.astype(np.float64)], [REFINE_LR_CHOL * cs, REFINE_LR_COLOURS])
-    for i in range(iters):
+    q, qc = _round_geometry(means, g.chol, steps.pos_step, cs)
+    q_means = (q + 0.5) * steps.pos_step
+    # Start from the colours that best fit the plainly rounded geometry, as quantise_level's do.
+    cols = lsq_colours(Gaussians(q_means, dequantise_chol(qc, cs), g.colours), target, scale, lsq_iters).colours
+    opt = Adam([g.chol.astype(np.float64), cols.astype(np.float64)], [REFINE_LR_CHOL * cs, REFINE_LR_COLOURS])
+    best, best_loss = None, math.inf
+    for i in range(iters + 1):
         chol, cols = opt.params
         q_chol = dequantise_chol(_round_geometry(means, chol, steps.pos_step, cs)[1], cs)
-        _, _, (_, g_chol, g_cols) = loss_grads(q_means, q_chol, cols, target, scale)
-        opt.step((g_chol, g_cols), 0.5 * (1 + math.cos(math.pi * i / iters)))
-    chol, cols = opt.params
-    return Gaussians(means, chol, cols.astype(np.float32))
+        loss, _, (_, g_chol, g_cols) = loss_grads(q_means, q_chol, cols, target, scale)
+        # Rounding makes the loss a step function, and Adam moves every parameter by about its
+        # learning rate whatever the gradient's size, so the loss does not fall at every step:
+        # keep the best iterate (the first is plain rounding, so this never does worse than it).
+        if loss < best_loss:
+            best, best_loss = (chol.copy(), cols.copy()), loss
+        if i < iters:
+            opt.step((g_chol, g_cols), 0.5 * (1 + math.cos(math.pi * i / iters)))
+    return Gaussians(means, best[0], best[1].astype(np.float32))
 
 
 def quantise_level(g: Gaussians, target, scale, steps: QuantSteps, level: int, transform: str,
@@ -151,7 +160,7 @@ def quantise_level(g: Gaussians, target, scale, steps: QuantSteps, level: int, t
     colours that best fit the quantised geometry (least squares), then those."""
     ps, cs = steps.pos_step, np.asarray(steps.chol_step)
     if refine and len(g):
-        g = refine_for_grid(g, target, scale, steps, refine)
+        g = refine_for_grid(g, target, scale, steps, refine, lsq_iters)
     q, qc = _round_geometry(g.means, g.chol, ps, cs)
     geo = Gaussians((q + 0.5) * ps, dequantise_chol(qc, cs), g.colours)
     if lsq_iters and len(g):
