@@ -3,9 +3,8 @@ colours re-solved on the quantised geometry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
