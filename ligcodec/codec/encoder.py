@@ -70,7 +70,8 @@ DEFAULT_QUANT_LSQ = 40
 #: (:func:`~ligcodec.codec.quantise.refine_for_grid`), at efforts from :data:`FAST_BELOW` on; the
 #: short schedules skip it, as it would cost them as much again as the fit. Measured on 8 tiles of
 #: Kodak 05, 13, 16 and 23 at 1 bpp (BENCHMARKS.md, twelfth session): 30 / 60 / 100 / 200 steps
-#: +0.07 / +0.10 / +0.17 / +0.17 dB at the same size.
+#: +0.07 / +0.10 / +0.17 / +0.17 dB at the same size (the last iterate; the kept best iterate: +0.16 at
+#: 100).
 DEFAULT_QUANT_REFINE = 100
 DEFAULT_EFFORT = 7
 #: The border filter written into every file (spec section 6, ``deblock = [K, T]``): ramps over
