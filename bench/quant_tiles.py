@@ -1,0 +1,202 @@
+"""Quantiser variants on fitted tiles, at an equal size against the base shift curve (issue #16).
+
+    python bench/quant_tiles.py                          # every variant, 8 Kodak tiles (~40 min)
+    python bench/quant_tiles.py --variants deadzone0.1 --tiles kodim13:1 kodim23:4
+    python bench/quant_tiles.py --workdir /tmp/qt        # where the fits are cached
+
+Each tile (256 px, 1,600 Gaussians, effort 7's fit, cached in ``--workdir``) is quantised as the
+encoder does (``quantise_tile`` with the refinement) at base step shifts +4 / +8 / +12 eighths: that
+curve of (bytes, PSNR) is what the encoder's own rate trade-off reaches. Each variant codes the same
+fit at +8 and +12; its gain is its PSNR less the base curve's at its size (log-linear between the
+two nearest shifts), averaged over the two. Bytes: the chunks' (``encode_chunk``) plus any raw bits
+a variant adds.
+
+Variants (all encoder-side simulations; none is in the format):
+
+- ``area<a>``: colour step of each Gaussian times ``(l11 l22)^-a`` in eighths of an octave (the
+  decoder could compute it from the covariance): rate-distortion theory's step for a Gaussian whose
+  colour error weighs its area.
+- ``deadzone<t>``: level-1 colour indices rounded towards 0 by ``t`` (``sign(x) floor(|x| + 0.5 - t)``).
+- ``prune<f>``: after the refinement, the fraction ``f`` of level 1 whose removal costs least (the
+  fit's second-order measure at the quantised state) is dropped before the colours are solved.
+- ``halfpos<f>``: the fraction ``f`` of level 1 with the largest colours get positions at half the
+  step (2 raw bits each, counted).
+
+Results and the commit they ran on: BENCHMARKS.md, thirteenth session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ligcodec.codec import colour  # noqa: E402
+from ligcodec.codec import quantise as Q  # noqa: E402
+from ligcodec.codec.encoder import DEFAULT_QUANT_LSQ, DEFAULT_QUANT_REFINE, choose_steps, encode_settings  # noqa: E402
+from ligcodec.codec.tile import dequantise_chol, encode_chunk  # noqa: E402
+from ligcodec.fit.optimise import _removal_cost, loss_grads, lsq_colours  # noqa: E402
+from ligcodec.fit.plan import level_target, plan_tile  # noqa: E402
+from ligcodec.fit.tiles import fit_tile, render_parts  # noqa: E402
+from ligcodec.model import as_float  # noqa: E402
+from ligcodec.render import Gaussians  # noqa: E402
+
+from bench.common import DATA  # noqa: E402
+
+TILES = ["kodim13:1", "kodim13:4", "kodim16:1", "kodim16:4", "kodim23:1", "kodim23:4", "kodim05:1", "kodim05:4"]
+VARIANTS = ["area0.25", "area0.5", "deadzone0.1", "deadzone0.2", "prune0.03", "halfpos0.1", "halfpos0.25"]
+COUNT, TILE = 1600, 256
+
+
+def fitted_tiles(names, workdir: Path):
+    """``{name: (target, fitted parts, cfg)}``, fitting (effort 7, seed = tile number) what is not cached."""
+    cfg = encode_settings(workers=1).cfg
+    out = {}
+    for name in names:
+        stem, t = name.split(":")
+        cache = workdir / f"{stem}-{t}.pkl"
+        if cache.exists():
+            out[name] = pickle.loads(cache.read_bytes())
+            continue
+        from PIL import Image
+
+        img = np.asarray(Image.open(DATA / "kodak" / f"{stem}.png").convert("RGB"))
+        ty, tx = divmod(int(t), img.shape[1] // TILE)
+        tgt = as_float(img[ty * TILE:(ty + 1) * TILE, tx * TILE:(tx + 1) * TILE])
+        t0 = time.perf_counter()
+        out[name] = (tgt, fit_tile(tgt, COUNT, cfg, int(t)), cfg)
+        print(f"fitted {name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        cache.write_bytes(pickle.dumps(out[name]))
+    return out
+
+
+def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
+    """One level quantised as ``quantise_level`` does after the refinement, with variant ``kind``:
+    ``(QuantisedLevel, raw bits added)``."""
+    ps, cs = steps.pos_step, np.asarray(steps.chol_step)
+    detail = level == 1 and len(g) > 0
+    if kind == "prune" and detail:
+        g = _pruned(g, target, scale, steps, arg)
+    q, qc = Q._round_means(g.means, ps), Q._round_chol(g.chol, cs)
+    means, extra = (q + 0.5) * ps, 0
+    if kind == "halfpos" and detail:
+        k = int(arg * len(g))
+        sel = np.argsort(-np.sqrt((g.colours.astype(np.float64) ** 2).sum(1)), kind="stable")[:k]
+        half = np.clip(np.floor(g.means[sel] / (ps / 2)), 2 * q[sel], 2 * q[sel] + 1)  # inside the coarse cell
+        means[sel], extra = (half + 0.5) * (ps / 2), 2 * k
+    geo = lsq_colours(Gaussians(means, dequantise_chol(qc, cs), g.colours), target, scale, DEFAULT_QUANT_LSQ)
+    step = np.broadcast_to(np.asarray(steps.colour_step[level]), geo.colours.shape)
+    if kind == "area" and len(g):
+        eighths = np.clip(np.round(8 * arg * (geo.chol[:, 0] + geo.chol[:, 2]) / math.log(2)), -24, 24)
+        step = step * 2.0 ** (-eighths / 8)[:, None]
+    rounding = _deadzone(arg) if kind == "deadzone" and detail else np.round
+    qk = _colour_indices(geo, target, scale, step, rounding)
+    deq = Gaussians(geo.means, geo.chol, colour.inverse(qk * step, "ycocg"))
+    order = np.lexsort((q[:, 0], q[:, 1]))
+    return Q.QuantisedLevel(q[order, 0], q[order, 1], qc[order], qk[order], deq.take(order)), extra
+
+
+def _deadzone(t):
+    return lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5 - t)
+
+
+def _colour_indices(geo, target, scale, step, rounding, rounds=Q.COLOUR_ROUNDS):
+    """``quantise._quantise_colours`` with a step per Gaussian and channel and a rounding rule."""
+    if len(geo) < 2 * rounds:
+        return rounding(colour.forward(geo.colours, "ycocg") / step).astype(np.int64)
+    qk = np.zeros(geo.colours.shape)
+    cols = geo.colours.copy()
+    groups = np.array_split(np.argsort(-(geo.chol[:, 0] + geo.chol[:, 2]), kind="stable"), rounds)
+    fixed = np.zeros(len(geo), bool)
+    for i, grp in enumerate(groups):
+        qk[grp] = rounding(colour.forward(cols[grp], "ycocg") / step[grp])
+        if i == rounds - 1:
+            break
+        fixed[grp] = True
+        cols[grp] = colour.inverse(qk[grp] * step[grp], "ycocg")
+        done = Gaussians(geo.means[fixed], geo.chol[fixed], cols[fixed])
+        rest = Gaussians(geo.means[~fixed], geo.chol[~fixed], cols[~fixed])
+        resid = target - Q._render_local(done, target.shape, scale)
+        cols[~fixed] = lsq_colours(rest, resid, scale, DEFAULT_QUANT_LSQ).colours
+    return qk.astype(np.int64)
+
+
+def _pruned(g, target, scale, steps, frac):
+    """``g`` less the ``frac`` of it whose removal costs least, judged at its plainly quantised state."""
+    ql, _ = quantise_variant(g, target, scale, steps, 1, "base", 0)
+    d = ql.gaussians
+    params = (np.ascontiguousarray(d.means, np.float64), d.chol.astype(np.float64), d.colours.astype(np.float64))
+    _, _, grads = loss_grads(*params, target, scale)
+    cost = _removal_cost(params, grads, scale, target.size)
+    q = Q._round_means(g.means, steps.pos_step)
+    order = np.lexsort((q[:, 0], q[:, 1]))  # ql's rows are g's in this order
+    keep = np.ones(len(g), bool)
+    keep[order[np.argsort(cost, kind="stable")[: int(frac * len(g))]]] = False
+    return g.take(np.nonzero(keep)[0])
+
+
+def code_tile(target, parts, cfg, shift, kind, arg, refined):
+    """(PSNR, bytes) of the tile coded at ``shift`` with a variant; ``refined`` caches the refinement
+    per (shift, level), which no variant changes."""
+    mse0 = float(np.mean((np.clip(render_parts(parts, target.shape), 0, 1) - target) ** 2))
+    steps = choose_steps(None, math.sqrt(mse0), cfg.levels, 3, shift)
+    levels, extra, plan = [], 0, plan_tile(COUNT, target.shape, cfg)
+    for li, g in enumerate(parts):
+        below = render_parts([q.gaussians for q in levels], target.shape) if levels else None
+        lt, scale = level_target(target, plan[li], below), plan[li].scale
+        key = (shift, li)
+        if key not in refined:
+            refined[key] = Q.refine_for_grid(g, lt, scale, steps, DEFAULT_QUANT_REFINE, DEFAULT_QUANT_LSQ)
+        ql, bits = quantise_variant(refined[key], lt, scale, steps, li, kind, arg)
+        levels.append(ql)
+        extra += bits
+    nbytes = sum(len(encode_chunk(q.qx, q.qy, q.qc, q.qk)) for q in levels) + extra / 8
+    rec = render_parts([q.gaussians for q in levels], target.shape)
+    return -10 * math.log10(float(np.mean((np.clip(rec, 0, 1) - target) ** 2))), nbytes
+
+
+def gain_vs_curve(curve, point):
+    """dB of ``point = (psnr, bytes)`` above the base ``curve`` [(psnr, bytes)] at its size."""
+    xs = np.log([b for _, b in sorted(curve, key=lambda c: c[1])])
+    ys = np.array([p for p, _ in sorted(curve, key=lambda c: c[1])])
+    x = math.log(point[1])
+    i = int(np.clip(np.searchsorted(xs, x) - 1, 0, len(xs) - 2))
+    return point[0] - (ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiles", nargs="+", default=TILES, help="IMAGE:TILE (row-major 256-px tiles)")
+    ap.add_argument("--variants", nargs="+", default=VARIANTS)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-quant-tiles"))
+    args = ap.parse_args(argv)
+    if not (DATA / "kodak").is_dir():
+        print(f"no Kodak images in {DATA / 'kodak'}", file=sys.stderr)
+        return 1
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    tiles = fitted_tiles(args.tiles, args.workdir)
+    gains = {v: [] for v in args.variants}
+    for name, (target, parts, cfg) in tiles.items():
+        refined = {}
+        curve = [code_tile(target, parts, cfg, s, "base", 0, refined) for s in (4, 8, 12)]
+        for v in args.variants:
+            kind, arg = v.rstrip("0123456789."), float(v.lstrip("abcdefghijklmnopqrstuvwxyz"))
+            gains[v].append(float(np.mean([gain_vs_curve(curve, code_tile(target, parts, cfg, s, kind, arg, refined))
+                                           for s in (8, 12)])))
+        print(f"{name}: " + ", ".join(f"{v} {gains[v][-1]:+.3f}" for v in args.variants), file=sys.stderr, flush=True)
+    print("| variant | mean dB at equal size | min | max | tiles |")
+    print("|---|---|---|---|---|")
+    for v, g in gains.items():
+        print(f"| {v} | {np.mean(g):+.3f} | {min(g):+.3f} | {max(g):+.3f} | {len(g)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
