@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ligcodec.codec import colour  # noqa: E402
 from ligcodec.codec import quantise as Q  # noqa: E402
-from ligcodec.codec.encoder import DEFAULT_QUANT_LSQ, DEFAULT_QUANT_REFINE, choose_steps, encode_settings  # noqa: E402
+from ligcodec.codec.encoder import (DEFAULT_QUANT_LSQ, DEFAULT_QUANT_REFINE, choose_steps,  # noqa: E402
+                                    encode_settings)
 from ligcodec.codec.tile import dequantise_chol, encode_chunk  # noqa: E402
 from ligcodec.fit.optimise import _removal_cost, loss_grads, lsq_colours  # noqa: E402
 from ligcodec.fit.plan import level_target, plan_tile  # noqa: E402
@@ -50,7 +51,8 @@ from ligcodec.render import Gaussians  # noqa: E402
 
 from bench.common import DATA  # noqa: E402
 
-TILES = ["kodim13:1", "kodim13:4", "kodim16:1", "kodim16:4", "kodim23:1", "kodim23:4", "kodim05:1", "kodim05:4"]
+TILES = [f"{stem}:{t}" for stem in ("kodim13", "kodim16", "kodim23", "kodim05") for t in (1, 4)]
+KINDS = ("area", "deadzone", "prune", "halfpos")
 VARIANTS = ["area0.25", "area0.5", "deadzone0.1", "deadzone0.2", "prune0.03", "halfpos0.1", "halfpos0.25"]
 COUNT, TILE = 1600, 256
 
@@ -89,7 +91,8 @@ def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
     if kind == "halfpos" and detail:
         k = int(arg * len(g))
         sel = np.argsort(-np.sqrt((g.colours.astype(np.float64) ** 2).sum(1)), kind="stable")[:k]
-        half = np.clip(np.floor(g.means[sel] / (ps / 2)), 2 * q[sel], 2 * q[sel] + 1)  # inside the coarse cell
+        # The half-step cell inside the coarse one, so that the coarse index (what is sorted and coded) stays.
+        half = np.clip(np.floor(g.means[sel] / (ps / 2)), 2 * q[sel], 2 * q[sel] + 1)
         means[sel], extra = (half + 0.5) * (ps / 2), 2 * k
     geo = lsq_colours(Gaussians(means, dequantise_chol(qc, cs), g.colours), target, scale, DEFAULT_QUANT_LSQ)
     step = np.broadcast_to(np.asarray(steps.colour_step[level]), geo.colours.shape)
@@ -132,7 +135,7 @@ def _pruned(g, target, scale, steps, frac):
     """``g`` less the ``frac`` of it whose removal costs least, judged at its plainly quantised state."""
     ql, _ = quantise_variant(g, target, scale, steps, 1, "base", 0)
     d = ql.gaussians
-    params = (np.ascontiguousarray(d.means, np.float64), d.chol.astype(np.float64), d.colours.astype(np.float64))
+    params = tuple(np.ascontiguousarray(a, np.float64) for a in (d.means, d.chol, d.colours))
     _, _, grads = loss_grads(*params, target, scale)
     cost = _removal_cost(params, grads, scale, target.size)
     q = Q._round_means(g.means, steps.pos_step)
@@ -177,6 +180,9 @@ def main(argv=None):
     ap.add_argument("--variants", nargs="+", default=VARIANTS)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-quant-tiles"))
     args = ap.parse_args(argv)
+    unknown = [v for v in args.variants if v.rstrip("0123456789.") not in KINDS or not v[-1].isdigit()]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}: a kind of {', '.join(KINDS)} and a number, e.g. area0.25")
     if not (DATA / "kodak").is_dir():
         print(f"no Kodak images in {DATA / 'kodak'}", file=sys.stderr)
         return 1
@@ -188,9 +194,10 @@ def main(argv=None):
         curve = [code_tile(target, parts, cfg, s, "base", 0, refined) for s in (4, 8, 12)]
         for v in args.variants:
             kind, arg = v.rstrip("0123456789."), float(v.lstrip("abcdefghijklmnopqrstuvwxyz"))
-            gains[v].append(float(np.mean([gain_vs_curve(curve, code_tile(target, parts, cfg, s, kind, arg, refined))
-                                           for s in (8, 12)])))
-        print(f"{name}: " + ", ".join(f"{v} {gains[v][-1]:+.3f}" for v in args.variants), file=sys.stderr, flush=True)
+            points = [code_tile(target, parts, cfg, s, kind, arg, refined) for s in (8, 12)]
+            gains[v].append(float(np.mean([gain_vs_curve(curve, p) for p in points])))
+        line = ", ".join(f"{v} {gains[v][-1]:+.3f}" for v in args.variants)
+        print(f"{name}: {line}", file=sys.stderr, flush=True)
     print("| variant | mean dB at equal size | min | max | tiles |")
     print("|---|---|---|---|---|")
     for v, g in gains.items():
