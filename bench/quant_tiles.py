@@ -90,7 +90,7 @@ def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
     means, extra = (q + 0.5) * ps, 0
     if kind == "halfpos" and detail:
         k = int(arg * len(g))
-        sel = np.argsort(-np.sqrt((g.colours.astype(np.float64) ** 2).sum(1)), kind="stable")[:k]
+        sel = np.argsort(-(g.colours.astype(np.float64) ** 2).sum(1), kind="stable")[:k]
         # The half-step cell inside the coarse one, so that the coarse index (what is sorted and coded) stays.
         half = np.clip(np.floor(g.means[sel] / (ps / 2)), 2 * q[sel], 2 * q[sel] + 1)
         means[sel], extra = (half + 0.5) * (ps / 2), 2 * k
@@ -100,7 +100,8 @@ def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
         eighths = np.clip(np.round(8 * arg * (geo.chol[:, 0] + geo.chol[:, 2]) / math.log(2)), -24, 24)
         step = step * 2.0 ** (-eighths / 8)[:, None]
     rounding = _deadzone(arg) if kind == "deadzone" and detail else np.round
-    qk = _colour_indices(geo, target, scale, step, rounding)
+    qk = Q._quantise_colours(geo, target, scale, step, "ycocg", Q.COLOUR_ROUNDS, DEFAULT_QUANT_LSQ,
+                             rounding).astype(np.int64)
     deq = Gaussians(geo.means, geo.chol, colour.inverse(qk * step, "ycocg"))
     order = np.lexsort((q[:, 0], q[:, 1]))
     return Q.QuantisedLevel(q[order, 0], q[order, 1], qc[order], qk[order], deq.take(order)), extra
@@ -108,27 +109,6 @@ def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
 
 def _deadzone(t):
     return lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5 - t)
-
-
-def _colour_indices(geo, target, scale, step, rounding, rounds=Q.COLOUR_ROUNDS):
-    """``quantise._quantise_colours`` with a step per Gaussian and channel and a rounding rule."""
-    if len(geo) < 2 * rounds:
-        return rounding(colour.forward(geo.colours, "ycocg") / step).astype(np.int64)
-    qk = np.zeros(geo.colours.shape)
-    cols = geo.colours.copy()
-    groups = np.array_split(np.argsort(-(geo.chol[:, 0] + geo.chol[:, 2]), kind="stable"), rounds)
-    fixed = np.zeros(len(geo), bool)
-    for i, grp in enumerate(groups):
-        qk[grp] = rounding(colour.forward(cols[grp], "ycocg") / step[grp])
-        if i == rounds - 1:
-            break
-        fixed[grp] = True
-        cols[grp] = colour.inverse(qk[grp] * step[grp], "ycocg")
-        done = Gaussians(geo.means[fixed], geo.chol[fixed], cols[fixed])
-        rest = Gaussians(geo.means[~fixed], geo.chol[~fixed], cols[~fixed])
-        resid = target - Q._render_local(done, target.shape, scale)
-        cols[~fixed] = lsq_colours(rest, resid, scale, DEFAULT_QUANT_LSQ).colours
-    return qk.astype(np.int64)
 
 
 def _pruned(g, target, scale, steps, frac):
@@ -145,11 +125,15 @@ def _pruned(g, target, scale, steps, frac):
     return g.take(np.nonzero(keep)[0])
 
 
-def code_tile(target, parts, cfg, shift, kind, arg, refined):
+def fit_rmse(target, parts) -> float:
+    """The float fit's RMS error, which the encoder scales its steps by (``choose_steps``)."""
+    return math.sqrt(float(np.mean((np.clip(render_parts(parts, target.shape), 0, 1) - target) ** 2)))
+
+
+def code_tile(target, parts, cfg, rmse, shift, kind, arg, refined):
     """(PSNR, bytes) of the tile coded at ``shift`` with a variant; ``refined`` caches the refinement
     per (shift, level), which no variant changes."""
-    mse0 = float(np.mean((np.clip(render_parts(parts, target.shape), 0, 1) - target) ** 2))
-    steps = choose_steps(None, math.sqrt(mse0), cfg.levels, 3, shift)
+    steps = choose_steps(None, rmse, cfg.levels, 3, shift)
     levels, extra, plan = [], 0, plan_tile(COUNT, target.shape, cfg)
     for li, g in enumerate(parts):
         below = render_parts([q.gaussians for q in levels], target.shape) if levels else None
@@ -182,7 +166,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     unknown = [v for v in args.variants if v.rstrip("0123456789.") not in KINDS or not v[-1].isdigit()]
     if unknown:
-        ap.error(f"unknown variant(s) {', '.join(unknown)}: a kind of {', '.join(KINDS)} and a number, e.g. area0.25")
+        ap.error(f"unknown variant(s) {', '.join(unknown)}: a kind of {', '.join(KINDS)} and a number, "
+                 f"e.g. area0.25")
     if not (DATA / "kodak").is_dir():
         print(f"no Kodak images in {DATA / 'kodak'}", file=sys.stderr)
         return 1
@@ -190,11 +175,11 @@ def main(argv=None):
     tiles = fitted_tiles(args.tiles, args.workdir)
     gains = {v: [] for v in args.variants}
     for name, (target, parts, cfg) in tiles.items():
-        refined = {}
-        curve = [code_tile(target, parts, cfg, s, "base", 0, refined) for s in (4, 8, 12)]
+        refined, rmse = {}, fit_rmse(target, parts)
+        curve = [code_tile(target, parts, cfg, rmse, s, "base", 0, refined) for s in (4, 8, 12)]
         for v in args.variants:
             kind, arg = v.rstrip("0123456789."), float(v.lstrip("abcdefghijklmnopqrstuvwxyz"))
-            points = [code_tile(target, parts, cfg, s, kind, arg, refined) for s in (8, 12)]
+            points = [code_tile(target, parts, cfg, rmse, s, kind, arg, refined) for s in (8, 12)]
             gains[v].append(float(np.mean([gain_vs_curve(curve, p) for p in points])))
         line = ", ".join(f"{v} {gains[v][-1]:+.3f}" for v in args.variants)
         print(f"{name}: {line}", file=sys.stderr, flush=True)

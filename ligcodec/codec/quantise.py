@@ -78,26 +78,29 @@ def _render_local(g: Gaussians, shape, scale):
     return rasterize(*project(g, scale), (0, 0, shape[1], shape[0]))
 
 
-def _quantise_colours(geo: Gaussians, target, scale, step, transform, rounds, lsq_iters):
-    """Colour indices ``[N, C]`` of ``geo`` (colours already least-squares on its geometry).
+def _quantise_colours(geo: Gaussians, target, scale, step, transform, rounds, lsq_iters, rounding=np.round):
+    """Colour indices ``[N, C]`` of ``geo`` (colours already least-squares on its geometry), for
+    ``step`` per channel (or per Gaussian and channel: bench/quant_tiles.py's variants, as is
+    ``rounding``).
 
     Rounding every colour at once leaves each Gaussian's rounding error in the image. The render
     is linear in the colours, so (as GPTQ does for weights) the largest Gaussians are rounded
     first and the colours not yet rounded are re-solved against what remains, absorbing the
     error; the smallest, last group is rounded as it is."""
     n = len(geo)
+    step = np.broadcast_to(step, geo.colours.shape)
     if rounds <= 1 or not lsq_iters or n < 2 * rounds:
-        return np.round(colour.forward(geo.colours, transform) / step)
+        return rounding(colour.forward(geo.colours, transform) / step)
     qk = np.zeros((n, geo.colours.shape[1]))
     cols = geo.colours.copy()
     groups = np.array_split(np.argsort(-(geo.chol[:, 0] + geo.chol[:, 2]), kind="stable"), rounds)
     fixed = np.zeros(n, bool)
     for i, grp in enumerate(groups):
-        qk[grp] = np.round(colour.forward(cols[grp], transform) / step)
+        qk[grp] = rounding(colour.forward(cols[grp], transform) / step[grp])
         if i == rounds - 1:
             break
         fixed[grp] = True
-        cols[grp] = colour.inverse(qk[grp] * step, transform)
+        cols[grp] = colour.inverse(qk[grp] * step[grp], transform)
         done = Gaussians(geo.means[fixed], geo.chol[fixed], cols[fixed])
         free = ~fixed
         rest = Gaussians(geo.means[free], geo.chol[free], cols[free])
@@ -138,8 +141,8 @@ def refine_for_grid(g: Gaussians, target, scale, steps: QuantSteps, iters: int, 
     means = np.ascontiguousarray(g.means, np.float64)
     q_means = (_round_means(means, steps.pos_step) + 0.5) * steps.pos_step
     # Start from the colours that best fit the plainly rounded geometry, as quantise_level's do.
-    cols = lsq_colours(Gaussians(q_means, dequantise_chol(_round_chol(g.chol, cs), cs), g.colours), target, scale,
-                       lsq_iters).colours
+    plain = Gaussians(q_means, dequantise_chol(_round_chol(g.chol, cs), cs), g.colours)
+    cols = lsq_colours(plain, target, scale, lsq_iters).colours
     opt = Adam([g.chol.astype(np.float64), cols.astype(np.float64)], [REFINE_LR_CHOL * cs, REFINE_LR_COLOURS])
     best, best_loss = None, math.inf
     for i in range(iters + 1):
