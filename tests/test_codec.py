@@ -5,6 +5,7 @@ import re
 import struct
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 import ligcodec
 from ligcodec import LigError, LigFormatError, LigIndexError, LigInputError
 from ligcodec import container
+from ligcodec.container import Header
 from ligcodec.fit.optimise import psnr
 from tests.test_fit import smooth_image
 
@@ -789,7 +791,6 @@ def test_progressive_psnr_target(tmp_path):
 def test_bad_level0_scale_is_rejected(tmp_path, progressive_pair, value):
     """SCENARIO: a progressive file whose header says level0_scale is 1.5, 0, -0.25 or NaN (header
     CRC fixed up). EXPECTED RESULT: LigFormatError at open naming the key and the header's offset."""
-    import msgpack
 
     data = bytearray(progressive_pair[1].read_bytes())
     at = data.index(msgpack.packb("level0_scale") + msgpack.packb(0.25))
@@ -799,6 +800,32 @@ def test_bad_level0_scale_is_rejected(tmp_path, progressive_pair, value):
     struct.pack_into("<I", data, 16, container.crc32(bytes(data[20 : 20 + hsize])))
     with pytest.raises(LigFormatError, match=r"header at byte 20: level0_scale"):
         ligcodec.open(_corrupt(tmp_path, data))
+
+
+def test_header_steps_are_float32_and_round_trip(tmp_path):
+    """SCENARIO: an encode with the encoder's own (adaptive) steps, and headers packed with steps
+    that float32 cannot hold. EXPECTED RESULT: the encoder's steps are float32 numbers and the
+    header stores them in 5 bytes each (msgpack 0xca), with no empty ``metadata`` and no
+    ``quant_lsq_iters`` (it follows from the effort); steps that float32 cannot hold are written
+    as float64 and read back exactly; msgpack's own packing of the same map reads back the same."""
+    img = (smooth_image(64, 96) * 255).astype(np.uint8)
+    path = tmp_path / "a.lig"
+    ligcodec.encode(img, path, bpp=1, workers=1)
+    data = path.read_bytes()
+    raw = msgpack.unpackb(data[20 : 20 + struct.unpack_from("<I", data, 12)[0]])
+    assert "metadata" not in raw and set(raw["encoder"]) == {"gaussians", "seed", "effort"}
+    with ligcodec.open(path) as im:
+        h = im.header
+        steps = [h.pos_step, *h.chol_step, *[c for r in h.colour_step for c in r]]
+        assert all(float(np.float32(v)) == v for v in steps)
+        assert h.pack().count(b"\xca") >= len(steps)  # float32 markers (the steps are not all 2^-k)
+        assert Header.parse(h.pack()) == h
+    odd = Header(64, 64, 3, 8, 16, 1, "ycocg", 0.1, [0.1, 0.2, 0.3], [[0.01, 0.02, 1 / 3]], metadata={"a": 1.1})
+    back = Header.parse(odd.pack())
+    assert back == odd
+    assert Header.parse(msgpack.packb({k: getattr(odd, k) for k in ("width", "height", "channels", "bit_depth",
+                                        "tile", "levels", "colour_transform", "pos_step", "chol_step",
+                                        "colour_step")})).colour_step == odd.colour_step
 
 
 def test_header_records_only_settings_beyond_the_effort(tmp_path):
@@ -815,6 +842,6 @@ def test_header_records_only_settings_beyond_the_effort(tmp_path):
         path = tmp_path / f"e{effort}.lig"
         ligcodec.encode(img, path, gaussians=60, effort=effort, workers=1, **extra)
         with ligcodec.open(path) as im:
-            assert im.header.encoder["fit"] == want
+            assert im.header.encoder.get("fit", {}) == want
             assert "bits_per_gaussian" not in im.header.encoder
     assert main(["info", str(path), "--verbose"]) == 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from ..container import MAX_HEADER_SIZE, Header, lig_size, write_lig
+from ..container import MAX_HEADER_SIZE, Header, lig_size, steps_as_float32, write_lig
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
 from ..fit.plan import FitConfig, tile_seed
@@ -326,10 +326,14 @@ class _Job:
         # The journal's key takes them all against the plain defaults, so that a resume never
         # mixes tiles fitted under settings that an effort meant in another version. Not
         # `workers` or `scheduler`: where tiles run never changes the bytes.
-        info = {"gaussians": gaussians, "seed": s.cfg.seed, "effort": s.effort, "quant_lsq_iters": s.quant_lsq,
-                "fit": _changed(asdict(s.cfg), asdict(effort_config(s.effort)))}
-        # The refinement follows from the effort, so the header need not spend bytes on it.
-        keyed = {**info, "fit": _changed(asdict(s.cfg), asdict(FitConfig())), "quant_refine": s.quant_refine}
+        # The colour solve's iterations and the refinement follow from the effort, so the header
+        # need not spend bytes on them, nor on an empty "fit".
+        info = {"gaussians": gaussians, "seed": s.cfg.seed, "effort": s.effort}
+        fit = _changed(asdict(s.cfg), asdict(effort_config(s.effort)))
+        if fit:
+            info["fit"] = fit
+        keyed = {**info, "fit": _changed(asdict(s.cfg), asdict(FitConfig())), "quant_lsq_iters": s.quant_lsq,
+                 "quant_refine": s.quant_refine}
         if target_bytes is not None:  # the rate loop's aim changes the steps, so the bytes
             keyed["target_bytes"] = target_bytes
         packed = msgpack.packb([w, h, nch, depth, transform, keyed, s.metadata,
@@ -531,9 +535,14 @@ def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, 
                  shift: int = 0) -> QuantSteps:
     """The quantiser steps: ``quant`` if given, else the defaults scaled to the fit's RMS error
     times ``2^(shift/8)`` (:func:`~ligcodec.codec.quantise.adaptive_steps`; the defaults while it
-    is not known)."""
-    steps = quant or (QuantSteps() if fit_rmse is None else adaptive_steps(QuantSteps(), fit_rmse * 2 ** (shift / 8)))
-    return steps.for_image(levels, channels)
+    is not known). The encoder's own steps are float32 numbers, which the header stores in 5 bytes
+    each, not 9 (:meth:`~ligcodec.container.Header.pack`); ``quant`` is kept as given."""
+    if quant is not None:
+        return quant.for_image(levels, channels)
+    s = (QuantSteps() if fit_rmse is None else adaptive_steps(QuantSteps(), fit_rmse * 2 ** (shift / 8)))
+    s = s.for_image(levels, channels)
+    pos, chol, colour = steps_as_float32([s.pos_step, list(s.chol_step), s.colour_step])
+    return QuantSteps(pos, tuple(chol), colour)
 
 
 def journal_path(path) -> Path:

@@ -67,7 +67,7 @@ BITS_PER_GAUSSIAN = 49.0
 BPG_MODEL = (31.06, -4.48, 0.04)
 #: Bytes a file spends besides the Gaussians' symbols: prefix, index head, header (typical), and
 #: per chunk its index entry (24), stream table (~36 for RGB) and ANS flush (~4).
-FIXED_BYTES, CHUNK_BYTES = 28 + 160, 24 + 40
+FIXED_BYTES, CHUNK_BYTES = 28 + 220, 24 + 40
 #: :func:`gaussians_for_bpp` looks at a subsample of the image of about this many pixels.
 PROXY_PIXELS = 1_000_000
 #: No budget writes a file larger than the image's raw samples (:func:`raw_size`). A budget whose
