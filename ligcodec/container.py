@@ -241,7 +241,7 @@ def _flat(v):
 
 def _is_float32(x) -> bool:
     try:
-        return isinstance(x, float) and math.isfinite(x) and struct.unpack("<f", struct.pack("<f", x))[0] == x
+        return isinstance(x, float) and math.isfinite(x) and steps_as_float32(x) == x
     except OverflowError:  # beyond float32's range
         return False
 
@@ -251,7 +251,7 @@ def steps_as_float32(values):
     steps an encoder uses, so that :meth:`Header.pack` can write them in 5 bytes, not 9."""
     if isinstance(values, (list, tuple)):
         return [steps_as_float32(v) for v in values]
-    return float(struct.unpack("<f", struct.pack("<f", float(values)))[0])
+    return struct.unpack("<f", struct.pack("<f", float(values)))[0]
 
 
 def _pos(v) -> bool:
