@@ -21,6 +21,10 @@ Variants (all encoder-side simulations; none is in the format):
   fit's second-order measure at the quantised state) is dropped before the colours are solved.
 - ``halfpos<f>``: the fraction ``f`` of level 1 with the largest colours get positions at half the
   step (2 raw bits each, counted).
+- ``klt<m>``: colours coded in the orthonormal KLT basis of the tile's detail (as a per-image basis
+  in the header would be; its ~40 bytes are not counted) instead of YCoCg, with the colour step
+  times ``m`` (``sqrt(8/3)`` = 1.63 gives the same RGB error per step as YCoCg's inverse, whose
+  columns have squared gains 3, 2 and 3).
 
 Results and the commit they ran on: BENCHMARKS.md, thirteenth session.
 """
@@ -52,7 +56,7 @@ from ligcodec.render import Gaussians  # noqa: E402
 from bench.common import DATA  # noqa: E402
 
 TILES = [f"{stem}:{t}" for stem in ("kodim13", "kodim16", "kodim23", "kodim05") for t in (1, 4)]
-KINDS = ("area", "deadzone", "prune", "halfpos")
+KINDS = ("area", "deadzone", "prune", "halfpos", "klt")
 VARIANTS = ["area0.25", "area0.5", "deadzone0.1", "deadzone0.2", "prune0.03", "halfpos0.1", "halfpos0.25"]
 COUNT, TILE = 1600, 256
 
@@ -100,11 +104,30 @@ def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
         eighths = np.clip(np.round(8 * arg * (geo.chol[:, 0] + geo.chol[:, 2]) / math.log(2)), -24, 24)
         step = step * 2.0 ** (-eighths / 8)[:, None]
     rounding = _deadzone(arg) if kind == "deadzone" and detail else np.round
-    qk = Q._quantise_colours(geo, target, scale, step, "ycocg", Q.COLOUR_ROUNDS, DEFAULT_QUANT_LSQ,
-                             rounding).astype(np.int64)
-    deq = Gaussians(geo.means, geo.chol, colour.inverse(qk * step, "ycocg"))
+    if kind == "klt" and len(g):
+        # The render is linear in the colours and the basis orthonormal, so solving and rounding
+        # in the rotated space is the same least-squares problem.
+        v, step = klt_basis(target), step * arg
+        rot = Gaussians(geo.means, geo.chol, (geo.colours.astype(np.float64) @ v).astype(np.float32))
+        qk = Q._quantise_colours(rot, np.ascontiguousarray((target @ v).astype(np.float32)), scale, step, "none",
+                                 Q.COLOUR_ROUNDS, DEFAULT_QUANT_LSQ).astype(np.int64)
+        deq = Gaussians(geo.means, geo.chol, ((qk * step) @ v.T).astype(np.float32))
+    else:
+        qk = Q._quantise_colours(geo, target, scale, step, "ycocg", Q.COLOUR_ROUNDS, DEFAULT_QUANT_LSQ,
+                                 rounding).astype(np.int64)
+        deq = Gaussians(geo.means, geo.chol, colour.inverse(qk * step, "ycocg"))
     order = np.lexsort((q[:, 0], q[:, 1]))
     return Q.QuantisedLevel(q[order, 0], q[order, 1], qc[order], qk[order], deq.take(order)), extra
+
+
+def klt_basis(target) -> np.ndarray:
+    """Orthonormal [3, 3] basis (columns) of the colour covariance of ``target``'s detail (a 2x2
+    second difference), largest component first, each column's sign fixed (largest entry > 0)."""
+    t = np.asarray(target, np.float64)
+    d = (t[2:, 2:] + t[:-2, :-2] - t[2:, :-2] - t[:-2, 2:]).reshape(-1, t.shape[-1])
+    w, v = np.linalg.eigh(np.cov(d.T) + 1e-12 * np.eye(d.shape[1]))
+    v = v[:, ::-1]
+    return v * np.sign(v[np.abs(v).argmax(0), range(v.shape[1])])
 
 
 def _deadzone(t):

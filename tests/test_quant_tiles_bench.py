@@ -30,3 +30,23 @@ def test_gain_is_measured_against_the_curve_at_the_same_size():
     assert abs(quant_tiles.gain_vs_curve(curve, (30.7, 1414.2136)) - 0.2) < 1e-6
     assert abs(quant_tiles.gain_vs_curve(curve, (31.6, 8000.0)) - (-0.4)) < 1e-9
     assert abs(quant_tiles.gain_vs_curve(curve, (29.0, 500.0)) - 0.0) < 1e-9
+
+
+def test_klt_variant_codes_in_an_orthonormal_colour_basis(rng):
+    """SCENARIO: a tile whose colours vary mostly along one RGB direction, quantised by the bench's
+    ``klt`` variant with a fine step. EXPECTED RESULT: the basis is orthonormal with its first
+    column along that direction; the first coded channel carries most of the spread; the
+    dequantised colours are the indices times the step, rotated back to RGB."""
+    g = random_gaussians(rng, 60, 40, 40, 3, sigma=(1.0, 4.0), margin=0)
+    direction = np.array([0.8, 0.5, 0.33])
+    direction /= np.linalg.norm(direction)
+    g.colours[:] = (rng.normal(0, 0.3, (60, 1)) * direction + rng.normal(0, 0.01, (60, 3))).astype(np.float32)
+    target = _render_local(g, (40, 40, 3), 1.0)
+    v = quant_tiles.klt_basis(target)
+    np.testing.assert_allclose(v.T @ v, np.eye(3), atol=1e-9)
+    assert abs(v[:, 0] @ direction) > 0.99
+    steps = QuantSteps(chol_step=(1 / 8, 1 / 4, 1 / 8), colour_step=[[1 / 512] * 3, [1 / 512] * 3])
+    got, _ = quant_tiles.quantise_variant(g, target, 1.0, steps, 1, "klt", 1.0)
+    spread = got.qk.std(0)
+    assert spread[0] > 5 * max(spread[1], spread[2])
+    np.testing.assert_allclose(got.gaussians.colours, (got.qk / 512) @ v.T, atol=1e-5)
