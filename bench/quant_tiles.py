@@ -73,7 +73,8 @@ def fitted_tiles(names, workdir: Path):
             continue
         from PIL import Image
 
-        img = np.asarray(Image.open(DATA / "kodak" / f"{stem}.png").convert("RGB"))
+        sub = "kodak" if stem.startswith("kodim") else "medium"
+        img = np.asarray(Image.open(DATA / sub / f"{stem}.png").convert("RGB"))
         ty, tx = divmod(int(t), img.shape[1] // TILE)
         tgt = as_float(img[ty * TILE:(ty + 1) * TILE, tx * TILE:(tx + 1) * TILE])
         t0 = time.perf_counter()
@@ -183,7 +184,8 @@ def gain_vs_curve(curve, point):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tiles", nargs="+", default=TILES, help="IMAGE:TILE (row-major 256-px tiles)")
+    ap.add_argument("--tiles", nargs="+", default=TILES,
+                    help="IMAGE:TILE (row-major 256-px tiles; kodim* from kodak/, other stems from medium/)")
     ap.add_argument("--variants", nargs="+", default=VARIANTS)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ligcodec-quant-tiles"))
     args = ap.parse_args(argv)

@@ -21,7 +21,7 @@ from .limits import MAX_LEVELS, MAX_SIDE
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
 VERSION_MAJOR = 2
-VERSION_MINOR = 3
+VERSION_MINOR = 4
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16 * 1024 * 1024
@@ -29,6 +29,8 @@ MAX_GAUSSIANS_PER_CHUNK = 16 * 1024 * 1024
 #: 2.3: the largest half-width ``K`` of the border filter (section 6): a region read renders
 #: ``K + 2`` pixels around it.
 MAX_DEBLOCK_WIDTH = 16
+#: 2.4: the largest entry of ``colour_matrix`` in magnitude (an orthonormal matrix's are <= 1).
+MAX_MATRIX_ENTRY = 2
 #: Limits that bound what a read costs, whatever a file claims (spec sections 3, 4 and 7): every
 #: Gaussian takes at least this many bytes of its chunk, so a reader never decodes more Gaussians
 #: than it reads bytes ...
@@ -137,6 +139,9 @@ class Header:
     #: 2.3: ``[K, T]``, the border filter of section 6 (half-width in full-res pixels, threshold in
     #: units of the full sample range). None: no filter.
     deblock: list | None = None
+    #: 2.4: with ``colour_transform == "matrix"``, the inverse colour transform (3 x 3, row-major;
+    #: section 5).
+    colour_matrix: list | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -164,8 +169,16 @@ class Header:
             bad(f"tile {self.tile} outside 16..{MAX_SIDE}")
         if not 1 <= self.levels <= MAX_LEVELS:
             bad(f"levels {self.levels} outside 1..{MAX_LEVELS}")
-        if self.colour_transform not in ("ycocg", "none") or (self.colour_transform == "ycocg" and self.channels < 3):
-            bad(f"colour_transform {self.colour_transform!r} is not allowed with {self.channels} channel(s)")
+        ct = self.colour_transform
+        if ct not in ("ycocg", "matrix", "none") or (ct != "none" and self.channels < 3):
+            bad(f"colour_transform {ct!r} is not allowed with {self.channels} channel(s)")
+        m = self.colour_matrix
+        if (ct == "matrix") != (m is not None):
+            bad(f"colour_matrix must be given with colour_transform 'matrix' and only then, got {m!r}")
+        if m is not None and not (isinstance(m, (list, tuple)) and len(m) == 3
+                                  and all(isinstance(r, (list, tuple)) and len(r) == 3 for r in m)
+                                  and all(_num(v) and abs(v) <= MAX_MATRIX_ENTRY for r in m for v in r)):
+            bad(f"colour_matrix {m!r} must be 3 rows of 3 finite numbers within +/-{MAX_MATRIX_ENTRY}")
         if not _pos(self.pos_step):
             bad(f"pos_step {self.pos_step!r} must be a finite number > 0")
         if not (isinstance(self.chol_step, (list, tuple)) and len(self.chol_step) == 3 and all(map(_pos, self.chol_step))):
@@ -201,6 +214,8 @@ class Header:
             d["alpha_mask"] = True
         if self.deblock is not None:
             d["deblock"] = [int(self.deblock[0]), float(self.deblock[1])]
+        if self.colour_matrix is not None:
+            d["colour_matrix"] = [[float(v) for v in r] for r in self.colour_matrix]
         out = [_map_head(len(d))]
         for k, v in d.items():
             exact32 = k in _STEP_KEYS and all(_is_float32(x) for x in _flat(v))
@@ -220,14 +235,14 @@ class Header:
         if missing:
             raise LigFormatError(f"header at byte {PREFIX_SIZE} lacks required keys {missing}")
         extra = {k: d[k] for k in ("encoder", "metadata") if isinstance(d.get(k), dict)}
-        for k in ("level0_scale", "alpha_mask", "deblock"):  # an invalid value is rejected by validate(), not ignored
+        for k in ("level0_scale", "alpha_mask", "deblock", "colour_matrix"):  # an invalid value is rejected by validate(), not ignored
             if k in d:
                 extra[k] = d[k]
         h = cls(**{k: d[k] for k in _REQUIRED}, **extra)
         return h.validate(LigFormatError, f"header at byte {PREFIX_SIZE}")
 
 
-_STEP_KEYS = ("pos_step", "chol_step", "colour_step")
+_STEP_KEYS = ("pos_step", "chol_step", "colour_step", "colour_matrix")
 
 
 def _map_head(n: int) -> bytes:
@@ -254,8 +269,12 @@ def steps_as_float32(values):
     return struct.unpack("<f", struct.pack("<f", float(values)))[0]
 
 
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _pos(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return _num(v) and v > 0
 
 
 @dataclass

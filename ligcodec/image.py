@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .codec.alpha import apply_mask, read_mask
-from .codec.batch import LIMIT_MESSAGES, OK, decode_chunks
+from .codec.batch import LIMIT_MESSAGES, OK, colour_mix, decode_chunks
 from .codec.tile import chunk_problem
 from .container import LigReader
 from .errors import LigFormatError, LigIndexError, LigInputError, LigSizeError
@@ -354,7 +354,7 @@ class LigImage:
                       np.array([self._origins[t] for _, t in keys], np.int64).reshape(-1, 2),
                       float(h.pos_step), np.asarray(h.chol_step, np.float64),
                       np.array([h.colour_step[lvl] for lvl, _ in keys], np.float64).reshape(len(keys), h.channels),
-                      h.colour_transform == "ycocg", h.tile, legacy, means, chol, cols, status, detail)
+                      *colour_mix(h), h.tile, legacy, means, chol, cols, status, detail)
         for i in np.flatnonzero(status != OK):
             lvl, t = keys[i]
             where = f"tile {t}, level {lvl}"

@@ -222,6 +222,16 @@ def _png_bit_depth(path) -> int | None:
     return head[24] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
+def subsample(src: Source, step: int, band: int = 1024) -> np.ndarray:
+    """``src[::step, ::step]`` as float32 in [0, 1], read a band of rows at a time (bounded memory)."""
+    from .model import as_float  # the renderer's imports are not needed to open a source
+
+    band = max(step, band // step * step)
+    rows = [as_float(src.read(0, y0, src.width, min(src.height, y0 + band))[::step, ::step])
+            for y0 in range(0, src.height, band)]
+    return np.concatenate(rows, 0)
+
+
 def open_source(image) -> Source:
     """A :class:`Source` for an array, a Source, or a path (TIFF lazily, other formats through Pillow)."""
     if isinstance(image, Source):

@@ -27,7 +27,7 @@ import numpy as np
 # Section 1 constants.
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
 VERSION_MAJOR = 2
-VERSION_MINOR = 1
+VERSION_MINOR = 4
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16777216
@@ -42,6 +42,7 @@ TABLE_PER_GAUSSIAN = 16
 LEGACY_TABLE_PER_BYTE = 64
 TABLE_MAX = 65536
 PRECISION = 24
+MAX_MATRIX_ENTRY = 2  # section 2, colour_matrix (2.4)
 
 
 # --------------------------------------------------------------------------- header
@@ -79,10 +80,17 @@ def _check_header(h, size):
     if not is_int(L) or not 1 <= L <= 8:
         raise ValueError(f"header: levels={L!r} out of range 1..8")
     ct = need("colour_transform")
-    if ct not in ("ycocg", "none"):
+    if ct not in ("ycocg", "matrix", "none"):
         raise ValueError(f"header: colour_transform={ct!r} unknown")
-    if ct == "ycocg" and c < 3:
-        raise ValueError(f"header: colour_transform 'ycocg' with {c} channel(s)")
+    if ct != "none" and c < 3:
+        raise ValueError(f"header: colour_transform {ct!r} with {c} channel(s)")
+    cm = h.get("colour_matrix")
+    if (ct == "matrix") != (cm is not None):
+        raise ValueError("header: colour_matrix goes with colour_transform 'matrix', and only with it")
+    if cm is not None and not (isinstance(cm, (list, tuple)) and len(cm) == 3
+                               and all(isinstance(r, (list, tuple)) and len(r) == 3 for r in cm)
+                               and all(is_num(v) and abs(v) <= MAX_MATRIX_ENTRY for r in cm for v in r)):
+        raise ValueError(f"header: colour_matrix={cm!r} not 3 x 3 numbers within MAX_MATRIX_ENTRY")
     ps = need("pos_step")
     if not is_num(ps) or ps <= 0:
         raise ValueError(f"header: pos_step={ps!r} not > 0")
@@ -334,6 +342,8 @@ def read_lig(path, backend="constriction", strict=False):
 
     pos_step = float(header["pos_step"])
     cstep = [float(v) for v in header["chol_step"]]
+    # Section 5: YCoCg's inverse, or the header's matrix.
+    mix = {"ycocg": None, "matrix": header.get("colour_matrix"), "none": None}[header["colour_transform"]]
     ycocg = header["colour_transform"] == "ycocg"
     chunks = {}
     expect_off = tpos + INDEX_ENTRY_SIZE * K
@@ -375,6 +385,11 @@ def read_lig(path, backend="constriction", strict=False):
             col[:, 0] = Y + Co - Cg
             col[:, 1] = Y + Cg
             col[:, 2] = Y - Co - Cg
+        elif mix is not None:
+            c0, c1, c2 = col[:, 0].copy(), col[:, 1].copy(), col[:, 2].copy()
+            for i in range(3):
+                m = [float(v) for v in mix[i]]
+                col[:, i] = (m[0] * c0 + m[1] * c1) + m[2] * c2
         # Section 4's limits on the dequantised Gaussians (section 7 rejects a chunk breaking one).
         lim = math.exp(MAX_LOG_SCALE)
         finite = np.isfinite(means).all() and np.isfinite(chol).all() and np.isfinite(col).all()

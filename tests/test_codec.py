@@ -230,6 +230,7 @@ def test_chunk_table_rejections():
 def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, chol_step=1.0, legacy=False):
     """``decode_chunks`` on ``chunks``: ``(means, chol, colours, first, status, detail)``."""
     from ligcodec.codec.batch import decode_chunks
+    from ligcodec.codec.colour import YCOCG_INVERSE
 
     lens = np.array([len(c) for c in chunks], np.int64)
     ends = np.cumsum(lens)
@@ -239,7 +240,8 @@ def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, cho
     status = np.full(k, -1, np.int8)
     detail = np.full((k, 4), -1, np.int64)
     decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, np.asarray(counts, np.int64), first,
-                  np.zeros((k, 2), np.int64), 1.0, np.full(3, chol_step), np.full((k, channels), colour_step), ycocg,
+                  np.zeros((k, 2), np.int64), 1.0, np.full(3, chol_step), np.full((k, channels), colour_step),
+                  np.asarray(YCOCG_INVERSE if ycocg else np.eye(3), np.float64), ycocg,
                   tile, legacy, means, chol, cols, status, detail)
     return means, chol, cols, first, status, detail
 
@@ -721,7 +723,7 @@ def test_progressive_header(progressive_pair):
     default, prog, _ = progressive_pair
     with ligcodec.open(default) as a, ligcodec.open(prog) as b:
         assert a.header.level0_scale is None and b.header.level0_scale == 0.25
-        assert a._reader.prefix.minor == b._reader.prefix.minor == container.VERSION_MINOR == 3
+        assert a._reader.prefix.minor == b._reader.prefix.minor == container.VERSION_MINOR == 4
         assert "fit" in b.header.encoder and b.header.encoder["fit"]["downsample"] == 4
 
 

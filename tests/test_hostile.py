@@ -291,3 +291,51 @@ def test_render_in_groups_changes_no_pixel(monkeypatch, tmp_path):
         got = [lig.read(s) for s in (1.0, 0.5, 1 / 3)] + [lig.read(1.0, (7, 9, 50, 40))]
     for a, b in zip(want, got):
         assert np.array_equal(a, b)
+
+
+def _with_header(path, out, **changes):
+    """``path``'s bytes with header entries replaced (``None`` removes one), the header CRC and
+    length fixed: a file that breaks only the header rule under test."""
+    data = path.read_bytes()
+    size = struct.unpack_from("<I", data, 12)[0]
+    d = msgpack.unpackb(data[PREFIX_SIZE : PREFIX_SIZE + size])
+    for k, v in changes.items():
+        if v is None:
+            d.pop(k, None)
+        else:
+            d[k] = v
+    head = msgpack.packb(d)
+    prefix = data[:12] + struct.pack("<II", len(head), crc32(head))
+    out.write_bytes(prefix + head + data[PREFIX_SIZE + size :])
+    return out
+
+
+@pytest.mark.parametrize("changes, what", [
+    ({"colour_matrix": None}, "colour_matrix must be given"),
+    ({"colour_matrix": [[1.0, 0.0, 0.0], [0.0, float("nan"), 0.0], [0.0, 0.0, 1.0]]}, "finite numbers within"),
+    ({"colour_matrix": [[3.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]}, "finite numbers within"),
+    ({"colour_matrix": [[1.0, 0.0], [0.0, 1.0]]}, "3 rows of 3"),
+    ({"colour_transform": "ycocg"}, "only then"),
+    ({"channels": 1, "colour_step": [[0.01]]}, "not allowed with 1 channel"),
+])
+def test_bad_colour_matrix_is_refused(tmp_path, changes, what):
+    """SCENARIO: a 2.4 file whose colours are coded in a matrix basis, its header re-packed (CRC
+    fixed) with the matrix missing, holding a NaN, an entry above MAX_MATRIX_ENTRY or two rows of
+    two, with the matrix kept under "ycocg", or with one channel.
+    EXPECTED RESULT: open() refuses it with a LigFormatError naming the header and the rule; the
+    spec-only reader refuses it too."""
+    from ligcodec.codec import colour
+    from tests.spec_reader import read_lig
+
+    src = tmp_path / "good.lig"
+    h = _header(32, 32, 32)
+    h.colour_transform, h.colour_matrix = "matrix", [list(r) for r in colour.klt_matrix(np.diag([3.0, 2.0, 1.0]))]
+    _write(src, h, [[_chunk(4)]])
+    with ligcodec.open(src) as img:
+        assert img.header.colour_transform == "matrix"
+        img.read()
+    bad = _with_header(src, tmp_path / "bad.lig", **changes)
+    with pytest.raises(LigFormatError, match=rf"header at byte 20: .*{what}"):
+        ligcodec.open(bad)
+    with pytest.raises(ValueError):
+        read_lig(bad)

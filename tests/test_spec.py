@@ -12,8 +12,10 @@ import ligcodec
 from .spec_reader import apply_alpha_full, read_lig, render_full, to_samples
 
 
-def _image(h, w, channels, depth, seed):
-    """Smooth gradients, a few soft blobs and some texture: something a fit has to work at."""
+def _image(h, w, channels, depth, seed, tinted=False):
+    """Smooth gradients, a few soft blobs and some texture: something a fit has to work at.
+    ``tinted``: one such plane along a colour direction far from YCoCg's axes, plus a little noise
+    (the encoder then codes colours in a matrix basis, 2.4)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w] / max(h, w)
     planes = []
@@ -24,6 +26,10 @@ def _image(h, w, channels, depth, seed):
             p += rng.uniform(-0.3, 0.3) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
         p += rng.normal(0, 0.02, p.shape)
         planes.append(np.clip(p, 0, 1))
+    if tinted:
+        tint = 1.5 * np.array([0.8, -0.5, 0.33])[:channels]
+        noise = rng.normal(0, 0.001, (h, w, channels))
+        planes = list(np.moveaxis(np.clip(0.5 + (planes[0][..., None] - 0.3) * tint + noise, 0, 1), -1, 0))
     img = np.stack(planes, -1) * (2**depth - 1)
     img = np.round(img).astype(np.uint8 if depth == 8 else np.uint16)
     return img[..., 0] if channels == 1 else img
@@ -31,7 +37,8 @@ def _image(h, w, channels, depth, seed):
 
 # (height, width, channels, bit depth, progressive): 2x1 tiles of 256 with a partial one, grey
 # 16-bit, RGBA, and a progressive file (format 2.1's level0_scale).
-CASES = [(200, 300, 3, 8, False), (80, 96, 1, 16, False), (80, 96, 4, 8, False), (80, 96, 3, 8, True)]
+CASES = [(200, 300, 3, 8, False, False), (80, 96, 1, 16, False, False), (80, 96, 4, 8, False, False),
+         (80, 96, 3, 8, True, False), (120, 160, 3, 16, False, True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,8 +144,8 @@ def _over_bound(ours_float, decoded, raw=None):
     return np.abs(ours - theirs) > bound, ours, theirs, bound
 
 
-@pytest.mark.parametrize("h, w, channels, depth, progressive", CASES)
-def test_spec_reader_decodes_like_ligcodec(tmp_path, h, w, channels, depth, progressive):
+@pytest.mark.parametrize("h, w, channels, depth, progressive, tinted", CASES)
+def test_spec_reader_decodes_like_ligcodec(tmp_path, h, w, channels, depth, progressive, tinted):
     """SCENARIO: ligcodec encodes an image; the spec-only reader decodes the file.
     EXPECTED RESULT: every chunk holds the same Gaussians as ligcodec decodes (positions and colours
     to float rounding, the covariance factor to 1e-12: the two take exp() from different
@@ -149,12 +156,14 @@ def test_spec_reader_decodes_like_ligcodec(tmp_path, h, w, channels, depth, prog
     float64, so a value within float error of a half may round either way). No tolerance counts
     how many samples differ: that number depends on how many happen to lie near a half, which
     changes with the file (an AVX2 build encodes other bytes than an AVX-512 one: in the 16-bit
-    case 1.15 % of the samples differ on AVX2, 0.96 % on AVX-512)."""
-    img = _image(h, w, channels, depth, seed=h + channels)
+    case 1.15 % of the samples differ on AVX2, 0.96 % on AVX-512). The tinted case's colours are
+    coded in a matrix basis (2.4), the others' in YCoCg or as they are."""
+    img = _image(h, w, channels, depth, seed=h + channels, tinted=tinted)
     path = tmp_path / "x.lig"
     ligcodec.encode(img, path, gaussians=400, effort=1, workers=1, progressive=progressive)
     dec = read_lig(path)
     hd = dec["header"]
+    assert hd["colour_transform"] == ("matrix" if tinted else "ycocg" if channels >= 3 else "none")
     assert (hd["width"], hd["height"], hd["channels"], hd["bit_depth"]) == (w, h, channels, depth)
     assert hd.get("level0_scale") == (0.25 if progressive else None)
     with ligcodec.open(path) as lig:

@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from ..container import MAX_AMPLITUDE, MAX_LOG_SCALE, MAX_POSITION, MAX_TILE_WORK
+from .colour import YCOCG_INVERSE
 from .dequant import dequantise_chol_into
 from .tile import BAD_TABLE, BAD_WORDS, OK, check_empty, decode_symbols
 
@@ -60,13 +61,22 @@ def _check_limits(means, chol, colours, r0, n, ox, oy, tile_area):
     return OK
 
 
+def colour_mix(header) -> tuple[np.ndarray, bool]:
+    """:func:`decode_chunks`'s ``mix, mixed`` for a header's colour transform (section 5)."""
+    if header.colour_transform == "none":
+        return np.eye(3), False
+    m = YCOCG_INVERSE if header.colour_transform == "ycocg" else header.colour_matrix
+    return np.ascontiguousarray(m, np.float64), True
+
+
 @numba.njit(cache=True, parallel=True)
-def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_step, colour_steps, ycocg, tile,
+def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_step, colour_steps, mix, mixed, tile,
                   legacy, means, chol, colours, status, detail):
     """Decode chunk ``c`` (bytes ``data[starts[c]:ends[c]]``, ``counts[c]`` Gaussians, tile
     origin ``origins[c]``, colour steps ``colour_steps[c] [C]``) into rows ``first[c]:`` of
     ``means [N, 2]`` (float64, image pixels), ``chol [N, 3]`` (float64) and ``colours [N, C]``
-    (float32, inverse colour transform applied when ``ycocg``). ``status[c]`` gets OK or the
+    (float32; when ``mixed``, channels 0..2 are the inverse colour matrix ``mix [3, 3]`` applied,
+    section 5: YCoCg's is :data:`~ligcodec.codec.colour.YCOCG_INVERSE`). ``status[c]`` gets OK or the
     reason the chunk was rejected (its stream table or words, then ``detail[c] [4]`` holds the
     detail of :func:`.tile.decode_symbols`; or the limits of the spec's section 4 on the
     dequantised Gaussians of a ``tile``-px tile); its rows are then undefined."""
@@ -92,11 +102,10 @@ def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_ste
                                  chol_step[0], chol_step[1], chol_step[2], chol, r)
             for ch in range(nch):
                 coded[ch] = out[5 + ch, j] * colour_steps[c, ch]
-            if ycocg:
-                y, co, cg = coded[0], coded[1], coded[2]
-                coded[0] = y + co - cg
-                coded[1] = y + cg
-                coded[2] = y - co - cg
+            if mixed:
+                c0, c1, c2 = coded[0], coded[1], coded[2]
+                for i in range(3):  # the spec's order of operations
+                    coded[i] = (mix[i, 0] * c0 + mix[i, 1] * c1) + mix[i, 2] * c2
             for ch in range(nch):
                 colours[r, ch] = np.float32(coded[ch])
         status[c] = _check_limits(means, chol, colours, r0, n, ox, oy, np.float64(tile) * tile)

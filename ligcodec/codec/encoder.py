@@ -28,8 +28,9 @@ from ..fit.tiles import (fit_tile, render_parts, single_threaded, split_by_energ
 from ..model import as_float, tile_grid
 from ..render import Gaussians
 from ..runner import local_pool, run_unordered
-from ..source import Window
+from ..source import Window, subsample
 from .alpha import mask_chunks
+from .colour import MATRIX_STEP_GAIN, choose_transform
 from .journal import Journal, tile_digest
 from .quantise import QuantSteps, adaptive_steps, quantise_tile
 from .seams import choose_threshold
@@ -214,7 +215,7 @@ def fit_tile_task(window, n, cfg: FitConfig, seed):
                 tile_digest(pixels))
 
 
-def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transform: str,
+def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transform,
                    quant_lsq: int = DEFAULT_QUANT_LSQ, refine: int = 0):
     """Pass 2: quantise and code one fitted tile whose budget was ``n`` (``packed`` as
     :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, pixel
@@ -308,7 +309,7 @@ class _Job:
     src: object
     settings: EncodeSettings
     depth: int
-    transform: str
+    transform: str | tuple  # "none", "ycocg" or the inverse matrix (colour.choose_transform)
     info: dict  # everything that changes the bytes except the quantiser steps (they follow from the fits)
     key: str  # the journal's: the settings and the input's identity
     tiles: list
@@ -320,7 +321,7 @@ class _Job:
         """The settings and header checked, the tiles laid out."""
         w, h, nch = src.width, src.height, src.channels
         depth = 8 if src.bit_depth == 32 else src.bit_depth
-        transform = "ycocg" if nch >= 3 else "none"
+        transform = _colour_transform(src, gaussians) if s.quant is None else ("ycocg" if nch >= 3 else "none")
         # The header gets only the fit settings that differ from what the effort implies (every
         # byte counts at low rates: the full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp).
         # The journal's key takes them all against the plain defaults, so that a resume never
@@ -347,10 +348,12 @@ class _Job:
 
     def header(self, steps: QuantSteps) -> Header:
         src, cfg = self.src, self.settings.cfg
-        header = Header(src.width, src.height, src.channels, self.depth, cfg.tile, cfg.levels, self.transform,
-                        steps.pos_step, list(steps.chol_step), [list(map(float, r)) for r in steps.colour_step],
-                        encoder=dict(self.info), metadata=self.settings.metadata,
-                        level0_scale=self.settings.level0_scale)
+        matrix = None if isinstance(self.transform, str) else [list(r) for r in self.transform]
+        header = Header(src.width, src.height, src.channels, self.depth, cfg.tile, cfg.levels,
+                        "matrix" if matrix else self.transform, steps.pos_step, list(steps.chol_step),
+                        [list(map(float, r)) for r in steps.colour_step], encoder=dict(self.info),
+                        metadata=self.settings.metadata, level0_scale=self.settings.level0_scale,
+                        colour_matrix=matrix)
         header.validate(LigInputError, "encode settings")
         if len(header.pack()) > MAX_HEADER_SIZE // 2:
             raise LigInputError(f"the header would take {len(header.pack())} bytes; shorten the metadata")
@@ -427,7 +430,7 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
     history = [tuple(h) for h in journal.history]
     shift = journal.shift if journal.history else s.step_shift  # resumed in a later round: its shift
     while True:
-        steps = choose_steps(s.quant, rmse, s.cfg.levels, nch, shift)
+        steps = choose_steps(s.quant, rmse, s.cfg.levels, nch, shift, job.transform)
         _code_pass(job, journal, budgets, steps, where, tally)
         recs = [journal.tiles[t] for t in range(len(job.tiles))]
         header, chunks = _final_header(job, steps, recs)
@@ -532,17 +535,33 @@ def _check_unchanged(t, tile, recorded, now):
 
 
 def choose_steps(quant: QuantSteps | None, fit_rmse: float | None, levels: int, channels: int,
-                 shift: int = 0) -> QuantSteps:
+                 shift: int = 0, transform="ycocg") -> QuantSteps:
     """The quantiser steps: ``quant`` if given, else the defaults scaled to the fit's RMS error
     times ``2^(shift/8)`` (:func:`~ligcodec.codec.quantise.adaptive_steps`; the defaults while it
-    is not known). The encoder's own steps are float32 numbers, which the header stores in 5 bytes
+    is not known), the colour steps times :data:`~ligcodec.codec.colour.MATRIX_STEP_GAIN` with
+    a matrix ``transform``. The encoder's own steps are float32 numbers, which the header stores in 5 bytes
     each, not 9 (:meth:`~ligcodec.container.Header.pack`); ``quant`` is kept as given."""
     if quant is not None:
         return quant.for_image(levels, channels)
     s = (QuantSteps() if fit_rmse is None else adaptive_steps(QuantSteps(), fit_rmse * 2 ** (shift / 8)))
     s = s.for_image(levels, channels)
+    if not isinstance(transform, str):
+        s = s.scaled(1.0, MATRIX_STEP_GAIN)
     pos, chol, colour = steps_as_float32([s.pos_step, list(s.chol_step), s.colour_step])
     return QuantSteps(pos, tuple(chol), colour)
+
+
+#: :func:`_colour_transform` estimates the colour statistics on a subsample of about this many pixels.
+COLOUR_SAMPLE_PIXELS = 250_000
+
+
+def _colour_transform(src, gaussians: int):
+    """The colour transform of an encode (:func:`~ligcodec.codec.colour.choose_transform`), from a
+    subsample of the image (for RGB only: the matrix pays where channels correlate weakly)."""
+    if src.channels < 3:
+        return "none"
+    step = max(1, int(math.sqrt(src.width * src.height / COLOUR_SAMPLE_PIXELS)))
+    return choose_transform(subsample(src, step), src.channels, gaussians)
 
 
 def journal_path(path) -> Path:

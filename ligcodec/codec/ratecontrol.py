@@ -36,8 +36,7 @@ from ..fit.init import box_blur
 from ..fit.plan import FitConfig
 from ..fit.tiles import resolve_budget
 from ..io import check_output_dir
-from ..model import as_float
-from ..source import open_source
+from ..source import open_source, subsample
 from .encoder import (DEFAULT_EFFORT, RATE_SIZE_PER_SHIFT, EncodeResult, EncodeSettings, TooLarge, encode_settings,
                       encode_tiles)
 from .quantise import QuantSteps
@@ -237,14 +236,6 @@ def gaussians_for_bpp(src, bpp: float, cfg: FitConfig, shift: int = 0) -> int:
         bpg = a + b * math.log2(proxy) + c * math.log2(ppg) - 5.0 * (3 - min(nch, 3))  # ~5 bits a colour channel
         g = bits / float(np.clip(bpg * (1 - RATE_SIZE_PER_SHIFT) ** shift, 20.0, 90.0))
     return max(1, int(g))
-
-
-def subsample(src, step: int, band: int = 1024) -> np.ndarray:
-    """``src[::step, ::step]`` as float32, read a band of rows at a time (bounded memory)."""
-    band = max(step, band // step * step)
-    rows = [as_float(src.read(0, y0, src.width, min(src.height, y0 + band))[::step, ::step])
-            for y0 in range(0, src.height, band)]
-    return np.concatenate(rows, 0)
 
 
 def encode_for_psnr(image, path, target: float, *, max_passes: int = 4, tolerance: float = 0.2,
