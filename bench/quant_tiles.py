@@ -122,13 +122,8 @@ def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
 
 
 def klt_basis(target) -> np.ndarray:
-    """Orthonormal [3, 3] basis (columns) of the colour covariance of ``target``'s detail (a 2x2
-    second difference), largest component first, each column's sign fixed (largest entry > 0)."""
-    t = np.asarray(target, np.float64)
-    d = (t[2:, 2:] + t[:-2, :-2] - t[2:, :-2] - t[:-2, 2:]).reshape(-1, t.shape[-1])
-    w, v = np.linalg.eigh(np.cov(d.T) + 1e-12 * np.eye(d.shape[1]))
-    v = v[:, ::-1]
-    return v * np.sign(v[np.abs(v).argmax(0), range(v.shape[1])])
+    """The encoder's KLT basis (columns) for ``target``'s colour detail, as an array."""
+    return np.asarray(colour.klt_matrix(colour.detail_covariance(target)), np.float64)
 
 
 def _deadzone(t):

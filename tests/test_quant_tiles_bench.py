@@ -43,7 +43,7 @@ def test_klt_variant_codes_in_an_orthonormal_colour_basis(rng):
     g.colours[:] = (rng.normal(0, 0.3, (60, 1)) * direction + rng.normal(0, 0.01, (60, 3))).astype(np.float32)
     target = _render_local(g, (40, 40, 3), 1.0)
     v = quant_tiles.klt_basis(target)
-    np.testing.assert_allclose(v.T @ v, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(v.T @ v, np.eye(3), atol=1e-6)  # float32 entries, as the header stores them
     assert abs(v[:, 0] @ direction) > 0.99
     steps = QuantSteps(chol_step=(1 / 8, 1 / 4, 1 / 8), colour_step=[[1 / 512] * 3, [1 / 512] * 3])
     got, _ = quant_tiles.quantise_variant(g, target, 1.0, steps, 1, "klt", 1.0)
