@@ -235,7 +235,8 @@ class Header:
         if missing:
             raise LigFormatError(f"header at byte {PREFIX_SIZE} lacks required keys {missing}")
         extra = {k: d[k] for k in ("encoder", "metadata") if isinstance(d.get(k), dict)}
-        for k in ("level0_scale", "alpha_mask", "deblock", "colour_matrix"):  # an invalid value is rejected by validate(), not ignored
+        # An invalid value is rejected by validate(), not ignored.
+        for k in ("level0_scale", "alpha_mask", "deblock", "colour_matrix"):
             if k in d:
                 extra[k] = d[k]
         h = cls(**{k: d[k] for k in _REQUIRED}, **extra)

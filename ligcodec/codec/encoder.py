@@ -321,7 +321,8 @@ class _Job:
         """The settings and header checked, the tiles laid out."""
         w, h, nch = src.width, src.height, src.channels
         depth = 8 if src.bit_depth == 32 else src.bit_depth
-        transform = _colour_transform(src, gaussians) if s.quant is None else ("ycocg" if nch >= 3 else "none")
+        # A user's steps (quant=) were chosen for YCoCg; otherwise the image's statistics decide.
+        transform = _colour_transform(src, gaussians) if s.quant is None else "ycocg" if nch >= 3 else "none"
         # The header gets only the fit settings that differ from what the effort implies (every
         # byte counts at low rates: the full dump was ~500 bytes, 4 % of a Kodak file at 0.25 bpp).
         # The journal's key takes them all against the plain defaults, so that a resume never
@@ -557,7 +558,8 @@ COLOUR_SAMPLE_PIXELS = 250_000
 
 def _colour_transform(src, gaussians: int):
     """The colour transform of an encode (:func:`~ligcodec.codec.colour.choose_transform`), from a
-    subsample of the image (for RGB only: the matrix pays where channels correlate weakly)."""
+    subsample of the image (colour images only: the matrix pays where the colour detail lies off
+    YCoCg's axes, as in aerial and pathology images)."""
     if src.channels < 3:
         return "none"
     step = max(1, int(math.sqrt(src.width * src.height / COLOUR_SAMPLE_PIXELS)))
