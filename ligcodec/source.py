@@ -41,6 +41,10 @@ class Source:
     def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:  # [y1-y0, x1-x0, C]
         raise NotImplementedError
 
+    def __getstate__(self):
+        # A task's source travels without the cached subsamples (:func:`subsample`).
+        return {k: v for k, v in self.__dict__.items() if k != "_subsamples"}
+
     def identity(self) -> bytes:
         """Bytes that change when the pixels change (the key under which a resumable encode
         keeps its finished tiles)."""
@@ -134,7 +138,7 @@ class TiffSource(Source):
         self.check(str(path))
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_z"} | {"_z": None}
+        return {k: v for k, v in super().__getstate__().items() if k != "_z"} | {"_z": None}
 
     def _array(self):
         if self._z is None:
@@ -223,13 +227,19 @@ def _png_bit_depth(path) -> int | None:
 
 
 def subsample(src: Source, step: int, band: int = 1024) -> np.ndarray:
-    """``src[::step, ::step]`` as float32 in [0, 1], read a band of rows at a time (bounded memory)."""
+    """``src[::step, ::step]`` as float32 in [0, 1], read a band of rows at a time (bounded memory).
+    Kept on ``src`` (read-only), so that the passes of one encode (``psnr=``, a retry under the raw
+    size, the colour choice of each) read a large TIFF once for it, not once per pass."""
     from .model import as_float  # the renderer's imports are not needed to open a source
 
-    band = max(step, band // step * step)
-    rows = [as_float(src.read(0, y0, src.width, min(src.height, y0 + band))[::step, ::step])
-            for y0 in range(0, src.height, band)]
-    return np.concatenate(rows, 0)
+    cache = src.__dict__.setdefault("_subsamples", {})
+    if step not in cache:
+        band = max(step, band // step * step)
+        rows = [as_float(src.read(0, y0, src.width, min(src.height, y0 + band))[::step, ::step])
+                for y0 in range(0, src.height, band)]
+        cache[step] = np.concatenate(rows, 0)
+        cache[step].flags.writeable = False
+    return cache[step]
 
 
 def open_source(image) -> Source:

@@ -328,3 +328,30 @@ def test_16bit_colour_png_keeps_all_bits(tmp_path):
     np.testing.assert_array_equal(got, a)
     write_image(tmp_path / "out.png", a)
     np.testing.assert_array_equal(read_image(tmp_path / "out.png"), a)
+
+
+def test_subsample_is_read_once_per_source_and_never_shipped(tmp_path):
+    """SCENARIO: the count model and the colour choice of several encode passes ask one TIFF
+    source for the same subsample; the source is then pickled, as it is for a worker's task.
+    EXPECTED RESULT: the file is read for it once; later calls return the same read-only array;
+    the pickled source carries no subsample (and still reads the same pixels)."""
+    import pickle
+
+    from ligcodec.source import subsample
+
+    img = (np.arange(300 * 200 * 3) % 251).astype(np.uint8).reshape(300, 200, 3)
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, img, tile=(64, 64))
+    src = open_source(path)
+    calls = []
+    read = src.read
+    src.read = lambda *a: calls.append(a) or read(*a)
+    first = subsample(src, 2)
+    n = len(calls)
+    assert n > 0 and subsample(src, 2) is first and len(calls) == n
+    assert not first.flags.writeable
+    np.testing.assert_array_equal(first, img[::2, ::2] / np.float32(255))
+    del src.read
+    back = pickle.loads(pickle.dumps(src))
+    assert "_subsamples" not in back.__dict__
+    np.testing.assert_array_equal(back.read(0, 0, 10, 10), img[:10, :10])
