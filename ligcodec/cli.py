@@ -105,7 +105,8 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
     config = FitConfig(levels=levels)
-    report = _EncodeProgress(output, quiet, -(-src.width // config.tile) * -(-src.height // config.tile))
+    tile = config.for_image(src.width, src.height).tile
+    report = _EncodeProgress(output, quiet, -(-src.width // tile) * -(-src.height // tile))
     try:
         r = encode_image(src, output, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr, density=density,
                          seed=seed, workers=workers,

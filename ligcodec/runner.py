@@ -1,7 +1,8 @@
 """Where tile tasks run: this process, a local process pool, or a Dask distributed cluster.
 
-Tiles are independent and each runs single-threaded (:func:`ligcodec.fit.tiles.single_threaded`),
-so where a task runs never changes its result. :func:`run_unordered` yields ``(key, result)`` as
+Tiles are independent, and their results do not depend on where they run or on how many threads
+run them (:func:`ligcodec.fit.tiles.single_threaded`). A local pool's worker whose peers are idle
+(the last tiles of a pass) lends their cores to its tile (:func:`rebalance_threads`). :func:`run_unordered` yields ``(key, result)`` as
 tasks finish and keeps only a few tasks in flight per worker, so task inputs (tile pixels) are
 created lazily and memory does not grow with the image.
 """
@@ -17,6 +18,41 @@ from .errors import LigInputError
 
 #: Tasks in flight per worker: enough to keep workers busy while results are collected.
 IN_FLIGHT_PER_WORKER = 2
+
+#: In a local pool's worker: (count of the pool's workers running a task, the pool's size).
+_pool_share = None
+
+
+def _init_worker(busy, workers):
+    global _pool_share
+    _pool_share = (busy, workers)
+
+
+def _counted(fn, *args):
+    """Run a task in a pool worker, counted as busy while it runs (:func:`rebalance_threads`)."""
+    busy = _pool_share[0]
+    with busy.get_lock():
+        busy.value += 1
+    try:
+        return fn(*args)
+    finally:
+        with busy.get_lock():
+            busy.value -= 1
+
+
+def rebalance_threads() -> None:
+    """In a local pool's worker, run numba's kernels on the pool's cores over its busy workers: a
+    tile that runs alone (the last of a pass: a 768x512 image has only two 512-px tiles, of
+    unequal size) is not left on one core while the others idle. Called between a fit's steps.
+    Does nothing elsewhere (this process, Dask: one thread per task there, as the caller set)."""
+    if _pool_share is None:
+        return
+    import numba
+
+    busy, workers = _pool_share
+    want = min(numba.config.NUMBA_NUM_THREADS, max(1, workers // max(1, busy.value)))
+    if numba.get_num_threads() != want:
+        numba.set_num_threads(want)
 
 
 def run_unordered(fn: Callable, tasks: Iterable, workers: int = 0, scheduler=None, pool=None) -> Iterator:
@@ -42,7 +78,9 @@ def _new_pool(workers):
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: numba's (and torch's) thread pools are running, and forking those deadlocks.
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    ctx = mp.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(ctx.Value("i", 0), workers))
 
 
 @contextmanager
@@ -78,7 +116,7 @@ def _run_pool(fn, tasks, workers, shared=None):
                     exhausted = True
                     break
                 try:
-                    pending[pool.submit(fn, *item[1])] = item
+                    pending[pool.submit(_counted, fn, *item[1])] = item
                 except BrokenProcessPool:
                     retry.append(item)
                     raise

@@ -100,6 +100,70 @@ def test_fit_is_deterministic_for_a_seed():
     assert not np.array_equal(a.levels[1][0].means, c.levels[1][0].means)
 
 
+def test_auto_tile_takes_large_tiles_that_two_processes_share_evenly():
+    """SCENARIO: images of several sizes with the default tile (0: chosen per image).
+    EXPECTED RESULT: 512-px tiles where the grid splits evenly over two processes (large images),
+    384 for a 768x512 photo (two 512-px tiles would be one twice the other), 256 for small ones;
+    a tile the user sets is kept."""
+    from ligcodec.fit.plan import auto_tile
+
+    assert auto_tile(1024, 1024) == 512 and auto_tile(40000, 30000) == 512 and auto_tile(1404, 936) == 512
+    assert auto_tile(768, 512) == 384 and auto_tile(512, 768) == 384
+    assert auto_tile(512, 256) == 256 and auto_tile(100, 50) == 256
+    assert FitConfig().for_image(768, 512).tile == 384
+    assert FitConfig(tile=64).for_image(768, 512).tile == 64
+    m = ligcodec.fit(smooth_image(520, 1040), 300, workers=1, steps=2, lsq_iters=1)
+    assert m.tile == 512 and m.n_tiles == 6
+
+
+def test_fit_threads_same_bits():
+    """SCENARIO: one tile fitted with one numba thread and with two (a pool worker whose peer is
+    idle takes its core: runner.rebalance_threads).
+    EXPECTED RESULT: the same Gaussians bit for bit, so where and how a tile runs never changes a file."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    img = smooth_image(48, 80)
+    before = numba.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            g = fit_level(img, 120, settings=FitSettings(steps=40, lsq_iters=5), seed=2)
+            out.append(np.concatenate([g.means.ravel(), g.chol.ravel(), g.colours.ravel().astype(np.float64)]))
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(out[0], out[1])
+
+
+def test_rebalance_threads_lends_idle_cores_to_a_lone_task(monkeypatch):
+    """SCENARIO: a pool worker of a two-worker pool, with one and then two of its workers busy.
+    EXPECTED RESULT: two numba threads while it runs alone, one when both run; nothing outside a pool."""
+    import multiprocessing as mp
+
+    import numba
+
+    from ligcodec import runner
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        runner.rebalance_threads()  # not in a pool: untouched
+        assert numba.get_num_threads() == 1
+        busy = mp.get_context("spawn").Value("i", 1)
+        monkeypatch.setattr(runner, "_pool_share", (busy, 2))
+        runner.rebalance_threads()
+        assert numba.get_num_threads() == 2
+        busy.value = 2
+        runner.rebalance_threads()
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_model_save_load_round_trip(tmp_path):
     img = smooth_image(40, 70)
     m = ligcodec.fit(img, 150, config=FitConfig(tile=32, workers=1, level=FitSettings(**FAST)))
@@ -173,7 +237,7 @@ def test_bad_budgets_are_rejected(kw):
 
 @pytest.mark.parametrize("kw, words", [({"levels": 3}, "levels must be 1 or 2"),
                                        ({"downsample": 3}, "downsample must be 2, 4 or 8"),
-                                       ({"tile": 8}, "tile must be >= 16"),
+                                       ({"tile": 8}, "or >= 16"),
                                        ({"tile": 36, "downsample": 8}, "multiple of downsample"),
                                        ({"level0_fraction": 1.0}, "level0_fraction must be in (0, 1)"),
                                        ({"level0_fraction": 0}, "level0_fraction must be in (0, 1)"),

@@ -193,7 +193,8 @@ def raw_size(width: int, height: int, channels: int, bit_depth: int) -> int:
 
 def _overhead(src, cfg: FitConfig) -> int:
     """Bytes a file of ``src`` spends besides the Gaussians' symbols (:data:`FIXED_BYTES`)."""
-    chunks = cfg.levels * math.ceil(src.width / cfg.tile) * math.ceil(src.height / cfg.tile)
+    tile = cfg.for_image(src.width, src.height).tile
+    chunks = cfg.levels * math.ceil(src.width / tile) * math.ceil(src.height / tile)
     return FIXED_BYTES + CHUNK_BYTES * chunks
 
 

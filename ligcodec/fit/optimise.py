@@ -20,6 +20,7 @@ from ..render import Gaussians
 from ..render import kernels
 from ..render.contract import CUTOFF_Q, aa_variance
 from ..render.raster import rasterize, rasterize_backward
+from ..runner import rebalance_threads
 from .init import box_blur, init_gaussians
 from .lsq import solve_colours
 
@@ -100,13 +101,15 @@ class Adam:
 def loss_grads(means, chol, cols, target, scale):
     """Mean squared error of the render of ``(means, chol, cols)`` at ``scale`` against ``target``,
     the render, and the error's gradients with respect to each of the three (numba kernels)."""
+    rebalance_threads()
     h, w, _ = target.shape
     k = aa_variance(scale)
     params, cols_s = kernels.project(means, chol, cols, scale, k, CUTOFF_Q)
     out = rasterize(params, cols_s, (0, 0, w, h))
     resid = out - target
     loss = float(np.mean(resid * resid))
-    g_ms, g_conic, g_cs = rasterize_backward(params, cols_s, (0, 0, w, h), resid * (2.0 / resid.size))
+    resid *= 2.0 / resid.size  # in place: a 512-px tile's residual is 3 MB
+    g_ms, g_conic, g_cs = rasterize_backward(params, cols_s, (0, 0, w, h), resid)
     g = kernels.project_backward(chol, cols.astype(np.float64), scale, k, g_ms, g_conic, g_cs)
     return loss, out, g
 

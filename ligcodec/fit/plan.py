@@ -10,7 +10,7 @@ Gaussian budget into its levels: how many Gaussians each gets and the resolution
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class FitConfig:
     # rate (0.25 / 0.5 / 1 bpp, Kodak quick set) over 0.125, and a higher fit PSNR at equal count.
     level0_fraction: float = 0.03
     downsample: int = 2  # level 0 fits the image area-averaged over downsample^2 blocks
-    tile: int = 256
+    tile: int = 0  # tile edge in full-res pixels; 0: chosen per image (auto_tile)
     # The split of the budget between tiles (fit/tiles.split_by_energy): content_weight of it by
     # content (the tile's area x its mean gradient energy ^ content_power), the rest by area, and no
     # tile under content_floor x its area share. Measured in bench/fit.py on medium images
@@ -47,9 +47,9 @@ class FitConfig:
             raise LigInputError(f"levels must be 1 or 2, got {self.levels}")
         if self.downsample not in (2, 4, 8):
             raise LigInputError(f"downsample must be 2, 4 or 8, got {self.downsample}")
-        if self.tile < 16 or self.tile % self.downsample:
-            raise LigInputError(f"tile must be >= 16 and a multiple of downsample ({self.downsample}), "
-                                f"got {self.tile}")
+        if self.tile and (self.tile < 16 or self.tile % self.downsample):
+            raise LigInputError(f"tile must be 0 (chosen per image) or >= 16 and a multiple of downsample "
+                                f"({self.downsample}), got {self.tile}")
         if not 0 <= self.content_weight <= 1:
             raise LigInputError(f"content_weight must be in [0, 1], got {self.content_weight}")
         if not 0 <= self.content_power <= 4:
@@ -58,6 +58,40 @@ class FitConfig:
             raise LigInputError(f"content_floor must be in [0, 1], got {self.content_floor}")
         if not 0 < self.level0_fraction < 1:
             raise LigInputError(f"level0_fraction must be in (0, 1), got {self.level0_fraction}")
+
+
+    def for_image(self, width: int, height: int) -> FitConfig:
+        """These settings with the tile edge that ``tile = 0`` leaves to :func:`auto_tile`."""
+        return self if self.tile else replace(self, tile=auto_tile(width, height))
+
+
+#: The tile edges :func:`auto_tile` picks from, largest first.
+AUTO_TILES = (512, 384, 256)
+#: ... and how far from even the split of a grid's pixels over two processes may be.
+AUTO_TILE_BALANCE = 1.15
+
+
+def auto_tile(width: int, height: int) -> int:
+    """The tile edge of an image: the largest of :data:`AUTO_TILES` whose tiles split over two
+    processes (the standard machine's cores) within :data:`AUTO_TILE_BALANCE` of even, pixel
+    for pixel (largest tile first to the less loaded), else the smallest.
+
+    Large tiles: each chunk costs ~64 bytes of index entry, stream table and coder flush, and a
+    tile border needs extra Gaussians (they are drawn inside their own tile only); 512 px instead
+    of 256 measured -4 BD-rate points on the Kodak quick set (BENCHMARKS.md, 2026-12-05). But a
+    768 x 512 image has only two 512-px tiles, one twice the other: the encode then waits on the
+    large one (+25 % time, even with the idle core lent to it: runner.rebalance_threads), so it
+    takes 384-px tiles (-2 points). The result depends on the image's size alone, never on the
+    machine."""
+    for t in AUTO_TILES:
+        cols = [min(t, width - x) for x in range(0, width, t)]
+        rows = [min(t, height - y) for y in range(0, height, t)]
+        load = [0, 0]
+        for a in sorted((c * r for c in cols for r in rows), reverse=True):
+            load[load[1] < load[0]] += a
+        if max(load) <= AUTO_TILE_BALANCE * width * height / 2:
+            return t
+    return AUTO_TILES[-1]
 
 
 def tile_seed(seed: int, tile: int) -> int:

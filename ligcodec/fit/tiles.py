@@ -140,6 +140,7 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
         cfg = FitConfig(**{**asdict(cfg), "level": FitSettings(**{**asdict(cfg.level), **level_settings})})
     img, depth = to_float_image(image)
     h, w, nch = img.shape
+    cfg = cfg.for_image(w, h)
     gaussians = resolve_budget(w, h, gaussians, density)
     budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight, cfg.content_power, cfg.content_floor)
     tiles = list(tile_grid(w, h, cfg.tile))
@@ -172,8 +173,11 @@ def run_tasks(tasks, workers, fn=None):
 
 @contextmanager
 def single_threaded():
-    """One thread per tile whatever runs it (this process, a pool worker or a Dask worker), so
-    results are bit-identical everywhere: another thread count changes summation orders."""
+    """One thread per tile whatever runs it (this process, a pool worker or a Dask worker): the
+    tiles are the parallel work. numba's kernels give the same bits on any thread count (each
+    pixel and each Gaussian sums in a fixed order; ``test_fit_threads_same_bits``), so a pool
+    worker may take idle cores (:func:`~ligcodec.runner.rebalance_threads`); torch's would not, and
+    its backend keeps one thread."""
     import numba
 
     torch = sys.modules.get("torch")  # only the torch backend imports it
