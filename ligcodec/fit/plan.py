@@ -77,12 +77,11 @@ def auto_tile(width: int, height: int) -> int:
     for pixel (largest tile first to the less loaded), else the smallest.
 
     Large tiles: each chunk costs ~64 bytes of index entry, stream table and coder flush, and a
-    tile border needs extra Gaussians (they are drawn inside their own tile only); 512 px instead
-    of 256 measured -4 BD-rate points on the Kodak quick set (BENCHMARKS.md, 2026-12-05). But a
-    768 x 512 image has only two 512-px tiles, one twice the other: the encode then waits on the
-    large one (+25 % time, even with the idle core lent to it: runner.rebalance_threads), so it
-    takes 384-px tiles (-2 points). The result depends on the image's size alone, never on the
-    machine."""
+    tile border needs extra Gaussians (they are drawn inside their own tile only), so fewer,
+    larger tiles code better (BENCHMARKS.md, fifteenth session). But a 768 x 512 image has only
+    two 512-px tiles, one twice the other: the encode would wait on the large one, even with the
+    idle core lent to it (runner.rebalance_threads), so it takes 384-px tiles. The result
+    depends on the image's size alone, never on the machine."""
     for t in AUTO_TILES:
         cols = [min(t, width - x) for x in range(0, width, t)]
         rows = [min(t, height - y) for y in range(0, height, t)]
