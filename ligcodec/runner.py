@@ -1,10 +1,10 @@
 """Where tile tasks run: this process, a local process pool, or a Dask distributed cluster.
 
 Tiles are independent, and their results do not depend on where they run or on how many threads
-run them (:func:`ligcodec.fit.tiles.single_threaded`). A local pool's worker whose peers are idle
-(the last tiles of a pass) lends their cores to its tile (:func:`rebalance_threads`). :func:`run_unordered` yields ``(key, result)`` as
-tasks finish and keeps only a few tasks in flight per worker, so task inputs (tile pixels) are
-created lazily and memory does not grow with the image.
+run them (:func:`ligcodec.fit.tiles.single_threaded`); a local pool's worker whose peers are idle
+(the last tiles of a pass) takes their cores (:func:`rebalance_threads`). :func:`run_unordered`
+yields ``(key, result)`` as tasks finish and keeps only a few tasks in flight per worker, so task
+inputs (tile pixels) are created lazily and memory does not grow with the image.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def _counted(fn, *args):
 
 
 def rebalance_threads() -> None:
-    """In a local pool's worker, run numba's kernels on the pool's cores over its busy workers: a
-    tile that runs alone (the last of a pass: a 768x512 image has only two 512-px tiles, of
-    unequal size) is not left on one core while the others idle. Called between a fit's steps.
-    Does nothing elsewhere (this process, Dask: one thread per task there, as the caller set)."""
+    """In a local pool's worker, run numba's kernels on the pool's cores over its busy workers, so
+    that a tile left running alone (the last of a pass, or a large tile beside a small one) does
+    not keep one core busy while the others idle. Called at every fit step. Does nothing
+    elsewhere (this process, Dask: one thread per task there, as the caller set)."""
     if _pool_share is None:
         return
     import numba

@@ -59,7 +59,6 @@ class FitConfig:
         if not 0 < self.level0_fraction < 1:
             raise LigInputError(f"level0_fraction must be in (0, 1), got {self.level0_fraction}")
 
-
     def for_image(self, width: int, height: int) -> FitConfig:
         """These settings with the tile edge that ``tile = 0`` leaves to :func:`auto_tile`."""
         return self if self.tile else replace(self, tile=auto_tile(width, height))
