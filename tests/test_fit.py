@@ -131,7 +131,7 @@ def test_fit_threads_same_bits():
         for threads in (1, 2):
             numba.set_num_threads(threads)
             g = fit_level(img, 120, settings=FitSettings(steps=40, lsq_iters=5), seed=2)
-            out.append(np.concatenate([g.means.ravel(), g.chol.ravel(), g.colours.ravel().astype(np.float64)]))
+            out.append(np.concatenate([g.means.ravel(), g.chol.ravel(), g.colours.ravel().astype(float)]))
     finally:
         numba.set_num_threads(before)
     assert np.array_equal(out[0], out[1])
