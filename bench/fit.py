@@ -58,7 +58,7 @@ def run(image_paths, gaussians, levels, overrides, tile, cfg_over=None):
         # Quantise the render to 8 bits as a decoder would output it.
         out = np.round(np.clip(model.render(), 0, 1) * 255) / 255
         full = psnr_masked(out, ref, np.ones(img.shape[:2], bool))
-        m = border_mask(*img.shape[:2], tile)
+        m = border_mask(*img.shape[:2], model.tile)  # tile 0: the one the fit chose for the image
         rows.append(dict(image=Path(path).stem, psnr=full, secs=secs,
                          border=psnr_masked(out, ref, m) if m.any() else float("nan"),
                          interior=psnr_masked(out, ref, ~m)))
@@ -71,7 +71,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help=f"Kodak subset {QUICK}")
     ap.add_argument("--gaussians", type=int, nargs="+", default=[10000])
     ap.add_argument("--levels", type=int, nargs="+", default=[2])
-    ap.add_argument("--tile", type=int, default=FitConfig.tile)
+    ap.add_argument("--tile", type=int, default=FitConfig.tile, help="tile edge (default 0: chosen per image)")
     ap.add_argument("--medium", type=int, nargs="*", help="fit the medium images with these budgets")
     ap.add_argument("--medium-images", nargs="+", default=MEDIUM, help=f"files under medium/ (default {MEDIUM})")
     ap.add_argument("--images", nargs="*", help="explicit image paths instead of Kodak")
@@ -97,7 +97,7 @@ def main(argv=None):
     for n in args.medium or []:
         jobs.append(([DATA / "medium" / m for m in args.medium_images], n, args.levels[-1], "medium"))
     for paths, n, lv, label in jobs:
-        print(f"{label}: {n} Gaussians, {lv} level(s), tile {args.tile}, {overrides or 'defaults'}", flush=True)
+        print(f"{label}: {n} Gaussians, {lv} level(s), tile {args.tile or 'auto'}, {overrides or 'defaults'}", flush=True)
         rows = run(paths, n, lv, overrides, args.tile, cfg_over)
         desc = {**overrides, **cfg_over, **({"tile": args.tile} if args.tile != FitConfig.tile else {})}
         table.append({
