@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import LigInputError
+from ..model import tile_grid
 from .optimise import FitSettings
 
 
@@ -82,10 +83,9 @@ def auto_tile(width: int, height: int) -> int:
     idle core lent to it (runner.rebalance_threads), so it takes 384-px tiles. The result
     depends on the image's size alone, never on the machine."""
     for t in AUTO_TILES:
-        cols = [min(t, width - x) for x in range(0, width, t)]
-        rows = [min(t, height - y) for y in range(0, height, t)]
+        areas = [(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in tile_grid(width, height, t)]
         load = [0, 0]
-        for a in sorted((c * r for c in cols for r in rows), reverse=True):
+        for a in sorted(areas, reverse=True):
             load[load[1] < load[0]] += a
         if max(load) <= AUTO_TILE_BALANCE * width * height / 2:
             return t
