@@ -180,3 +180,35 @@ def test_backward_does_not_depend_on_the_order_of_the_gaussians(rng):
     for a, b, c in zip(shuffled, in_order, in_runs):
         assert np.array_equal(a[order], b)
         assert np.array_equal(a[by16], c)
+
+
+def test_backward_does_not_depend_on_how_its_work_is_cut(rng):
+    """SCENARIO: random Gaussians of very different sizes through the backward kernel, their
+    visiting order cut into 1, 3, 8 and 64 runs of equal work (kernels.work_chunks), in index order
+    and in tile order. EXPECTED RESULT: the same gradients bit for bit every time; the runs are
+    ascending bounds from 0 to N, and their work (box pixels plus the fixed cost) is even to within
+    one Gaussian's."""
+    from ligcodec.render import kernels
+    from ligcodec.render.contract import CUTOFF_Q
+    from ligcodec.render.raster import project
+
+    g = random_gaussians(rng, 2000, 300, 200, 3, sigma=(0.4, 20))
+    params, cols = project(g, 1.0)
+    boxes = kernels.gaussian_boxes(params, 0, 0, 300, 200)
+    planes = np.zeros((3, 200, 300 + kernels.LANES), np.float32)
+    planes[:, :, :300] = rng.normal(size=(3, 200, 300))
+    order = kernels.tile_order(params, boxes, 0, 0, 300, 200, 64)
+    assert len(order) == len(g)
+    work = ((np.maximum(boxes[:, 1] - boxes[:, 0] + 1, 0) * np.maximum(boxes[:, 3] - boxes[:, 2] + 1, 0))
+            + kernels.WORK_PER_GAUSSIAN)
+    for visit in (order[:0], order):
+        ref = kernels.backward(params, cols, CUTOFF_Q, boxes, 0, 0, planes, visit, 1)
+        for nchunks in (3, 8, 64):
+            bounds = kernels.work_chunks(boxes, visit, nchunks)
+            assert bounds[0] == 0 and bounds[-1] == len(g) and (np.diff(bounds) >= 0).all()
+            w = work[visit] if len(visit) else work
+            per_run = [w[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])]
+            assert max(per_run) - min(per_run) <= 2 * w.max()
+            got = kernels.backward(params, cols, CUTOFF_Q, boxes, 0, 0, planes, visit, nchunks)
+            for a, b in zip(ref, got):
+                assert np.array_equal(a, b)

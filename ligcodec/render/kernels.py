@@ -68,6 +68,9 @@ LANES = 16
 #: numba's cache (gradients differed by ~1e-5), so two processes encoded different bytes. The
 #: render benchmark showed no measurable cost.
 FASTMATH = {"reassoc", "arcp", "nsz", "afn"}
+#: :func:`work_chunks`' fixed cost of a Gaussian, in box pixels (its setup and the writes of its
+#: gradients); only the balance between threads depends on it, never the results.
+WORK_PER_GAUSSIAN = 16
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
@@ -625,16 +628,44 @@ def put_rows(a, order):
     return out
 
 
+@njit(cache=True)
+def work_chunks(boxes, order, nchunks):
+    """Bounds ``[nchunks + 1]`` that cut the visiting order (``order``; empty: index order) into
+    runs of about equal work, a Gaussian's work taken as its box's pixels plus a fixed cost."""
+    n = boxes.shape[0]
+    nchunks = max(nchunks, 1)
+    reorder = order.shape[0] > 0
+    cum = np.empty(n + 1, np.float64)
+    cum[0] = 0.0
+    for k in range(n):
+        g = order[k] if reorder else k
+        cols = max(boxes[g, 1] - boxes[g, 0] + 1, 0)
+        rows = max(boxes[g, 3] - boxes[g, 2] + 1, 0)
+        cum[k + 1] = cum[k] + cols * rows + WORK_PER_GAUSSIAN
+    bounds = np.empty(nchunks + 1, np.int64)
+    bounds[0] = 0
+    k = 0
+    for c in range(1, nchunks):
+        goal = cum[n] * c / nchunks
+        while k < n and cum[k + 1] <= goal:
+            k += 1
+        bounds[c] = k
+    bounds[nchunks] = n
+    return bounds
+
+
+
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
+def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order, nchunks):
     """Gradients of ``sum(grad_out * render)`` w.r.t. means, conic (a, b, c) and cols (float64).
 
     ``grad_planes [C, h, w + LANES]`` (float32, planar, zero slack columns) is the image gradient
     of the region whose origin is (x0, y0). Each Gaussian sums over its own pixels: with ``s_p = w_p * <grad_p, cols>`` the
     moments of s_p in (dx, dy) give dL/da = -1/2 sum s dx^2, dL/db = -sum s dx dy,
     dL/dc = -1/2 sum s dy^2, dL/dmx = a sum s dx + b sum s dy, dL/dmy = b sum s dx + c sum s dy.
-    The Gaussians are visited in ``order`` (:func:`tile_order`; empty: index order): each one's
-    gradients depend on it alone, so the results do not depend on the order, only the speed does.
+    The Gaussians are visited in ``order`` (:func:`tile_order`; empty: index order), cut into
+    ``nchunks`` runs of about equal work for the threads: each one's gradients depend on it alone,
+    so the results depend on neither, only the speed does.
 
     RGB Gaussians whose box is under 16 columns, or wider but not needle-like, take
     :func:`.simd.box8_backward_rgb` / ``box16_backward_rgb`` / ``wide_backward_rgb``: every pixel of the box
@@ -647,110 +678,114 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order):
     g_conic = np.zeros((n, 3), np.float64)
     g_cols = np.zeros((n, nch), np.float64)
     reorder = order.shape[0] > 0
-    for k in prange(n):
-        g = order[k] if reorder else np.int64(k)  # (the prange index is unsigned)
-        j0b, j1b, i0, i1 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
-        if j0b > j1b or i0 > i1:
-            continue
-        p = params[g]
-        my = p[P_MY]
-        a = p[P_A]
-        b = p[P_B]
-        c = p[P_C]
-        # RGB boxes under 16 columns (the pixels the forward's box paths draw), and wider ones
-        # whose ellipse fills the box enough (sqrt(1 - rho^2) >= 0.6, over 47 % of it): every
-        # pixel of the box is weighed, so a needle across its box is left to the span path.
-        if nch == 3 and (p[P_RX] < 8.0 or p[P_KSPAN] * p[P_RY] * p[P_RY] >= 0.36 * p[P_RX] * p[P_RX]):
-            k0, k1, k2 = float32(cols[g, 0]), float32(cols[g, 1]), float32(cols[g, 2])
-            nj = j1b - j0b + 1
-            if p[P_RX] < 4.0:
-                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box8_backward_rgb(
-                    grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
-            elif p[P_RX] < 8.0:
-                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box16_backward_rgb(
-                    grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
-            else:
-                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.wide_backward_rgb(
-                    grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
-            g_cols[g, 0] = e0w
-            g_cols[g, 1] = e1w
-            g_cols[g, 2] = e2w
-        else:  # the exact span of each row
-            sx = 0.0
-            sy = 0.0
-            sxx = 0.0
-            sxy = 0.0
-            syy = 0.0
-            for i in range(i0, i1 + 1):
-                j0, j1, q0, q1, q2, dx0 = _row_span(p, cutoff, i, j0b, j1b)
-                if j0 > j1:
-                    continue
-                dy = i + 0.5 - my
-                nf = float32(j1 - j0 + 1)
-                m = (j1 - j0 + LANES) // LANES * LANES
-                ii = i - y0
-                jo = j0 - x0
-                rs = float32(0.0)
-                rsx = float32(0.0)
-                rsxx = float32(0.0)
-                dxf0 = float32(dx0)
-                if nch == 3:
-                    k0 = float32(cols[g, 0])
-                    k1 = float32(cols[g, 1])
-                    k2 = float32(cols[g, 2])
-                    p0 = grad_planes[0, ii, jo : jo + m]
-                    p1 = grad_planes[1, ii, jo : jo + m]
-                    p2 = grad_planes[2, ii, jo : jo + m]
-                    a0 = float32(0.0)
-                    a1 = float32(0.0)
-                    a2 = float32(0.0)
-                    tf = float32(0.0)
-                    for tt in range(m):
-                        inside = tf < nf
-                        wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if inside else float32(0.0)
-                        e0 = p0[tt] if inside else float32(0.0)
-                        e1 = p1[tt] if inside else float32(0.0)
-                        e2 = p2[tt] if inside else float32(0.0)
-                        a0 += e0 * wv
-                        a1 += e1 * wv
-                        a2 += e2 * wv
-                        sw = (e0 * k0 + e1 * k1 + e2 * k2) * wv
-                        dxv = dxf0 + tf
-                        rs += sw
-                        rsx += sw * dxv
-                        rsxx += sw * dxv * dxv
-                        tf += float32(1.0)
-                    g_cols[g, 0] += a0
-                    g_cols[g, 1] += a1
-                    g_cols[g, 2] += a2
+    # Runs of about equal drawing work, not of equal counts: split by count, one thread of two got
+    # far more pixels than the other on a Kodak tile (large Gaussians in the sky, small below).
+    bounds = work_chunks(boxes, order, nchunks)
+    for ck in prange(bounds.shape[0] - 1):
+        for k in range(bounds[ck], bounds[ck + 1]):
+            g = order[k] if reorder else np.int64(k)
+            j0b, j1b, i0, i1 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
+            if j0b > j1b or i0 > i1:
+                continue
+            p = params[g]
+            my = p[P_MY]
+            a = p[P_A]
+            b = p[P_B]
+            c = p[P_C]
+            # RGB boxes under 16 columns (the pixels the forward's box paths draw), and wider ones
+            # whose ellipse fills the box enough (sqrt(1 - rho^2) >= 0.6, over 47 % of it): every
+            # pixel of the box is weighed, so a needle across its box is left to the span path.
+            if nch == 3 and (p[P_RX] < 8.0 or p[P_KSPAN] * p[P_RY] * p[P_RY] >= 0.36 * p[P_RX] * p[P_RX]):
+                k0, k1, k2 = float32(cols[g, 0]), float32(cols[g, 1]), float32(cols[g, 2])
+                nj = j1b - j0b + 1
+                if p[P_RX] < 4.0:
+                    e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box8_backward_rgb(
+                        grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+                elif p[P_RX] < 8.0:
+                    e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box16_backward_rgb(
+                        grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
                 else:
-                    for ch in range(nch):
-                        kc = float32(cols[g, ch])
-                        pc = grad_planes[ch, ii, jo : jo + m]
-                        acc = float32(0.0)
+                    e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.wide_backward_rgb(
+                        grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+                g_cols[g, 0] = e0w
+                g_cols[g, 1] = e1w
+                g_cols[g, 2] = e2w
+            else:  # the exact span of each row
+                sx = 0.0
+                sy = 0.0
+                sxx = 0.0
+                sxy = 0.0
+                syy = 0.0
+                for i in range(i0, i1 + 1):
+                    j0, j1, q0, q1, q2, dx0 = _row_span(p, cutoff, i, j0b, j1b)
+                    if j0 > j1:
+                        continue
+                    dy = i + 0.5 - my
+                    nf = float32(j1 - j0 + 1)
+                    m = (j1 - j0 + LANES) // LANES * LANES
+                    ii = i - y0
+                    jo = j0 - x0
+                    rs = float32(0.0)
+                    rsx = float32(0.0)
+                    rsxx = float32(0.0)
+                    dxf0 = float32(dx0)
+                    if nch == 3:
+                        k0 = float32(cols[g, 0])
+                        k1 = float32(cols[g, 1])
+                        k2 = float32(cols[g, 2])
+                        p0 = grad_planes[0, ii, jo : jo + m]
+                        p1 = grad_planes[1, ii, jo : jo + m]
+                        p2 = grad_planes[2, ii, jo : jo + m]
+                        a0 = float32(0.0)
+                        a1 = float32(0.0)
+                        a2 = float32(0.0)
                         tf = float32(0.0)
                         for tt in range(m):
                             inside = tf < nf
                             wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if inside else float32(0.0)
-                            e = pc[tt] if inside else float32(0.0)
-                            acc += e * wv
-                            sw = e * kc * wv
+                            e0 = p0[tt] if inside else float32(0.0)
+                            e1 = p1[tt] if inside else float32(0.0)
+                            e2 = p2[tt] if inside else float32(0.0)
+                            a0 += e0 * wv
+                            a1 += e1 * wv
+                            a2 += e2 * wv
+                            sw = (e0 * k0 + e1 * k1 + e2 * k2) * wv
                             dxv = dxf0 + tf
                             rs += sw
                             rsx += sw * dxv
                             rsxx += sw * dxv * dxv
                             tf += float32(1.0)
-                        g_cols[g, ch] += acc
-                sx += rsx
-                sy += rs * dy
-                sxx += rsxx
-                sxy += rsx * dy
-                syy += rs * dy * dy
-        g_conic[g, 0] = -0.5 * sxx
-        g_conic[g, 1] = -sxy
-        g_conic[g, 2] = -0.5 * syy
-        g_means[g, 0] = a * sx + b * sy
-        g_means[g, 1] = b * sx + c * sy
+                        g_cols[g, 0] += a0
+                        g_cols[g, 1] += a1
+                        g_cols[g, 2] += a2
+                    else:
+                        for ch in range(nch):
+                            kc = float32(cols[g, ch])
+                            pc = grad_planes[ch, ii, jo : jo + m]
+                            acc = float32(0.0)
+                            tf = float32(0.0)
+                            for tt in range(m):
+                                inside = tf < nf
+                                wv = _exp_half_neg(q0 + tf * (q1 + tf * q2)) if inside else float32(0.0)
+                                e = pc[tt] if inside else float32(0.0)
+                                acc += e * wv
+                                sw = e * kc * wv
+                                dxv = dxf0 + tf
+                                rs += sw
+                                rsx += sw * dxv
+                                rsxx += sw * dxv * dxv
+                                tf += float32(1.0)
+                            g_cols[g, ch] += acc
+                    sx += rsx
+                    sy += rs * dy
+                    sxx += rsxx
+                    sxy += rsx * dy
+                    syy += rs * dy * dy
+            g_conic[g, 0] = -0.5 * sxx
+            g_conic[g, 1] = -sxy
+            g_conic[g, 2] = -0.5 * syy
+            g_means[g, 0] = a * sx + b * sy
+            g_means[g, 1] = b * sx + c * sy
     return g_means, g_conic, g_cols
 
 

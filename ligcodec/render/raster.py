@@ -20,6 +20,12 @@ def _chunks(n):
     return 4 * numba.get_num_threads() if n >= 16384 else 1
 
 
+def _backward_chunks():
+    """Runs of equal work that :func:`kernels.backward` cuts its Gaussians into: a few per thread,
+    so that a misjudged run costs little (the result does not depend on it)."""
+    return 4 * numba.get_num_threads()
+
+
 def rasterize(params, cols, region, tile=kernels.TILE, out=None) -> np.ndarray:
     """Forward pass on projected Gaussians (see :mod:`.kernels`): ``[h, w, C]`` float32."""
     x0, y0, w, h = region
@@ -46,12 +52,12 @@ def rasterize_backward(params, cols, region, grad_out):
     # 64-px tiles: 48 KB of RGB gradient planes each, in L2 while its Gaussians are visited.
     order = kernels.tile_order(params, boxes, x0, y0, w, h, 64)
     if len(order) == 0 or kernels.order_breaks(order) < len(order) // 16:
-        return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes, order)
+        return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes, order, _backward_chunks())
     # Scattered (random order): visited through the index, each Gaussian's own parameters were a
     # cache miss (200k shuffled Gaussians at 1/4 of 2048^2: 27 ms, 3x the codec's order), so
     # they are gathered into tile order first and the gradients put back.
     grads = kernels.backward(kernels.take_rows(params, order), kernels.take_rows(cols, order), CUTOFF_Q,
-                             kernels.take_rows(boxes, order), x0, y0, planes, order[:0])
+                             kernels.take_rows(boxes, order), x0, y0, planes, order[:0], _backward_chunks())
     return tuple(kernels.put_rows(gr, order) for gr in grads)
 
 
