@@ -654,7 +654,6 @@ def work_chunks(boxes, order, nchunks):
     return bounds
 
 
-
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order, nchunks):
     """Gradients of ``sum(grad_out * render)`` w.r.t. means, conic (a, b, c) and cols (float64).
@@ -683,7 +682,7 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order, nchunks):
     bounds = work_chunks(boxes, order, nchunks)
     for ck in prange(bounds.shape[0] - 1):
         for k in range(bounds[ck], bounds[ck + 1]):
-            g = order[k] if reorder else np.int64(k)
+            g = order[k] if reorder else k
             j0b, j1b, i0, i1 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
             if j0b > j1b or i0 > i1:
                 continue
