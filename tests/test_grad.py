@@ -212,3 +212,34 @@ def test_backward_does_not_depend_on_how_its_work_is_cut(rng):
             got = kernels.backward(params, cols, CUTOFF_Q, boxes, 0, 0, planes, visit, nchunks)
             for a, b in zip(ref, got):
                 assert np.array_equal(a, b)
+
+
+def test_residual_planes_match_numpy(rng):
+    """SCENARIO: a render and a target (odd sizes, RGB and 2 channels) through
+    kernels.residual_planes, the fit's fused residual, on 1 and 2 threads, into planes whose slack
+    holds garbage. EXPECTED RESULT: the planes equal numpy's ``(out - target) * gain`` moved planar,
+    bit for bit, with zero slack; the sum of squares is the same on both thread counts and equals
+    numpy's float64 sum of the float32 residual's squares to 1e-12 relative (only the order of
+    the float64 additions differs)."""
+    import numba
+
+    from ligcodec.render import kernels
+
+    for h, w, c in ((37, 53, 3), (8, 130, 2)):
+        out, target = (rng.random((h, w, c), dtype=np.float32) for _ in range(2))
+        gain = np.float32(2.0 / out.size)
+        ref = np.zeros((c, h, w + kernels.LANES), np.float32)
+        ref[:, :, :w] = np.moveaxis((out - target) * gain, -1, 0)
+        sums = []
+        for threads in (1, 2):
+            prev = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                planes = np.full_like(ref, np.nan)
+                sums.append(kernels.residual_planes(out, target, gain, planes))
+            finally:
+                numba.set_num_threads(prev)
+            assert np.array_equal(planes, ref)
+        assert sums[0] == sums[1]
+        exact = ((out - target).astype(np.float64) ** 2).sum()  # the float32 residual, squared in float64
+        assert abs(sums[0] - exact) <= 1e-12 * exact

@@ -43,12 +43,25 @@ def rasterize(params, cols, region, tile=kernels.TILE, out=None) -> np.ndarray:
 
 def rasterize_backward(params, cols, region, grad_out):
     """Gradients of ``sum(grad_out * rasterize(...))`` w.r.t. (means, conic, cols), float64."""
-    x0, y0, w, h = region
-    boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
+    _, _, w, h = region
     # Planar [C, h, w + slack] gives the backward kernel unit-stride spans it can vectorise.
     grad_out = np.asarray(grad_out, np.float32)
     planes = np.zeros((grad_out.shape[2], h, w + kernels.LANES), np.float32)
     planes[:, :, :w] = np.moveaxis(grad_out, -1, 0)
+    return backward_planes(params, cols, region, planes)
+
+
+def gradient_planes(nch: int, h: int, w: int) -> np.ndarray:
+    """An empty ``[C, h, w + LANES]`` image gradient for :func:`backward_planes`
+    (``kernels.residual_planes`` fills it, slack included)."""
+    return np.empty((nch, h, w + kernels.LANES), np.float32)
+
+
+def backward_planes(params, cols, region, planes):
+    """:func:`rasterize_backward` with the image gradient already planar (``[C, h, w + LANES]``,
+    zero slack columns)."""
+    x0, y0, w, h = region
+    boxes = kernels.gaussian_boxes(params, x0, y0, w, h)
     # 64-px tiles: 48 KB of RGB gradient planes each, in L2 while its Gaussians are visited.
     order = kernels.tile_order(params, boxes, x0, y0, w, h, 64)
     if len(order) == 0 or kernels.order_breaks(order) < len(order) // 16:
