@@ -103,14 +103,16 @@ def test_fit_is_deterministic_for_a_seed():
 def test_auto_tile_takes_large_tiles_that_two_processes_share_evenly():
     """SCENARIO: images of several sizes with the default tile (0: chosen per image).
     EXPECTED RESULT: 512-px tiles where the grid splits evenly over two processes (large images),
-    384 for a 768x512 photo (two 512-px tiles would be one twice the other), 256 for small ones;
-    a tile the user sets is kept."""
+    one tile (its longer side rounded up to 16) for a 768x512 photo or another image of at most as
+    many pixels whose longer side exceeds 512 (two 512-px tiles would be one twice the other), 384
+    or 256 where those split evenly; a tile the user sets is kept."""
     from ligcodec.fit.plan import auto_tile
 
     assert auto_tile(1024, 1024) == 512 and auto_tile(40000, 30000) == 512 and auto_tile(1404, 936) == 512
-    assert auto_tile(768, 512) == 384 and auto_tile(512, 768) == 384
+    assert auto_tile(768, 512) == 768 and auto_tile(512, 768) == 768 and auto_tile(1000, 300) == 1008
+    assert auto_tile(768, 513) == 384  # one row more than one tile may hold
     assert auto_tile(512, 256) == 256 and auto_tile(100, 50) == 256
-    assert FitConfig().for_image(768, 512).tile == 384
+    assert FitConfig().for_image(768, 512).tile == 768
     assert FitConfig(tile=64).for_image(768, 512).tile == 64
     m = ligcodec.fit(smooth_image(520, 1040), 300, workers=1, steps=2, lsq_iters=1)
     assert m.tile == 512 and m.n_tiles == 6

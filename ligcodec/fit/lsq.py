@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..render.raster import rasterize, rasterize_backward
+from ..runner import rebalance_threads
 
 
 def _At(params, region, r, nch):
@@ -24,6 +25,7 @@ def solve_colours(params, region, target, cols0=None, iters: int = 30, ridge: fl
     ``params [N, 9]`` are projected Gaussians (kernels' layout), ``target [h, w, C]`` the image of
     ``region``. ``cols0`` warm-starts the solve. Returns float32.
     """
+    rebalance_threads()  # a tile solved alone takes the idle cores (a task's first solve precedes its fit)
     n = params.shape[0]
     nch = target.shape[2]
     if n == 0:

@@ -69,6 +69,11 @@ class FitConfig:
 AUTO_TILES = (512, 384, 256)
 #: ... and how far from even the split of a grid's pixels over two processes may be.
 AUTO_TILE_BALANCE = 1.15
+#: Images of at most this many pixels (Kodak's 768 x 512) whose longer side exceeds 512 are one
+#: tile (:func:`auto_tile`). One tile's fit on two threads takes longer than two tiles' fits side
+#: by side (its arrays leave the cache, and its serial steps have no partner; BENCHMARKS.md,
+#: seventeenth session), so larger images keep tiles that two processes share.
+SINGLE_TILE_PIXELS = 768 * 512
 
 
 def auto_tile(width: int, height: int) -> int:
@@ -78,10 +83,15 @@ def auto_tile(width: int, height: int) -> int:
 
     Large tiles: each chunk costs ~64 bytes of index entry, stream table and coder flush, and a
     tile border needs extra Gaussians (they are drawn inside their own tile only), so fewer,
-    larger tiles code better (BENCHMARKS.md, fifteenth session). But a 768 x 512 image has only
-    two 512-px tiles, one twice the other: the encode would wait on the large one, even with the
-    idle core lent to it (runner.rebalance_threads), so it takes 384-px tiles. The result
-    depends on the image's size alone, never on the machine."""
+    larger tiles code better (BENCHMARKS.md, fifteenth and seventeenth sessions). An image of at
+    most :data:`SINGLE_TILE_PIXELS` whose longer side exceeds the largest of :data:`AUTO_TILES`
+    (a 768 x 512 photo) is one tile: no borders, and its fit takes every core
+    (runner.rebalance_threads), where two 512-px tiles, one twice the other, would keep the encode
+    waiting on the large one. The result depends on the image's size alone, never on the
+    machine."""
+    side = max(width, height)
+    if side > AUTO_TILES[0] and width * height <= SINGLE_TILE_PIXELS:
+        return -(-side // 16) * 16
     for t in AUTO_TILES:
         areas = [(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in tile_grid(width, height, t)]
         load = [0, 0]
