@@ -51,12 +51,6 @@ def rasterize_backward(params, cols, region, grad_out):
     return backward_planes(params, cols, region, planes)
 
 
-def gradient_planes(nch: int, h: int, w: int) -> np.ndarray:
-    """An empty ``[C, h, w + LANES]`` image gradient for :func:`backward_planes`
-    (``kernels.residual_planes`` fills it, slack included)."""
-    return np.empty((nch, h, w + kernels.LANES), np.float32)
-
-
 def backward_planes(params, cols, region, planes):
     """:func:`rasterize_backward` with the image gradient already planar (``[C, h, w + LANES]``,
     zero slack columns)."""
