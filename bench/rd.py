@@ -12,11 +12,13 @@ larger. Rows give mean bpp, PSNR (RGB, 8-bit) and MS-SSIM over the images, and m
 decode seconds; "seam" is the mean over images of ``seam_ratio(decoded) / seam_ratio(source) - 1``
 at the .lig's tile size (bench/metrics.py: steps across tile borders against steps elsewhere;
 #16 asks for ligcodec within ±10 %; the other codecs' column is the same measure at the same
-borders, for scale; images encoded as one tile have no borders and are left out of the mean); "worst miss" is the largest ``|bpp / target - 1|`` of the .lig files (#16: ±5 %),
-"fitted twice" how many of them the rate control fitted again with another count. A second table gives the Bjøntegaard delta rate of ligcodec against each
-codec over the targets from 0.25 to 1 bpp (mean curves: mean bpp and PSNR per target), and the
-PSNR gap at 2 bpp when that target ran. Settings of the classical codecs as in ../shared/docs/background.md (JPEG
-optimize, WebP method 6, AVIF speed 4, JPEG 2000 irreversible with mct=1, one layer).
+borders, for scale; images encoded as one tile have no borders and are left out of the mean);
+"worst miss" is the largest ``|bpp / target - 1|`` of the .lig files (#16: ±5 %), "fitted twice"
+how many of them the rate control fitted again with another count. A second table gives the
+Bjøntegaard delta rate of ligcodec against each codec over the targets from 0.25 to 1 bpp (mean
+curves: mean bpp and PSNR per target), and the PSNR gap at 2 bpp when that target ran. Settings of
+the classical codecs as in ../shared/docs/background.md (JPEG optimize, WebP method 6, AVIF speed 4,
+JPEG 2000 irreversible with mct=1, one layer).
 """
 
 from __future__ import annotations
