@@ -395,14 +395,14 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
 def _bits_per_attribute(r, h):
     """``info --verbose``: each level's bits per Gaussian by attribute, from its chunks' symbols
     under their own models (:func:`~ligcodec.codec.tile.attribute_bits`)."""
-    from .codec.tile import attribute_bits
+    from .codec.tile import attribute_bits, chunk_layout
 
-    legacy = r.prefix.minor < 2
+    layout = chunk_layout(r.prefix.major, r.prefix.minor)
     for lvl in range(h.levels):
         total, n = {}, 0
         for t in range(h.n_tiles):
             e = r.index.entries[lvl * h.n_tiles + t]
-            for k, v in attribute_bits(r.chunk(lvl, t), e.count, h.channels, f"tile {t}, level {lvl}", legacy).items():
+            for k, v in attribute_bits(r.chunk(lvl, t), e.count, h.channels, f"tile {t}, level {lvl}", layout).items():
                 total[k] = total.get(k, 0.0) + v
             n += e.count
         if n:

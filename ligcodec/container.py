@@ -20,8 +20,10 @@ from .errors import LigFormatError, LigInputError
 from .limits import MAX_LEVELS, MAX_SIDE
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
-VERSION_MAJOR = 2
-VERSION_MINOR = 4
+VERSION_MAJOR = 3
+VERSION_MINOR = 0
+#: The oldest major version read (2.x: the positions as ``qx``, ``dqy``; spec section 4).
+OLDEST_MAJOR = 2
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16 * 1024 * 1024
@@ -98,7 +100,7 @@ class Prefix:
                 f"format version {major}.{minor} at byte 8 was written by a newer ligcodec; this one reads "
                 f"{VERSION_MAJOR}.x — upgrade ligcodec"
             )
-        if major < VERSION_MAJOR:
+        if major < OLDEST_MAJOR:
             raise LigFormatError(
                 f"format version {major}.{minor} at byte 8 is an earlier, pre-release layout that this ligcodec "
                 f"no longer reads; re-encode the image" if major >= 1 else f"invalid format version {major}.{minor} at byte 8"

@@ -16,7 +16,7 @@ import numpy as np
 
 from .codec.alpha import apply_mask, read_mask
 from .codec.batch import LIMIT_MESSAGES, OK, colour_mix, decode_chunks
-from .codec.tile import chunk_problem
+from .codec.tile import chunk_layout, chunk_problem
 from .container import LigReader
 from .errors import LigFormatError, LigIndexError, LigInputError, LigSizeError
 from .model import Model, tile_grid, tile_output_span
@@ -349,12 +349,12 @@ class LigImage:
         cols = np.empty((n, h.channels), np.float32)
         status = np.zeros(len(keys), np.int8)
         detail = np.zeros((len(keys), 4), np.int64)
-        legacy = r.prefix.minor < 2  # 2.0/2.1 table rule (spec section 4)
+        layout = chunk_layout(r.prefix.major, r.prefix.minor)  # spec section 4
         decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, counts, first,
                       np.array([self._origins[t] for _, t in keys], np.int64).reshape(-1, 2),
                       float(h.pos_step), np.asarray(h.chol_step, np.float64),
                       np.array([h.colour_step[lvl] for lvl, _ in keys], np.float64).reshape(len(keys), h.channels),
-                      *colour_mix(h), h.tile, legacy, means, chol, cols, status, detail)
+                      *colour_mix(h), h.tile, layout, means, chol, cols, status, detail)
         for i in np.flatnonzero(status != OK):
             lvl, t = keys[i]
             where = f"tile {t}, level {lvl}"

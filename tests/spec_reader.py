@@ -26,8 +26,10 @@ import numpy as np
 
 # Section 1 constants.
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
-VERSION_MAJOR = 2
-VERSION_MINOR = 4
+VERSION_MAJOR = 3
+VERSION_MINOR = 0
+OLDEST_MAJOR = 2
+MAX_GAP_SHIFT = 20
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16777216
@@ -230,13 +232,28 @@ def _unzz(u):
     return u >> 1 if u % 2 == 0 else -(u >> 1) - 1
 
 
-def _decode_chunk(buf, off, length, n, C, where, backend, strict, minor=2):
+def _decode_chunk(buf, off, length, n, C, where, backend, strict, major=3, minor=0):
     end = off + length
     pos = off
     S = 5 + C
     entries = []
+    grid = None
     for s in range(S):
-        if s == 0:
+        if s == 0 and major >= 3:  # section 4, positions: zz(x0), W - 1, zz(y0), byte s
+            u, pos = _varint(buf, pos, end, where)
+            x0 = _unzz(u)
+            wm1, pos = _varint(buf, pos, end, where)
+            u, pos = _varint(buf, pos, end, where)
+            y0 = _unzz(u)
+            if pos >= end:
+                raise ValueError(f"{where}: stream table runs past the chunk end (byte {pos})")
+            shift = buf[pos]
+            pos += 1
+            if shift > MAX_GAP_SHIFT or max(abs(x0), abs(y0)) > MAX_SYMBOL or wm1 > 2 * MAX_SYMBOL:
+                raise ValueError(f"{where}: positions entry out of range (x0 {x0}, W - 1 {wm1}, y0 {y0}, s {shift})")
+            grid = (x0, wm1 + 1, y0, shift)
+            entries.append(("uniform", 0, 2**shift - 1, None, None))
+        elif s == 0:
             u, pos = _varint(buf, pos, end, where)
             lo = _unzz(u)
             d, pos = _varint(buf, pos, end, where)
@@ -257,7 +274,7 @@ def _decode_chunk(buf, off, length, n, C, where, backend, strict, minor=2):
             raise ValueError(f"{where}: stream {s + 1} symbol range [{lo}, {hi}] outside +-MAX_SYMBOL")
     # Section 4: the widest table a chunk of n Gaussians may use (2.0/2.1: TABLE_MAX, bounded by
     # the chunk's length instead).
-    legacy = minor < 2
+    legacy = major == 2 and minor < 2
     limit = TABLE_MAX if legacy else min(TABLE_MAX, TABLE_BASE + TABLE_PER_GAUSSIAN * n)
     values = sum(hi - lo + 1 for kind, lo, hi, _, _ in entries if kind == "geometric" and lo != hi and hi - lo + 1 <= limit)
     if legacy and values > 4096 + LEGACY_TABLE_PER_BYTE * length:
@@ -293,7 +310,27 @@ def _decode_chunk(buf, off, length, n, C, where, backend, strict, minor=2):
     if strict and not coder.is_empty():
         # Not required by section 7 (ligcodec itself accepts left-over words); opt-in.
         raise ValueError(f"{where}: ANS data left over after {n} Gaussians")
+    if grid is not None:
+        streams[0], streams[1] = _raster_positions(streams[0], streams[1], grid, where)
     return streams
+
+
+def _raster_positions(low, high, grid, where):
+    """Section 4, positions: (qx, dqy) from the gaps' low bits and high parts, so that the caller
+    reads every file alike (qy = the running sum of dqy)."""
+    x0, W, y0, shift = grid
+    R = 0
+    qx, qy = [], []
+    for lo_bits, hi_part in zip(low.tolist(), high.tolist()):
+        if hi_part < 0:
+            raise ValueError(f"{where}: negative position gap")
+        R += hi_part * 2**shift + lo_bits
+        if R > (2 * MAX_SYMBOL + 1) * W:
+            raise ValueError(f"{where}: raster index {R} past (2 MAX_SYMBOL + 1) W")
+        qy.append(y0 + R // W)
+        qx.append(x0 + R % W)
+    qy = np.asarray(qy, dtype=np.int64)
+    return np.asarray(qx, dtype=np.int64), np.diff(qy, prepend=0)
 
 
 # --------------------------------------------------------------------------- file
@@ -310,8 +347,8 @@ def read_lig(path, backend="constriction", strict=False):
     major, minor, flags, H, hcrc = struct.unpack_from("<BBHII", buf, 8)
     if major > VERSION_MAJOR:
         raise ValueError(f"offset 8: major version {major}: written by a newer ligcodec")
-    if major != VERSION_MAJOR:
-        raise ValueError(f"offset 8: major version {major} is not supported (need {VERSION_MAJOR})")
+    if major < OLDEST_MAJOR:
+        raise ValueError(f"offset 8: major version {major} is not supported (need {OLDEST_MAJOR}..{VERSION_MAJOR})")
     if not 1 <= H <= MAX_HEADER_SIZE:
         raise ValueError(f"offset 12: header length {H} outside 1..{MAX_HEADER_SIZE}")
     if PREFIX_SIZE + H + 8 > size:
@@ -367,7 +404,7 @@ def read_lig(path, backend="constriction", strict=False):
             continue
         if length == 0:
             raise ValueError(f"{where}: {n} Gaussians in an empty chunk")
-        qx, dqy, q0, q1, q2, *cq = _decode_chunk(buf, off, length, n, C, where, backend, strict, minor)
+        qx, dqy, q0, q1, q2, *cq = _decode_chunk(buf, off, length, n, C, where, backend, strict, major, minor)
         qy = np.cumsum(dqy)
         if strict and n > 1 and np.any(dqy[1:] < 0):  # section 4 says >= 0; not in section 7
             raise ValueError(f"{where}: y differences are negative")

@@ -154,13 +154,13 @@ def test_spec_constants_match_code():
     block = re.search(r"```\n(MAGIC = .*?)```", text, re.S).group(1)
     consts = dict(line.split(" = ") for line in block.strip().splitlines())
     assert bytes.fromhex(consts["MAGIC"]) == container.MAGIC
-    for name in ("VERSION_MAJOR", "VERSION_MINOR", "PREFIX_SIZE", "INDEX_ENTRY_SIZE", "MAX_HEADER_SIZE",
+    for name in ("VERSION_MAJOR", "VERSION_MINOR", "OLDEST_MAJOR", "PREFIX_SIZE", "INDEX_ENTRY_SIZE", "MAX_HEADER_SIZE",
                  "MAX_GAUSSIANS_PER_CHUNK", "MIN_CHUNK_BYTES_PER_GAUSSIAN", "MAX_LOG_SCALE", "MAX_AMPLITUDE",
                  "MAX_TILE_WORK", "MAX_DEBLOCK_WIDTH"):
         assert int(consts[name]) == getattr(container, name), name
     from ligcodec.codec import tile
 
-    for name in ("MAX_SYMBOL", "TABLE_MAX", "TABLE_BASE", "TABLE_PER_GAUSSIAN", "LEGACY_TABLE_PER_BYTE"):
+    for name in ("MAX_SYMBOL", "TABLE_MAX", "TABLE_BASE", "TABLE_PER_GAUSSIAN", "LEGACY_TABLE_PER_BYTE", "MAX_GAP_SHIFT"):
         assert int(consts[name]) == getattr(tile, name), name
 
 
@@ -227,10 +227,12 @@ def test_chunk_table_rejections():
         decode_chunk(b"\x80\x80\x80\x7f" + data[1:], 10, 3, "t")
 
 
-def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, chol_step=1.0, legacy=False):
-    """``decode_chunks`` on ``chunks``: ``(means, chol, colours, first, status, detail)``."""
+def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, chol_step=1.0, layout=None):
+    """``decode_chunks`` on ``chunks`` (format 3 chunks unless ``layout`` says otherwise):
+    ``(means, chol, colours, first, status, detail)``."""
     from ligcodec.codec.batch import decode_chunks
     from ligcodec.codec.colour import YCOCG_INVERSE
+    from ligcodec.codec.tile import LAYOUT_GAPS
 
     lens = np.array([len(c) for c in chunks], np.int64)
     ends = np.cumsum(lens)
@@ -242,7 +244,7 @@ def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, cho
     decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, np.asarray(counts, np.int64), first,
                   np.zeros((k, 2), np.int64), 1.0, np.full(3, chol_step), np.full((k, channels), colour_step),
                   np.asarray(YCOCG_INVERSE if ycocg else np.eye(3), np.float64), ycocg,
-                  tile, legacy, means, chol, cols, status, detail)
+                  tile, LAYOUT_GAPS if layout is None else layout, means, chol, cols, status, detail)
     return means, chol, cols, first, status, detail
 
 
@@ -257,7 +259,9 @@ def test_batch_decoder_matches_chunk_decoder():
     rng = np.random.default_rng(5)
     chunks, counts, refs = [], [], []
     for n in (37, 0, 1, 300):
-        qx, qy = rng.integers(-40, 300, n), np.sort(rng.integers(-20, 300, n))
+        qx, qy = rng.integers(-40, 300, n), rng.integers(-20, 300, n)
+        order = np.lexsort((qx, qy))  # sorted by (qy, qx), as the codec stores them
+        qx, qy = qx[order], qy[order]
         qc = np.stack([rng.integers(-20, 5, n), rng.integers(-5, 5, n), np.zeros(n, np.int64)], 1)
         qk = rng.laplace(0, 20, (n, 3)).astype(np.int64)
         if n > 1:
@@ -336,38 +340,48 @@ def test_file_reads_match_the_chunk_decoder(lig_file):
 def _wide_chunk():
     """2 Gaussians whose every stream but qx spans 60,001 values: uniform-coded in a 2.2 file, too
     many table values for its bytes in a 2.1 one."""
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec import tile
 
     qc = np.array([[-300, -30000, -300], [300, 30000, 300]])
     qk = np.array([[-30000] * 3, [30000] * 3])
-    return encode_chunk(np.array([0, 1]), np.array([0, 1]), qc, qk)
+    return tile.encode_chunk(np.array([0, 1]), np.array([0, 1]), qc, qk, layout=tile.LAYOUT_24)
 
 
 def _rejections():
-    """``{detail code: (chunk, n, legacy, what the message says)}``, one forged chunk for each way
+    """``{detail code: (chunk, n, layout, what the message says)}``, one forged chunk for each way
     a chunk's table or words can be refused."""
     from ligcodec.codec import tile
 
     qk = np.arange(30).reshape(10, 3)
     data = tile.encode_chunk(np.arange(10), np.arange(10), qk // 4, qk)
     words = len(data) - tile.stream_table(data, 10, 3, "t")[1]
+    new, old = tile.LAYOUT_GAPS, tile.LAYOUT_21
+    # Positions entry: x0 0, width 1, y0 0, then a shift byte; the high parts' entry after it.
+    grid = b"\x00\x00\x00"
+    # Width 1: the second Gaussian's raster index 2^24 passes the bound (2 MAX_SYMBOL + 1) x 1.
+    gaps = tile.encode_chunk(np.array([0, 0]), np.array([0, 1 << 24]), np.zeros((2, 3), np.int64),
+                             np.zeros((2, 3), np.int64))
     return {
-        tile.SHORT_TABLE: (data[:5], 10, False, "chunk of 5 bytes is too short for its stream table"),
-        tile.LONG_VARINT: (b"\xff" * 8 + data, 10, False, "varint at chunk byte 0 is longer than 4 bytes"),
-        tile.BAD_RANGE: (b"\x80\x80\x80\x7f" + data[1:], 10, False,
-                         "stream 0 has an invalid range [133169152,"),
-        tile.LEGACY_TABLES: (_wide_chunk(), 2, True, "its tables hold 241208 values for 70 bytes, above"),
-        tile.RAGGED_WORDS: (data + b"\0", 10, False,
+        tile.SHORT_TABLE: (data[:5], 10, new, "chunk of 5 bytes is too short for its stream table"),
+        tile.LONG_VARINT: (b"\xff" * 8 + data, 10, new, "varint at chunk byte 0 is longer than 4 bytes"),
+        tile.BAD_RANGE: (grid + b"\x00" + b"\x80\x80\x80\x7f\x00\x00\x00" + data, 10, new,
+                         "stream 1 has an invalid range [133169152, 133169152]"),
+        tile.BAD_GRID: (b"\x80\x80\x80\x7f" + data[1:], 10, new, "positions grid x0 133169152, width"),
+        tile.BAD_SHIFT: (grid + b"\x15" + data[4:], 10, new, "position gap shift 21 is above 20"),
+        tile.BAD_GAP: (gaps, 2, new, "Gaussian 1's position gap (high part"),
+        tile.LEGACY_TABLES: (_wide_chunk(), 2, old, "its tables hold 241208 values for 70 bytes, above"),
+        tile.RAGGED_WORDS: (data + b"\0", 10, new,
                             f": {words + 1} bytes after the stream table are not whole 32-bit words"),
-        tile.ZERO_WORD: (data[:-4] + b"\0" * 4, 10, False, "the ANS words end in a zero word"),
-        tile.BYTES_FOR_EMPTY: (b"xyz", 0, False, "3 bytes for 0 Gaussians"),
+        tile.ZERO_WORD: (data[:-4] + b"\0" * 4, 10, new, "the ANS words end in a zero word"),
+        tile.BYTES_FOR_EMPTY: (b"xyz", 0, new, "3 bytes for 0 Gaussians"),
     }
 
 
 def test_every_chunk_rejection_names_where_and_what():
     """SCENARIO: one forged chunk for each way the decoder refuses a chunk's stream table or
-    words (too short, a varint over 4 bytes, a range outside +-MAX_SYMBOL, a 2.1 chunk whose
-    tables hold too many values, bytes that are not whole words, a last word of 0, bytes for 0
+    words (too short, a varint over 4 bytes, a range outside +-MAX_SYMBOL, a positions grid out of
+    range, a gap shift above MAX_GAP_SHIFT, a gap past the raster bound, a 2.1 chunk whose tables
+    hold too many values, bytes that are not whole words, a last word of 0, bytes for 0
     Gaussians), decoded alone (``decode_chunk``, ``stream_table``) and in the batch kernel.
     EXPECTED RESULT: LigFormatError, its message starting with the ``where`` given and saying what
     is wrong with the numbers; the batch kernel flags the same chunk with the same detail; every
@@ -377,17 +391,18 @@ def test_every_chunk_rejection_names_where_and_what():
 
     where = "tile 7, level 1"
     cases = _rejections()
-    assert set(cases) == {tile.SHORT_TABLE, tile.LONG_VARINT, tile.BAD_RANGE, tile.LEGACY_TABLES,
-                          tile.RAGGED_WORDS, tile.ZERO_WORD, tile.BYTES_FOR_EMPTY}
-    for code, (data, n, legacy, what) in cases.items():
+    assert set(cases) == {tile.SHORT_TABLE, tile.LONG_VARINT, tile.BAD_RANGE, tile.BAD_GRID, tile.BAD_SHIFT,
+                          tile.BAD_GAP, tile.LEGACY_TABLES, tile.RAGGED_WORDS, tile.ZERO_WORD, tile.BYTES_FOR_EMPTY}
+    for code, (data, n, layout, what) in cases.items():
         with pytest.raises(LigFormatError) as e:
-            decode_chunk(data, n, 3, where, legacy)
+            decode_chunk(data, n, 3, where, layout)
         msg = str(e.value)
         assert msg.startswith(where + ": ") and what in msg and "\n" not in msg, (code, msg)
-        if code in (tile.SHORT_TABLE, tile.LONG_VARINT, tile.BAD_RANGE):  # the table itself is malformed
+        if code in (tile.SHORT_TABLE, tile.LONG_VARINT, tile.BAD_RANGE, tile.BAD_GRID, tile.BAD_SHIFT):
+            # the table itself is malformed
             with pytest.raises(LigFormatError, match=re.escape(f"{where}: {msg[len(where) + 2:]}")):
-                stream_table(data, n, 3, where, legacy)
-        *_, status, detail = _batch([data], [n], 3, legacy=legacy)
+                stream_table(data, n, 3, where, layout)
+        *_, status, detail = _batch([data], [n], 3, layout=layout)
         assert status[0] != 0 and detail[0, 0] == code, code
         assert f"{where}: {chunk_problem(detail[0], len(data))}" == msg
 
@@ -403,7 +418,9 @@ def test_chunk_decoder_and_batch_kernel_agree_on_mutants():
 
     rng = np.random.default_rng(16)
     n = 40
-    qx, qy = rng.integers(0, 60, n), np.sort(rng.integers(0, 60, n))
+    qx, qy = rng.integers(0, 60, n), rng.integers(0, 60, n)
+    order = np.lexsort((qx, qy))
+    qx, qy = qx[order], qy[order]
     qc = np.stack([rng.integers(-20, 5, n), rng.integers(-5, 5, n), np.zeros(n, np.int64)], 1)
     qk = rng.laplace(0, 20, (n, 3)).astype(np.int64)
     data = encode_chunk(qx, qy, qc, qk)
@@ -579,8 +596,10 @@ def test_ans_decoder_matches_constriction(seed, n, spread):
         v = np.round(rng.laplace(rng.integers(-50, 50), max(scale, 1e-9), n)).astype(np.int64)
         return np.clip(v, -MAX_SYMBOL, MAX_SYMBOL)
 
-    qx = np.clip(col(spread * 3), -MAX_SYMBOL, MAX_SYMBOL)
-    qy = np.sort(col(spread))
+    # Positions within a span a tile can have (format 3 codes their raster gaps, at most
+    # MAX_SYMBOL x 2^MAX_GAP_SHIFT each); the other streams take every spread.
+    qx = np.clip(col(min(spread, 3000.0) * 3), -MAX_SYMBOL, MAX_SYMBOL)
+    qy = col(min(spread, 3000.0))
     qc = np.stack([col(spread), col(spread / 3), col(spread * 2)], 1)
     qk = np.stack([col(spread), col(1.0), col(spread * 7)], 1)
     order = np.lexsort((qx, qy))
@@ -719,11 +738,12 @@ def _level0_share(im):
 
 def test_progressive_header(progressive_pair):
     """SCENARIO: a default and a progressive encode. EXPECTED RESULT: only the progressive file
-    holds level0_scale (1/4), and both are format 2.3 (the CLI test checks what `info` says)."""
+    holds level0_scale (1/4), and both are format 3.0 (the CLI test checks what `info` says)."""
     default, prog, _ = progressive_pair
     with ligcodec.open(default) as a, ligcodec.open(prog) as b:
         assert a.header.level0_scale is None and b.header.level0_scale == 0.25
-        assert a._reader.prefix.minor == b._reader.prefix.minor == container.VERSION_MINOR == 4
+        assert a._reader.prefix.major == b._reader.prefix.major == container.VERSION_MAJOR == 3
+        assert a._reader.prefix.minor == b._reader.prefix.minor == container.VERSION_MINOR == 0
         assert "fit" in b.header.encoder and b.header.encoder["fit"]["downsample"] == 4
 
 
@@ -847,3 +867,34 @@ def test_header_records_only_settings_beyond_the_effort(tmp_path):
             assert im.header.encoder.get("fit", {}) == want
             assert "bits_per_gaussian" not in im.header.encoder
     assert main(["info", str(path), "--verbose"]) == 0
+
+
+def test_format_2_files_still_read(tmp_path, lig_file):
+    """SCENARIO: a 3.0 file's chunks rewritten in the 2.x layout (positions as qx, dqy; same
+    header, same Gaussians) and the file marked 2.4, as the previous ligcodec wrote it.
+    EXPECTED RESULT: ligcodec reads the same pixels from both, bit for bit; so does the spec-only
+    reader (each file in its own layout)."""
+    from ligcodec.codec.tile import LAYOUT_24, decode_chunk, encode_chunk
+    from ligcodec.container import LigReader, write_lig
+    from tests.spec_reader import read_lig, render_full
+
+    path = lig_file[0]
+    with LigReader(path) as r:
+        h = r.header
+        assert (r.prefix.major, r.prefix.minor) == (3, 0)
+        chunks = []
+        for lvl in range(h.levels):
+            row = []
+            for t in range(h.n_tiles):
+                data, n = r.chunk(lvl, t), r.entry(lvl, t).count
+                row.append((encode_chunk(*decode_chunk(data, n, h.channels, "t"), layout=LAYOUT_24) if n else b"", n))
+            chunks.append(row)
+    old = tmp_path / "old.lig"
+    with open(old, "wb") as f:
+        write_lig(f, h, chunks)
+    data = bytearray(old.read_bytes())
+    data[8:10] = b"\x02\x04"
+    old.write_bytes(bytes(data))
+    with ligcodec.open(path) as a, ligcodec.open(old) as b:
+        assert np.array_equal(a.read(), b.read()) and np.array_equal(a.read(0.5), b.read(0.5))
+    assert np.array_equal(render_full(read_lig(path)), render_full(read_lig(old)))

@@ -250,7 +250,7 @@ def test_wide_streams_cannot_make_a_reader_build_huge_tables(tmp_path):
     same bytes in a file marked 2.1 ask for 65,536-value tables.
     EXPECTED RESULT: the 2.2 file decodes with uniform models (its Gaussians are the ones
     written); the 2.1 one is refused for holding more table values than its bytes allow."""
-    from ligcodec.codec.tile import decode_chunk
+    from ligcodec.codec.tile import LAYOUT_24, decode_chunk
 
     x, y = np.array([0, 1]), np.array([0, 1])
     qc = np.array([[-300, -30000, -300], [300, 30000, 300]])
@@ -262,8 +262,10 @@ def test_wide_streams_cannot_make_a_reader_build_huge_tables(tmp_path):
     path = _write(tmp_path / "wide.lig", header, [[(payload, 2)]])
     with ligcodec.open(path) as img:
         img.read()
-    data = bytearray(path.read_bytes())
-    data[9] = 1  # minor version 1: the legacy table rule
+    # The same streams in a 2.x chunk (positions as qx, dqy), in a file marked 2.1.
+    old = _write(tmp_path / "old.lig", header, [[(encode_chunk(x, y, qc, qk, layout=LAYOUT_24), 2)]])
+    data = bytearray(old.read_bytes())
+    data[8:10] = b"\x02\x01"  # version 2.1: the legacy table rule
     legacy = tmp_path / "legacy.lig"
     legacy.write_bytes(bytes(data))
     with ligcodec.open(legacy) as img:

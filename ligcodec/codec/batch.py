@@ -71,7 +71,7 @@ def colour_mix(header) -> tuple[np.ndarray, bool]:
 
 @numba.njit(cache=True, parallel=True)
 def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_step, colour_steps, mix, mixed,
-                  tile, legacy, means, chol, colours, status, detail):
+                  tile, layout, means, chol, colours, status, detail):
     """Decode chunk ``c`` (bytes ``data[starts[c]:ends[c]]``, ``counts[c]`` Gaussians, tile
     origin ``origins[c]``, colour steps ``colour_steps[c] [C]``) into rows ``first[c]:`` of
     ``means [N, 2]`` (float64, image pixels), ``chol [N, 3]`` (float64) and ``colours [N, C]``
@@ -86,7 +86,7 @@ def decode_chunks(data, starts, ends, counts, first, origins, pos_step, chol_ste
         if n == 0:
             status[c] = check_empty(starts[c], ends[c], detail[c])
             continue
-        st, out = decode_symbols(data, starts[c], ends[c], n, nch, legacy, detail[c])
+        st, out = decode_symbols(data, starts[c], ends[c], n, nch, layout, detail[c])
         status[c] = st
         if st != OK:
             continue

@@ -38,6 +38,21 @@ TABLE_PER_GAUSSIAN = 16
 LEGACY_TABLE_BASE = 4096
 LEGACY_TABLE_PER_BYTE = 64
 VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
+#: Format 3.0 codes the positions as gaps between the Gaussians' raster indices, each split
+#: Rice-style into ``gap >> s`` (a geometric table) and the ``s`` low bits (uniform); ``s`` is at
+#: most this (a uniform stream of 2^s values must fit the coder's 24-bit precision).
+MAX_GAP_SHIFT = 20
+
+#: Chunk layouts (spec section 4), from the file's version (:func:`chunk_layout`): 2.0/2.1 (the
+#: table rule of :data:`TABLE_MAX` alone), 2.2-2.4 (positions as ``qx``, ``dqy``), 3.x (gaps).
+LAYOUT_21, LAYOUT_24, LAYOUT_GAPS = 0, 1, 2
+
+
+def chunk_layout(major: int, minor: int) -> int:
+    """The chunk layout of a file of format ``major.minor``."""
+    if major >= 3:
+        return LAYOUT_GAPS
+    return LAYOUT_21 if minor < 2 else LAYOUT_24
 
 
 #: Status of a chunk's decode (:func:`decode_symbols`; :mod:`.batch` adds the section-4 limits).
@@ -46,6 +61,7 @@ OK, BAD_TABLE, BAD_WORDS = 0, 1, 2
 #: ``detail[1:4]`` the numbers :func:`chunk_problem` puts in the message.
 SHORT_TABLE, LONG_VARINT, BAD_RANGE, LEGACY_TABLES = 1, 2, 3, 4
 RAGGED_WORDS, ZERO_WORD, BYTES_FOR_EMPTY = 5, 6, 7
+BAD_GRID, BAD_SHIFT, BAD_GAP = 8, 9, 10
 
 
 @numba.njit(cache=True, nogil=True)
@@ -57,8 +73,8 @@ def table_limit(n, legacy=False):
 @numba.njit(cache=True, nogil=True)
 def stream_kind(i, lo, hi, limit):
     """Model kind of stream ``i`` (spec section 4), for the encoder and the decoder alike:
-    constant, uniform (``qx`` and streams wider than ``limit``, :func:`table_limit`) or the
-    geometric table."""
+    constant, uniform (stream 0: ``qx``, or the gaps' low bits; streams wider than ``limit``,
+    :func:`table_limit`) or the geometric table."""
     if lo == hi:
         return ans.CONST
     return ans.UNIFORM if i == 0 or hi - lo + 1 > limit else ans.TABLE
@@ -81,10 +97,10 @@ def geometric_probabilities(lo: int, hi: int, loc: int, k: int) -> np.ndarray:
     return out
 
 
-def _laplace_params(s: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
-    """Integer location (median) and scale byte of a stream: the byte whose table codes ``s`` in
-    the fewest bits, searched near the moment estimate (mean absolute deviation ``m`` of a
-    discrete Laplace with ratio ``r``: ``m = 2r / (1 - r^2)``)."""
+def _laplace_params(s: np.ndarray, lo: int, hi: int) -> tuple[int, int, float]:
+    """Integer location (median) and scale byte of a stream, and its bits: the byte whose table
+    codes ``s`` in the fewest bits, searched near the moment estimate (mean absolute deviation
+    ``m`` of a discrete Laplace with ratio ``r``: ``m = 2r / (1 - r^2)``)."""
     loc = int(np.round(np.median(s)))
     m = max(float(np.mean(np.abs(s - loc))), 1e-3)
     r = (math.sqrt(1 + m * m) - 1) / m
@@ -98,7 +114,7 @@ def _laplace_params(s: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
         bits = -float((counts[used] * np.log2(p[used])).sum())
         if best is None or bits < best[0]:
             best = (bits, k)
-    return loc, best[1]
+    return loc, best[1], best[0]
 
 
 def _uvarint(v: int) -> bytes:
@@ -119,25 +135,37 @@ def stream_attribute(i: int) -> str:
     return "position" if i < 2 else "covariance" if i < 5 else "colour"
 
 
-def encode_chunk(qx, qy, qc, qk) -> bytes:
-    """Entropy-code the symbol streams of one tile (see spec section 4). What each attribute
-    costs is read back from the chunk by :func:`attribute_bits`."""
+def encode_chunk(qx, qy, qc, qk, layout: int = LAYOUT_GAPS) -> bytes:
+    """Entropy-code the symbol streams of one tile (see spec section 4), the Gaussians sorted by
+    ``(qy, qx)``. What each attribute costs is read back from the chunk by :func:`attribute_bits`.
+    ``layout``: :data:`LAYOUT_GAPS` (format 3) or :data:`LAYOUT_24` (the 2.x positions, for tests
+    of older files)."""
     n = len(qx)
     if n == 0:
         return b""
-    dqy = np.diff(qy, prepend=0)
-    streams = [qx, dqy] + [qc[:, k] for k in range(3)] + [qk[:, c] for c in range(qk.shape[1])]
+    qx, qy = np.asarray(qx, np.int64), np.asarray(qy, np.int64)
+    limit = table_limit(n)
     head = bytearray()
     models = []
-    limit = table_limit(n)
+    if layout == LAYOUT_GAPS:
+        if np.any(np.diff(qy) < 0) or np.any((np.diff(qy) == 0) & (np.diff(qx) < 0)):
+            raise ValueError("encode_chunk: the Gaussians must be sorted by (qy, qx)")
+        x0, width, shift, low, high = gap_streams(qx, qy, limit)
+        head += _uvarint(_zigzag(x0)) + _uvarint(width - 1) + _uvarint(_zigzag(int(qy[0]))) + bytes([shift])
+        models.append(_model(0, 0, (1 << shift) - 1, 0, 0, limit))
+        positions = [low, high]
+    else:
+        positions = [qx, np.diff(qy, prepend=0)]
+    streams = positions + [qc[:, k] for k in range(3)] + [qk[:, c] for c in range(qk.shape[1])]
     for i, s in enumerate(streams):
         lo, hi = int(s.min()), int(s.max())
         if i == 0:
-            head += _uvarint(_zigzag(lo)) + _uvarint(hi - lo)
-            models.append(_model(i, lo, hi, 0, 0, limit))
+            if layout != LAYOUT_GAPS:
+                head += _uvarint(_zigzag(lo)) + _uvarint(hi - lo)
+                models.append(_model(i, lo, hi, 0, 0, limit))
         else:
             # A stream too wide for a table is coded uniformly: its k is never used.
-            loc, k = _laplace_params(s, lo, hi) if hi - lo < limit else (int(np.round(np.median(s))), 0)
+            loc, k, _ = _laplace_params(s, lo, hi) if hi - lo < limit else (int(np.round(np.median(s))), 0, 0.0)
             head += _uvarint(_zigzag(loc)) + _uvarint(loc - lo) + _uvarint(hi - loc) + bytes([k])
             models.append(_model(i, lo, hi, loc, k, limit))
     coder = stream.stack.AnsCoder()
@@ -146,6 +174,36 @@ def encode_chunk(qx, qy, qc, qk) -> bytes:
             symbols = (s - lo).astype(np.int32)  # models take 0..hi-lo
             coder.encode_reverse(symbols, m)
     return bytes(head) + coder.get_compressed().astype("<u4").tobytes()
+
+
+def raster_gaps(qx, qy, x0: int, width: int) -> np.ndarray:
+    """Differences of the raster indices ``(qy - qy[0]) width + qx - x0`` (the first one's is its
+    own index): >= 0 for Gaussians sorted by ``(qy, qx)``."""
+    return np.diff((qy - qy[0]) * width + (qx - x0), prepend=0)
+
+
+def gap_streams(qx, qy, limit: int):
+    """Format 3's positions (spec section 4): ``(x0, width, s, low bits, high part)`` of the raster
+    gaps, ``s`` the shift that codes them in the fewest bits (the low bits cost ``s`` each, the
+    high part its geometric table; a high part wider than a table is not considered)."""
+    x0 = int(qx.min())
+    width = int(qx.max()) - x0 + 1
+    gaps = raster_gaps(qx, qy, x0, width)
+    around = int(math.log2(max(float(gaps.mean()), 1.0)))
+    best = None
+    for shift in range(max(0, around - 3), min(MAX_GAP_SHIFT, around + 2) + 1):
+        high = gaps >> shift
+        lo, hi = int(high.min()), int(high.max())
+        if hi - lo >= limit and shift < MAX_GAP_SHIFT:
+            continue
+        bits = len(gaps) * shift + (_laplace_params(high, lo, hi)[2] if hi > lo else 0.0)
+        if best is None or bits < best[0]:
+            best = (bits, shift)
+    shift = best[1] if best else MAX_GAP_SHIFT
+    if int(gaps.max()) >> shift > MAX_SYMBOL:
+        raise ValueError(f"encode_chunk: positions span {int(gaps.sum())} grid cells, too many to code")
+    return x0, width, shift, gaps & ((1 << shift) - 1), gaps >> shift
+
 
 
 def _model(i, lo, hi, loc, k, limit):
@@ -192,14 +250,51 @@ def _unzigzag(v):
 
 
 @numba.njit(cache=True, nogil=True)
-def parse_table(data, start, end, n, nch, legacy, params, detail):
-    """The stream table of the chunk ``data[start:end]`` (``n`` Gaussians, ``nch`` channels) into
-    ``params [5 + nch, 5]``: ``(kind, lo, hi, loc, k)`` per stream, kinds as in
-    :func:`.ans.decode_streams`. Returns the position of the first ANS word, or -1 with
-    ``detail`` saying why (:data:`SHORT_TABLE`, :data:`LONG_VARINT`, :data:`BAD_RANGE`)."""
-    limit = table_limit(n, legacy)
+def _gap_entry(data, pos, end, start, params, grid, detail):
+    """Format 3's stream-0 entry (``zz(x0)``, ``width - 1``, ``zz(y0)``, shift byte) into
+    ``grid [3]`` = ``(x0, width, y0)`` and ``params[0]`` (the low bits: uniform over ``0 ..
+    2^s - 1``). Returns the position after it, or -1 with ``detail`` saying why."""
+    zx, pos = _varint(data, pos, end, start, detail)
+    wm1, pos = _varint(data, pos, end, start, detail)
+    zy, pos = _varint(data, pos, end, start, detail)
+    if min(zx, wm1, zy) < 0:
+        return -1
+    if pos >= end:
+        _refuse(detail, SHORT_TABLE, 0, 0, 0)
+        return -1
+    shift = np.int64(data[pos])
+    x0, y0 = _unzigzag(zx), _unzigzag(zy)
+    if max(abs(x0), abs(y0)) > MAX_SYMBOL or wm1 > 2 * MAX_SYMBOL:
+        _refuse(detail, BAD_GRID, x0, wm1 + 1, y0)
+        return -1
+    if shift > MAX_GAP_SHIFT:
+        _refuse(detail, BAD_SHIFT, shift, 0, 0)
+        return -1
+    grid[0], grid[1], grid[2] = x0, wm1 + 1, y0
+    params[0, 0] = ans.CONST if shift == 0 else ans.UNIFORM
+    params[0, 1] = 0
+    params[0, 2] = (1 << shift) - 1
+    params[0, 3] = shift  # read back by :func:`raster_positions`
+    params[0, 4] = 0
+    return pos + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def parse_table(data, start, end, n, nch, layout, params, grid, detail):
+    """The stream table of the chunk ``data[start:end]`` (``n`` Gaussians, ``nch`` channels,
+    ``layout`` as :func:`chunk_layout` gives) into ``params [5 + nch, 5]``: ``(kind, lo, hi, loc,
+    k)`` per stream, kinds as in :func:`.ans.decode_streams` (format 3: stream 0 is the gaps' low
+    bits, ``loc`` their shift, and ``grid [3]`` gets ``(x0, width, y0)``). Returns the position of
+    the first ANS word, or -1 with ``detail`` saying why (:data:`SHORT_TABLE`,
+    :data:`LONG_VARINT`, :data:`BAD_RANGE`, :data:`BAD_GRID`, :data:`BAD_SHIFT`)."""
+    limit = table_limit(n, layout == LAYOUT_21)
     pos = start
     for i in range(5 + nch):
+        if i == 0 and layout == LAYOUT_GAPS:
+            pos = _gap_entry(data, pos, end, start, params, grid, detail)
+            if pos < 0:
+                return -1
+            continue
         # A varint that fails leaves ``pos`` where it was, so the reads after it fail the same
         # way and ``detail`` keeps the first reason: one check after the reads is enough.
         z, pos = _varint(data, pos, end, start, detail)
@@ -244,19 +339,42 @@ def check_empty(start, end, detail):
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_symbols(data, start, end, n, nch, legacy, detail):
-    """Decode the chunk ``data[start:end]`` (uint8; ``n`` Gaussians, ``nch`` channels; ``legacy``:
-    a 2.0/2.1 chunk, see :func:`table_limit`): ``(status, out [5 + nch, n])``, rows ``qx``, ``qy``
-    (the running sum of the ``dqy`` stream), ``q0..q2``, ``c_0..``. On a status other than
-    :data:`OK`, ``detail [4]`` says why (:func:`chunk_problem`) and ``out`` is undefined."""
+def raster_positions(out, n, shift, grid, detail):
+    """Format 3: turn rows 0 (the gaps' low bits) and 1 (their high part) of ``out`` into ``qx``,
+    ``qy`` (spec section 4). False, with ``detail`` saying why, where a gap is negative or the
+    raster index leaves the rows a stream may span (``2 MAX_SYMBOL + 1``)."""
+    x0, width, y0 = grid[0], grid[1], grid[2]
+    bound = (2 * MAX_SYMBOL + 1) * width  # < 2^48: no overflow below
+    index = np.int64(0)
+    for j in range(n):
+        high = out[1, j]
+        if high < 0 or high > bound >> shift:
+            _refuse(detail, BAD_GAP, j, high, 0)
+            return False
+        index += (high << shift) + out[0, j]
+        if index > bound:
+            _refuse(detail, BAD_GAP, j, high, 0)
+            return False
+        out[1, j] = y0 + index // width
+        out[0, j] = x0 + index % width
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_symbols(data, start, end, n, nch, layout, detail):
+    """Decode the chunk ``data[start:end]`` (uint8; ``n`` Gaussians, ``nch`` channels; ``layout``
+    as :func:`chunk_layout` gives): ``(status, out [5 + nch, n])``, rows ``qx``, ``qy``,
+    ``q0..q2``, ``c_0..``. On a status other than :data:`OK`, ``detail [4]`` says why
+    (:func:`chunk_problem`) and ``out`` is undefined."""
     if n == 0:
         return check_empty(start, end, detail), np.empty((5 + nch, 0), np.int64)
     out = np.empty((5 + nch, n), np.int64)
     params = np.empty((5 + nch, 5), np.int64)
-    pos = parse_table(data, start, end, n, nch, legacy, params, detail)
+    grid = np.zeros(3, np.int64)
+    pos = parse_table(data, start, end, n, nch, layout, params, grid, detail)
     if pos < 0:
         return BAD_TABLE, out
-    if legacy:
+    if layout == LAYOUT_21:
         values = 0
         for i in range(5 + nch):
             if params[i, 0] == ans.TABLE:
@@ -276,6 +394,10 @@ def decode_symbols(data, start, end, n, nch, legacy, detail):
     if ans.decode_streams(words, params[:, 0], params[:, 1], params[:, 2], params[:, 3], params[:, 4], n, out):
         _refuse(detail, ZERO_WORD, 0, 0, 0)
         return BAD_WORDS, out
+    if layout == LAYOUT_GAPS:
+        if not raster_positions(out, n, params[0, 3], grid, detail):
+            return BAD_WORDS, out
+        return OK, out
     for j in range(1, n):
         out[1, j] += out[1, j - 1]
     return OK, out
@@ -300,43 +422,62 @@ def chunk_problem(detail, nbytes: int) -> str:
         return "entropy decoding failed: the ANS words end in a zero word"
     if code == BYTES_FOR_EMPTY:
         return f"{nbytes} bytes for 0 Gaussians"
+    if code == BAD_GRID:
+        return (f"positions grid x0 {a}, width {b}, y0 {c} is out of range (|x0|, |y0| <= {MAX_SYMBOL}, "
+                f"width <= {2 * MAX_SYMBOL + 1})")
+    if code == BAD_SHIFT:
+        return f"position gap shift {a} is above {MAX_GAP_SHIFT}"
+    if code == BAD_GAP:
+        return f"Gaussian {a}'s position gap (high part {b}) is negative or leaves the tile's range"
     return f"chunk of {nbytes} bytes cannot be decoded"
 
 
-def stream_table(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
+def stream_table(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS):
     """A chunk's stream table (spec section 4): ``([(kind, lo, hi, loc, k)] per stream, the
-    offset of the first ANS word)``, kinds as in :func:`.ans.decode_streams` (:func:`parse_table`).
+    offset of the first ANS word)``, kinds as in :func:`.ans.decode_streams` (:func:`parse_table`;
+    format 3: stream 0 is the gaps' low bits, its ``loc`` their shift).
     Raises :class:`LigFormatError` starting with ``where`` if the table is malformed."""
     buf = np.frombuffer(data, np.uint8)
     params = np.empty((5 + channels, 5), np.int64)
     detail = np.zeros(4, np.int64)
-    pos = parse_table(buf, 0, len(buf), int(n), int(channels), bool(legacy), params, detail)
+    pos = parse_table(buf, 0, len(buf), int(n), int(channels), int(layout), params, np.zeros(3, np.int64), detail)
     if pos < 0:
         raise LigFormatError(f"{where}: {chunk_problem(detail, len(buf))}")
     return [tuple(int(v) for v in p) for p in params], int(pos)
 
 
-def decode_chunk(data: bytes, n: int, channels: int, where: str, legacy: bool = False):
+def decode_chunk(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS):
     """Inverse of :func:`encode_chunk` (:func:`decode_symbols`): ``(qx, qy, qc [n, 3], qk [n, C])``,
-    int64. ``legacy``: a 2.0/2.1 chunk (tables up to :data:`TABLE_MAX`, bounded by its length
-    instead). Raises :class:`LigFormatError` starting with ``where`` if the chunk is malformed."""
+    int64, for a chunk of ``layout`` (:func:`chunk_layout`). Raises :class:`LigFormatError`
+    starting with ``where`` if the chunk is malformed."""
     buf = np.frombuffer(data, np.uint8)
     detail = np.zeros(4, np.int64)
-    status, out = decode_symbols(buf, 0, len(buf), int(n), int(channels), bool(legacy), detail)
+    status, out = decode_symbols(buf, 0, len(buf), int(n), int(channels), int(layout), detail)
     if status != OK:
         raise LigFormatError(f"{where}: {chunk_problem(detail, len(buf))}")
     return out[0], out[1], np.ascontiguousarray(out[2:5].T), np.ascontiguousarray(out[5:].T)
 
 
-def attribute_bits(data: bytes, n: int, channels: int, where: str, legacy: bool = False) -> dict:
+def position_streams(qx, qy, params, layout: int) -> list:
+    """The two position streams a chunk codes, from its decoded positions: ``qx`` and ``dqy``, or
+    in format 3 the gaps' low bits and high part (the shift is ``params[0][3]``)."""
+    if layout != LAYOUT_GAPS:
+        return [qx, np.diff(qy, prepend=0)]
+    gaps = raster_gaps(qx, qy, int(qx.min()), int(qx.max()) - int(qx.min()) + 1)
+    shift = params[0][3]
+    return [gaps & ((1 << shift) - 1), gaps >> shift]
+
+
+def attribute_bits(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS) -> dict:
     """Bits one chunk spends per attribute (:func:`stream_attribute`) and on its stream table
     (``side``): each stream's code length under its own model, ``-sum log2 p`` (the ANS words
     add a few bits per chunk), for ``info --verbose``."""
     if n == 0:
         return {}
-    params, pos = stream_table(data, n, channels, where, legacy)
-    qx, qy, qc, qk = decode_chunk(data, n, channels, where, legacy)
-    streams = [qx, np.diff(qy, prepend=0)] + [qc[:, k] for k in range(3)] + [qk[:, c] for c in range(channels)]
+    params, pos = stream_table(data, n, channels, where, layout)
+    qx, qy, qc, qk = decode_chunk(data, n, channels, where, layout)
+    streams = position_streams(qx, qy, params, layout) + [qc[:, k] for k in range(3)] + \
+        [qk[:, c] for c in range(channels)]
     out = {"side": 8 * pos}
     for i, (s, (kind, lo, hi, loc, k)) in enumerate(zip(streams, params)):
         if kind == ans.CONST:
