@@ -97,11 +97,11 @@ def kodak_files(n: int, bpp: float, workdir: Path) -> list[Path]:
     return out
 
 
-def _stream_params(data: bytes, n: int, channels: int, legacy: bool):
+def _stream_params(data: bytes, n: int, channels: int, layout: int):
     """The stream table of a chunk: ``([(kind, lo, hi, loc, k)] per stream, table bytes)``."""
     from ligcodec.codec.tile import stream_table
 
-    return stream_table(data, n, channels, "chunk", legacy)
+    return stream_table(data, n, channels, "chunk", layout)
 
 
 def static_bits(s: np.ndarray, kind: int, lo: int, hi: int, loc: int, k: int) -> float:
@@ -129,16 +129,18 @@ def _y_of(rgb: np.ndarray) -> np.ndarray:
 class Chunk:
     """One decoded chunk: its symbol streams and what contexts need."""
 
-    def __init__(self, fi, level, tile, data, n, header, legacy, origin, l0):
-        from ligcodec.codec.tile import decode_chunk
+    def __init__(self, fi, level, tile, data, n, header, layout, origin, l0):
+        from ligcodec.codec.tile import decode_chunk, position_streams
 
         self.file, self.level, self.tile, self.n, self.bytes = fi, level, tile, n, len(data)
-        qx, qy, qc, qk = decode_chunk(data, n, header.channels, f"file {fi} level {level} tile {tile}", legacy)
-        self.params, table = _stream_params(data, n, header.channels, legacy)
+        qx, qy, qc, qk = decode_chunk(data, n, header.channels, f"file {fi} level {level} tile {tile}", layout)
+        self.params, table = _stream_params(data, n, header.channels, layout)
         self.side = 8 * table
         self.qx, self.qy, self.qc, self.qk = qx, qy, qc, qk
-        self.streams = [qx, np.diff(qy, prepend=0)] + [qc[:, j] for j in range(3)] + \
-                       [qk[:, j] for j in range(qk.shape[1])]
+        self.dqy = np.diff(qy, prepend=0)
+        # The file's own streams (format 3: the positions' raster gaps, low bits and high part).
+        self.streams = position_streams(qx, qy, self.params, layout) + [qc[:, j] for j in range(3)] + \
+            [qk[:, j] for j in range(qk.shape[1])]
         self.locs = [p[3] for p in self.params]
         self.locs[0] = int(np.round(np.median(qx)))
         ps, cs = header.pos_step, np.asarray(header.chol_step)
@@ -164,6 +166,7 @@ class Chunk:
 
 
 def load_chunks(paths) -> list[Chunk]:
+    from ligcodec.codec.tile import chunk_layout
     from ligcodec.container import LigReader
     from ligcodec.image import LigImage
     from ligcodec.model import tile_grid
@@ -172,7 +175,7 @@ def load_chunks(paths) -> list[Chunk]:
     for fi, path in enumerate(paths):
         with LigReader(path) as r:
             h = r.header
-            legacy = r.prefix.minor < 2
+            layout = chunk_layout(r.prefix.major, r.prefix.minor)
             l0 = None
             if h.levels > 1:
                 img = LigImage(path)
@@ -184,7 +187,7 @@ def load_chunks(paths) -> list[Chunk]:
                 for t in range(h.n_tiles):
                     e = r.entry(lvl, t)
                     if e.count:
-                        chunks.append(Chunk(fi, lvl, t, r.chunk(lvl, t), e.count, h, legacy, origins[t],
+                        chunks.append(Chunk(fi, lvl, t, r.chunk(lvl, t), e.count, h, layout, origins[t],
                                             l0 if lvl > 0 else None))
     return chunks
 
@@ -364,7 +367,7 @@ def l0y_bucket(ch: Chunk, k: int = 6) -> np.ndarray:
 # A plan codes one stream of one chunk: (r, ctx, signed, fixed bits): the symbols and contexts the
 # adaptive models code (``r`` None: nothing adaptive), and the bits of what is coded otherwise.
 def plan_default(ch: Chunk, i: int, ctx=None):
-    if i == 0:  # x: uniform over lo..hi, as the file codes it
+    if i == 0:  # the file's own model: x uniform over lo..hi (2.x), the gaps' low bits uniform (3.x)
         kind, lo, hi, loc, k = ch.params[0]
         return None, None, False, static_bits(ch.streams[0], kind, lo, hi, loc, k)
     return ch.r(i), np.zeros(ch.n, np.int64) if ctx is None else ctx, True, 0.0
@@ -452,16 +455,15 @@ def v_pos_row(ch, i):
     """dy adaptive (context: previous dy == 0); x - previous x - 1 when on the same row (dy = 0),
     else x uniform."""
     if i == 1:
-        d = ch.streams[1].copy()
-        _, lo, hi, _, _ = ch.params[1]
+        d = ch.dqy.copy()
+        lo, hi = int(d.min()), int(d.max())
         d[0] = 0  # the first Gaussian's qy, uniform over the stream's range
         return d, np.minimum(prev_of(d), 1), False, math.log2(hi - lo + 1)
     if i == 0:
-        kind, lo, hi, _, _ = ch.params[0]
-        d = ch.streams[1]
+        d = ch.dqy
         same = (d == 0) & (np.arange(ch.n) > 0)
         r = ch.qx[same] - prev_of(ch.qx)[same] - 1
-        m = hi - lo + 1
+        m = int(ch.qx.max() - ch.qx.min()) + 1
         fixed = float((~same).sum()) * (24 - math.log2((1 << 24) // m))
         return r, np.zeros(len(r), np.int64), False, fixed
     return None
@@ -695,7 +697,8 @@ def main(argv=None):
     paths = kodak_files(args.images, args.bpp, args.workdir)
     chunks = load_chunks(paths)
     channels = chunks[0].qk.shape[1]
-    names = ["x", "dy", "cov0", "cov1", "cov2"] + [f"colour{c}" for c in range(channels)]
+    # 2.x files code x and dy; 3.x files the raster gaps' low bits and high part (spec section 4).
+    names = ["x|low", "dy|high", "cov0", "cov1", "cov2"] + [f"colour{c}" for c in range(channels)]
     ns = len(names)
     gauss = np.array([ch.n for ch in chunks], np.float64)
     level = np.array([ch.level for ch in chunks])
