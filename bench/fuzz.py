@@ -231,8 +231,8 @@ class LigParts:
     header_raw: bytes
     entries: list
     blobs: list
-    major: int = 2
-    minor: int = 1
+    major: int = 3  # the format ligcodec writes (3.0): forged chunks come from its encode_chunk
+    minor: int = 0
     flags: int = 0
     k_field: int | None = None  # None: len(entries)
     header_size_field: int | None = None  # None: len(header_raw)
@@ -407,7 +407,7 @@ def fix_index_crc(data: bytearray, info: dict):
 
 
 # ------------------------------------------------------------------------------ seed corpus
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3  # 3: format 3.0 seeds
 
 
 @dataclass
@@ -675,8 +675,7 @@ def forge_bombs(seeds: dict) -> dict:
         tiles = math.ceil(size / tile) * math.ceil(height / tile)
         chunks = [(encode_chunk(np.array([t % 7]), np.array([0]), np.array([[20, 0, 20]]), np.array([[5, 9]])), 1)
                   for t in range(tiles)]  # distinct chunks, one Gaussian each (no overlap)
-        return LigParts.build(header_dict(size, height, 2, tile, pos_step=1.0, alpha_mask=True), chunks, masks,
-                              minor=2, **kw)
+        return LigParts.build(header_dict(size, height, 2, tile, pos_step=1.0, alpha_mask=True), chunks, masks, **kw)
 
     add("alpha_zlib_bomb", "a 4096-px grey+alpha tile whose alpha mask is a 0.9 MB zlib stream of 940 MB "
         "(a reader must stop at the tile's w x h + 1 bytes)", alpha_file(4096, 4096, [_zlib_bomb()]).pack())
@@ -928,7 +927,7 @@ def _prefix(rng, parts, ctx):
     """Version, flags or the header length field (no CRC covers the prefix)."""
     r = rng.randrange(4)
     if r == 0:
-        parts.major = rng.choice([0, 1, 3, 255])
+        parts.major = rng.choice([0, 1, 2, 4, 255])  # 2: the older chunk layout reads these chunks amiss
     elif r == 1:
         parts.minor = rng.choice([0, 2, 255])
     elif r == 2:
