@@ -243,38 +243,3 @@ def test_residual_planes_match_numpy(rng):
         assert sums[0] == sums[1]
         exact = ((out - target).astype(np.float64) ** 2).sum()  # the float32 residual, squared in float64
         assert abs(sums[0] - exact) <= 1e-12 * exact
-
-
-def test_fused_forward_residual_matches_separate_passes(rng):
-    """SCENARIO: Gaussians over an image of odd size (several screen tiles, RGB and 2 channels)
-    through raster.rasterize_residual, the fit's forward with the residual fused in, on 1 and 2
-    threads; and no Gaussians at all. EXPECTED RESULT: the render equals rasterize's and the planes
-    equal kernels.residual_planes' of that render, bit for bit (slack columns zero); the sum of
-    squares is the same on both thread counts and within 1e-12 relative of residual_planes' (the
-    float64 additions go by screen tile instead of by row)."""
-    import numba
-
-    from ligcodec.render import kernels
-    from ligcodec.render.raster import project, rasterize, rasterize_residual
-
-    for h, w, c in ((77, 141, 3), (40, 70, 2)):
-        g = random_gaussians(rng, 300, w, h, c, sigma=(0.4, 12))
-        params, cols = project(g, 1.0)
-        target = rng.random((h, w, c), dtype=np.float32)
-        gain = 2.0 / target.size
-        out = rasterize(params, cols, (0, 0, w, h))
-        ref = np.full((c, h, w + kernels.LANES), np.nan, np.float32)
-        ref_sum = kernels.residual_planes(out, target, np.float32(gain), ref)
-        sums = []
-        for threads in (1, 2):
-            prev = numba.get_num_threads()
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            try:
-                got, planes, s = rasterize_residual(params, cols, target, gain)
-            finally:
-                numba.set_num_threads(prev)
-            assert np.array_equal(got, out) and np.array_equal(planes, ref)
-            sums.append(s)
-        assert sums[0] == sums[1] and abs(sums[0] - ref_sum) <= 1e-12 * ref_sum
-        got, planes, s = rasterize_residual(params[:0], cols[:0], target, gain)
-        assert not got.any() and s == kernels.residual_planes(got, target, np.float32(gain), ref)

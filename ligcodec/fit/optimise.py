@@ -20,7 +20,7 @@ import numpy as np
 from ..render import Gaussians
 from ..render import kernels
 from ..render.contract import CUTOFF_Q, aa_variance
-from ..render.raster import backward_planes, rasterize_residual
+from ..render.raster import backward_planes, rasterize
 from ..runner import rebalance_threads
 from .init import box_blur, init_gaussians
 from .lsq import solve_colours
@@ -118,8 +118,9 @@ def loss_grads(means, chol, cols, target, scale):
     h, w, _ = target.shape
     k = aa_variance(scale)
     params, cols_s = kernels.project(means, chol, cols, scale, k, CUTOFF_Q)
-    out, planes, sq = rasterize_residual(params, cols_s, target, 2.0 / target.size)
-    loss = sq / target.size
+    out = rasterize(params, cols_s, (0, 0, w, h))
+    planes = np.empty((out.shape[2], h, w + kernels.LANES), np.float32)  # filled, slack too
+    loss = kernels.residual_planes(out, target, np.float32(2.0 / out.size), planes) / out.size
     g_ms, g_conic, g_cs = backward_planes(params, cols_s, (0, 0, w, h), planes)
     g = kernels.project_backward(chol, cols.astype(np.float64), scale, k, g_ms, g_conic, g_cs)
     return loss, out, g

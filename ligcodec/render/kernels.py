@@ -483,15 +483,11 @@ def splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutof
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out, target, gain, planes, sums):
+def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out):
     """Write the render of the region into ``out [h, w, C]`` (float32), tile by tile
     (:func:`splat` per Gaussian). Each pixel sums its Gaussians in ``ids`` order with weights
     that do not depend on the window, so the result does not depend on the threads, and a region
-    render equals the same window of the full render bit for bit.
-
-    With ``planes`` not empty (``[C, h, w + LANES]``) it is also the fit's residual pass
-    (:func:`residual_tile`): ``gain * (out - target)`` into ``planes`` and each screen tile's
-    sum of squared residuals into ``sums``, while the tile's render is still in cache."""
+    render equals the same window of the full render bit for bit."""
     nch = cols.shape[1]
     tx0 = x0 // tw
     ty0 = y0 // th
@@ -522,30 +518,7 @@ def forward(params, cols, cutoff, boxes, start, ids, x0, y0, w, h, tw, th, out, 
             splat(buf, stride, plane, cg, params[g], boxes[g, 0], boxes[g, 1], i0, i1, X0, X1, Y0, anchor,
                   cutoff, wv, dxs, adxs, X0, X1)
         copy_out(buf, stride, plane, Y1 - Y0 + 1, X1 - X0 + 1, out, Y0 - y0, X0 - x0)
-        if planes.shape[0] > 0:
-            sums[t] = residual_tile(buf, stride, plane, Y1 - Y0 + 1, X1 - X0 + 1, target, Y0 - y0, X0 - x0,
-                                    gain, planes)
     return out
-
-
-@njit(cache=True)
-def residual_tile(buf, stride, plane, nrows, ncols, target, r0, c0, gain, planes):
-    """One screen tile of the fit's residual (:func:`forward`): ``gain * (render - target)`` into
-    ``planes[:, r0:, c0:]`` as numpy computes it in float32, and the tile's sum of the squared
-    residuals in float64, rows in order. Not inlined: numba's inlining would put it under the
-    caller's ``fastmath``, which may reorder the sum."""
-    nch = target.shape[2]
-    s = 0.0
-    for i in range(nrows):
-        trow = target[r0 + i, c0 : c0 + ncols]
-        for k in range(nch):
-            src = buf[k * plane + i * stride : k * plane + i * stride + ncols]
-            prow = planes[k, r0 + i, c0 : c0 + ncols]
-            for j in range(ncols):
-                r = src[j] - trow[j, k]
-                s += np.float64(r) * np.float64(r)
-                prow[j] = gain * r
-    return s
 
 
 @njit(cache=True, inline="always")

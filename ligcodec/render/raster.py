@@ -26,46 +26,19 @@ def _backward_chunks():
     return 4 * numba.get_num_threads()
 
 
-_NONE = np.zeros((0, 0, 0), np.float32)  # "no residual" for the fused forward
-_NO_SUMS = np.zeros(0, np.float64)
-
-
 def rasterize(params, cols, region, tile=kernels.TILE, out=None) -> np.ndarray:
     """Forward pass on projected Gaussians (see :mod:`.kernels`): ``[h, w, C]`` float32."""
-    return _forward(params, cols, region, tile, out, _NONE, 0.0, _NONE)[0]
-
-
-def rasterize_residual(params, cols, target, gain):
-    """The fit's forward and residual in one pass over the image (the region is the whole of
-    ``target [h, w, C]``): ``(render, planes, sum of squared residuals)``, with ``planes [C, h, w
-    + LANES]`` = ``gain * (render - target)`` (float32, as numpy computes it; zero slack columns)
-    for :func:`backward_planes`. The sum is float64 and does not depend on the thread count."""
-    h, w, nch = target.shape
-    planes = np.empty((nch, h, w + kernels.LANES), np.float32)
-    if len(params) == 0:
-        out = np.zeros((h, w, nch), np.float32)
-        return out, planes, kernels.residual_planes(out, target, np.float32(gain), planes)
-    planes[:, :, w:] = 0.0
-    out, sums = _forward(params, cols, (0, 0, w, h), kernels.TILE, None, target, gain, planes)
-    return out, planes, float(np.sum(sums))
-
-
-def _forward(params, cols, region, tile, out, target, gain, planes):
-    """:func:`kernels.forward`, fused with the residual where ``planes`` is not empty: ``(out,
-    each screen tile's sum of squared residuals)``."""
     x0, y0, w, h = region
     nch = cols.shape[1]
     if out is None:
         out = np.empty((h, w, nch), np.float32)
     if len(params) == 0:
         out[...] = 0
-        return out, _NO_SUMS
+        return out
     tw, th = tile
     boxes, start, ids = kernels.bin_gaussians(params, x0, y0, w, h, tw, th, _chunks(len(params)))
-    sums = np.zeros(len(start) - 1 if planes.shape[0] else 0, np.float64)
-    kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out, target,
-                    np.float32(gain), planes, sums)
-    return out, sums
+    kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out)
+    return out
 
 
 def rasterize_backward(params, cols, region, grad_out):
@@ -130,8 +103,7 @@ def render(g: Gaussians, size, *, scale=1.0, region=None) -> np.ndarray:
     params, cols, boxes, start, ids = kernels.project_and_bin(
         g.means, g.chol, g.colours, s, aa_variance(s), CUTOFF_Q, x0, y0, w, h, tw, th, _chunks(len(g))
     )
-    return kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out, _NONE,
-                           np.float32(0.0), _NONE, _NO_SUMS)
+    return kernels.forward(params, cols, CUTOFF_Q, boxes, start, ids, x0, y0, w, h, tw, th, out)
 
 
 def _render_banded(g: Gaussians, s: float, region, out, out_h: int):
