@@ -250,19 +250,29 @@ def _unzigzag(v):
 
 
 @numba.njit(cache=True, nogil=True)
+def _entry(data, pos, end, start, detail):
+    """A table entry of three varints and one byte: ``(a, b, c, byte, position after it)``, the
+    position -1 with ``detail`` saying why. A varint that fails leaves ``pos`` where it was, so the
+    reads after it fail the same way and ``detail`` keeps the first reason: one check suffices."""
+    a, pos = _varint(data, pos, end, start, detail)
+    b, pos = _varint(data, pos, end, start, detail)
+    c, pos = _varint(data, pos, end, start, detail)
+    if min(a, b, c) < 0:
+        return a, b, c, 0, -1
+    if pos >= end:
+        _refuse(detail, SHORT_TABLE, 0, 0, 0)
+        return a, b, c, 0, -1
+    return a, b, c, np.int64(data[pos]), pos + 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _gap_entry(data, pos, end, start, params, grid, detail):
     """Format 3's stream-0 entry (``zz(x0)``, ``width - 1``, ``zz(y0)``, shift byte) into
     ``grid [3]`` = ``(x0, width, y0)`` and ``params[0]`` (the low bits: uniform over ``0 ..
     2^s - 1``). Returns the position after it, or -1 with ``detail`` saying why."""
-    zx, pos = _varint(data, pos, end, start, detail)
-    wm1, pos = _varint(data, pos, end, start, detail)
-    zy, pos = _varint(data, pos, end, start, detail)
-    if min(zx, wm1, zy) < 0:
+    zx, wm1, zy, shift, pos = _entry(data, pos, end, start, detail)
+    if pos < 0:
         return -1
-    if pos >= end:
-        _refuse(detail, SHORT_TABLE, 0, 0, 0)
-        return -1
-    shift = np.int64(data[pos])
     x0, y0 = _unzigzag(zx), _unzigzag(zy)
     if max(abs(x0), abs(y0)) > MAX_SYMBOL or wm1 > 2 * MAX_SYMBOL:
         _refuse(detail, BAD_GRID, x0, wm1 + 1, y0)
@@ -276,7 +286,7 @@ def _gap_entry(data, pos, end, start, params, grid, detail):
     params[0, 2] = (1 << shift) - 1
     params[0, 3] = shift  # read back by :func:`raster_positions`
     params[0, 4] = 0
-    return pos + 1
+    return pos
 
 
 @numba.njit(cache=True, nogil=True)
@@ -295,29 +305,22 @@ def parse_table(data, start, end, n, nch, layout, params, grid, detail):
             if pos < 0:
                 return -1
             continue
-        # A varint that fails leaves ``pos`` where it was, so the reads after it fail the same
-        # way and ``detail`` keeps the first reason: one check after the reads is enough.
-        z, pos = _varint(data, pos, end, start, detail)
-        below, pos = _varint(data, pos, end, start, detail)
-        if i == 0:
+        if i == 0:  # 2.x: (zz(lo), span); a failed first varint fails the second (see _entry)
+            z, pos = _varint(data, pos, end, start, detail)
+            below, pos = _varint(data, pos, end, start, detail)
             if min(z, below) < 0:
                 return -1
             lo = _unzigzag(z)
-            hi = lo + below  # stream 0: (lo, span)
+            hi = lo + below
             loc = 0
             k = 0
         else:
-            above, pos = _varint(data, pos, end, start, detail)
-            if min(z, below, above) < 0:
-                return -1
-            if pos >= end:
-                _refuse(detail, SHORT_TABLE, 0, 0, 0)
+            z, below, above, k, pos = _entry(data, pos, end, start, detail)
+            if pos < 0:
                 return -1
             loc = _unzigzag(z)
             lo = loc - below
             hi = loc + above
-            k = np.int64(data[pos])
-            pos += 1
         if min(lo, hi) < -MAX_SYMBOL or max(lo, hi) > MAX_SYMBOL:
             _refuse(detail, BAD_RANGE, i, lo, hi)
             return -1
