@@ -98,7 +98,7 @@ class Prefix:
         if major > VERSION_MAJOR:
             raise LigFormatError(
                 f"format version {major}.{minor} at byte 8 was written by a newer ligcodec; this one reads "
-                f"{VERSION_MAJOR}.x — upgrade ligcodec"
+                f"{OLDEST_MAJOR}.x-{VERSION_MAJOR}.x — upgrade ligcodec"
             )
         if major < OLDEST_MAJOR:
             raise LigFormatError(

@@ -205,7 +205,6 @@ def gap_streams(qx, qy, limit: int):
     return x0, width, shift, gaps & ((1 << shift) - 1), gaps >> shift
 
 
-
 def _model(i, lo, hi, loc, k, limit):
     """``(constriction model, or None for a constant stream, lo)`` for the encoder."""
     kind = stream_kind(i, lo, hi, limit)
