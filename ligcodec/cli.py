@@ -97,7 +97,7 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     striped, pyramids use level 0; read lazily tile by tile, so images larger than memory stream).
     8- or 16-bit, grey, grey+alpha, RGB or RGBA.
     """
-    from .codec.ratecontrol import encode as encode_image
+    from .codec.ratecontrol import encode as encode_image, planned_tiles
     from .fit import FitConfig
     from .source import open_source
 
@@ -105,8 +105,9 @@ def encode(input, output, gaussians, quality, bpp, psnr, density, levels, effort
     src = open_source(input)
     extra = {} if steps is None else {"steps": steps}
     config = FitConfig(levels=levels)
-    tile = config.for_image(src.width, src.height).tile
-    report = _EncodeProgress(output, quiet, -(-src.width // tile) * -(-src.height // tile))
+    tiles = planned_tiles(src, effort, config, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr,
+                          density=density)
+    report = _EncodeProgress(output, quiet, tiles)
     try:
         r = encode_image(src, output, gaussians=gaussians, quality=quality, bpp=bpp, psnr=psnr, density=density,
                          seed=seed, workers=workers,
@@ -152,6 +153,8 @@ class _EncodeProgress:
         # Every tile is fitted (pass 1), then quantised and coded (pass 2); a --bpp encode may code
         # them again with other steps (the total then grows by a round of tiles), or fit them again
         # with another count (it then starts over at 0, like a --psnr pass).
+        if done == 0:  # a new encode (or pass) fits and codes every tile: its count may set other tiles
+            self.tiles = max(1, total // 2)
         tiles = self.tiles
         if done <= tiles:
             where = f"fit {done}/{tiles} tiles"

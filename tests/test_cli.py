@@ -1,6 +1,7 @@
 """The command line, driven through main(argv) as a user would type it."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ligcodec.cli import main
@@ -454,3 +455,31 @@ def test_encode_progress_starts_over_for_a_recount(tmp_path, capsys, monkeypatch
     assert all(b == 2 and 0 <= a <= 2 for a, b in counts), counts
     assert [a for a, _ in counts].count(0) == 2, counts
     assert "(2 passes)" in err
+
+
+@pytest.mark.parametrize("gaussians, tiles", [(100, 1), (800, 3)])
+def test_encode_progress_counts_the_tiles_the_count_chose(tmp_path, capsys, gaussians, tiles):
+    """SCENARIO: `encode` of a 520 x 40 image, which is one tile (auto_tile) unless its count exceeds
+    SINGLE_TILE_DENSITY a pixel (693 Gaussians here), with 100 and with 800 Gaussians.
+    EXPECTED RESULT: the progress line counts out of the tiles that the count chose (1, then 3 of
+    256 px: auto_tile's usual choice), from its first line, and the file has that many tiles."""
+    import re
+
+    import ligcodec
+
+    src = tmp_path / "in.png"
+    Image.fromarray(np.round(smooth_image(40, 520) * 255).astype(np.uint8)).save(src)
+    out = tmp_path / "o.lig"
+    argv = ["encode", str(src), str(out), "--gaussians", str(gaussians), "--steps", "4", "--workers", "1"]
+    assert main(argv) == 0
+    counts = [int(b) for b in re.findall(r"\d+/(\d+) tiles", capsys.readouterr().err)]
+    assert counts and set(counts) == {tiles}, counts
+    with ligcodec.open(out) as im:
+        assert im._reader.header.n_tiles == tiles
+    # A resumed encode's first line comes before any fresh start: the command plans the tiles itself.
+    from ligcodec.codec.ratecontrol import planned_tiles
+    from ligcodec.fit import FitConfig
+    from ligcodec.source import open_source
+
+    assert planned_tiles(open_source(src), 7, FitConfig(), gaussians=gaussians) == tiles
+    assert planned_tiles(open_source(src), 7, FitConfig(), psnr=40.0) == 1  # its first pass: not known

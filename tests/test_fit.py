@@ -113,6 +113,9 @@ def test_auto_tile_takes_large_tiles_that_two_processes_share_evenly():
     assert auto_tile(768, 513) == 384  # one row more than one tile may hold
     assert auto_tile(512, 256) == 256 and auto_tile(100, 50) == 256
     assert FitConfig().for_image(768, 512).tile == 768
+    # Many Gaussians a pixel (Kodak at ~2 bpp) are spent better in fixed tiles than in one.
+    assert auto_tile(768, 512, 13000) == 768 and auto_tile(768, 512, 14000) == 384
+    assert FitConfig().for_image(768, 512, 14000).tile == 384 and auto_tile(1024, 1024, 10**6) == 512
     assert FitConfig(tile=64).for_image(768, 512).tile == 64
     m = ligcodec.fit(smooth_image(520, 1040), 300, workers=1, steps=2, lsq_iters=1)
     assert m.tile == 512 and m.n_tiles == 6

@@ -320,7 +320,7 @@ class _Job:
     def prepare(cls, src, gaussians: int, s: EncodeSettings, target_bytes: int | None = None) -> _Job:
         """The settings and header checked, the tiles laid out."""
         w, h, nch = src.width, src.height, src.channels
-        s = replace(s, cfg=s.cfg.for_image(w, h))
+        s = replace(s, cfg=s.cfg.for_image(w, h, gaussians))
         depth = 8 if src.bit_depth == 32 else src.bit_depth
         # A user's steps (quant=) were chosen for YCoCg; otherwise the image's statistics decide.
         transform = _colour_transform(src, gaussians) if s.quant is None else "ycocg" if nch >= 3 else "none"
@@ -332,7 +332,7 @@ class _Job:
         # The colour solve's iterations and the refinement follow from the effort, so the header
         # need not spend bytes on them, nor on an empty "fit".
         info = {"gaussians": gaussians, "seed": s.cfg.seed, "effort": s.effort}
-        fit = _changed(asdict(s.cfg), asdict(effort_config(s.effort).for_image(w, h)))
+        fit = _changed(asdict(s.cfg), asdict(effort_config(s.effort).for_image(w, h, gaussians)))
         if fit:
             info["fit"] = fit
         keyed = {**info, "fit": _changed(asdict(s.cfg), asdict(FitConfig())), "quant_lsq_iters": s.quant_lsq,

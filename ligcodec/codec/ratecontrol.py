@@ -27,13 +27,14 @@ import math
 import numbers
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LigInputError
 from ..fit.init import box_blur
-from ..fit.plan import FitConfig
+from ..fit.plan import SINGLE_TILE_PIXELS, FitConfig
 from ..fit.tiles import resolve_budget
 from ..io import check_output_dir
 from ..source import open_source, subsample
@@ -134,6 +135,20 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     return r
 
 
+def planned_tiles(src, effort: int, config: FitConfig, **budget) -> int:
+    """How many tiles :func:`encode` lays ``src`` out in at ``budget`` (gaussians=, bpp=, density=,
+    quality=; psnr= searches counts, so its first pass is assumed): for a progress line that must
+    be right before the first tile reports. The count decides only for images that can be one tile
+    (:func:`~ligcodec.fit.plan.auto_tile`), so larger ones are not read for it."""
+    w, h = src.width, src.height
+    count = None
+    if w * h <= SINGLE_TILE_PIXELS and budget.get("psnr") is None:
+        budget = {k: v for k, v in budget.items() if k != "psnr"}
+        count = budget_count(src, config, **budget, shift=encode_settings(effort=effort, config=config).step_shift)
+    tile = config.for_image(w, h, count).tile
+    return -(-w // tile) * -(-h // tile)
+
+
 def one_budget(**given) -> str | None:
     """The name of the one budget option given (not None) in ``given``, or None; an error if several."""
     names = [k for k, v in given.items() if v is not None]
@@ -148,6 +163,8 @@ def _encode_capped(src, path, settings: EncodeSettings, budget: dict, **where) -
     depth = 8 if src.bit_depth == 32 else src.bit_depth
     raw = raw_size(src.width, src.height, src.channels, depth)
     asked, first_asked, passes = budget_count(src, settings.cfg, **budget, shift=settings.step_shift), None, 0
+    # The tiles follow from the first count (auto_tile), and stay while the count moves to land the file.
+    settings = replace(settings, cfg=settings.cfg.for_image(src.width, src.height, asked))
     # bpp=: the encoder codes the tiles again with other steps while the file misses this size
     # (never aimed above the raw-size cap's aim, which the count is held to).
     bpp = budget.get("bpp")

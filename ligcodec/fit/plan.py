@@ -60,9 +60,10 @@ class FitConfig:
         if not 0 < self.level0_fraction < 1:
             raise LigInputError(f"level0_fraction must be in (0, 1), got {self.level0_fraction}")
 
-    def for_image(self, width: int, height: int) -> FitConfig:
-        """These settings with the tile edge that ``tile = 0`` leaves to :func:`auto_tile`."""
-        return self if self.tile else replace(self, tile=auto_tile(width, height))
+    def for_image(self, width: int, height: int, gaussians: int | None = None) -> FitConfig:
+        """These settings with the tile edge that ``tile = 0`` leaves to :func:`auto_tile` (for
+        ``gaussians``, where known)."""
+        return self if self.tile else replace(self, tile=auto_tile(width, height, gaussians))
 
 
 #: The tile edges :func:`auto_tile` picks from, largest first.
@@ -74,9 +75,14 @@ AUTO_TILE_BALANCE = 1.15
 #: by side (its arrays leave the cache, and its serial steps have no partner; BENCHMARKS.md,
 #: seventeenth session), so larger images keep tiles that two processes share.
 SINGLE_TILE_PIXELS = 768 * 512
+#: ... with at most this many Gaussians a pixel. Beyond it the fit spends many Gaussians better
+#: split between fixed tiles than moved about inside one: Kodak at 2 bpp (16-19k Gaussians, 1/24
+#: to 1/20 a pixel) coded 0.16 dB better in 384-px tiles, where at 0.25-1 bpp (1/36 a pixel at
+#: most) one tile coded better (BENCHMARKS.md, seventeenth to nineteenth sessions).
+SINGLE_TILE_DENSITY = 1 / 30
 
 
-def auto_tile(width: int, height: int) -> int:
+def auto_tile(width: int, height: int, gaussians: int | None = None) -> int:
     """The tile edge of an image: the largest of :data:`AUTO_TILES` whose tiles split over two
     processes (the standard machine's cores) within :data:`AUTO_TILE_BALANCE` of even, pixel
     for pixel (largest tile first to the less loaded), else the smallest.
@@ -85,12 +91,13 @@ def auto_tile(width: int, height: int) -> int:
     tile border needs extra Gaussians (they are drawn inside their own tile only), so fewer,
     larger tiles code better (BENCHMARKS.md, fifteenth and seventeenth sessions). An image of at
     most :data:`SINGLE_TILE_PIXELS` whose longer side exceeds the largest of :data:`AUTO_TILES`
-    (a 768 x 512 photo) is one tile: no borders, and its fit takes every core
-    (runner.rebalance_threads), where two 512-px tiles, one twice the other, would keep the encode
-    waiting on the large one. The result depends on the image's size alone, never on the
-    machine."""
+    (a 768 x 512 photo) is one tile, unless ``gaussians`` exceed :data:`SINGLE_TILE_DENSITY`: no
+    borders, and its fit takes every core (runner.rebalance_threads), where two 512-px tiles, one
+    twice the other, would keep the encode waiting on the large one. The result depends on the
+    image's size and the count alone, never on the machine."""
     side = max(width, height)
-    if side > AUTO_TILES[0] and width * height <= SINGLE_TILE_PIXELS:
+    sparse = gaussians is None or gaussians <= SINGLE_TILE_DENSITY * width * height
+    if side > AUTO_TILES[0] and width * height <= SINGLE_TILE_PIXELS and sparse:
         return -(-side // 16) * 16
     for t in AUTO_TILES:
         areas = [(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in tile_grid(width, height, t)]

@@ -140,8 +140,8 @@ def fit(image, gaussians: int | None = None, *, density: float | None = None, co
         cfg = FitConfig(**{**asdict(cfg), "level": FitSettings(**{**asdict(cfg.level), **level_settings})})
     img, depth = to_float_image(image)
     h, w, nch = img.shape
-    cfg = cfg.for_image(w, h)
     gaussians = resolve_budget(w, h, gaussians, density)
+    cfg = cfg.for_image(w, h, gaussians)
     budgets = split_budget(img, cfg.tile, gaussians, cfg.content_weight, cfg.content_power, cfg.content_floor)
     tiles = list(tile_grid(w, h, cfg.tile))
     levels = [[None] * len(tiles) for _ in range(cfg.levels)]
