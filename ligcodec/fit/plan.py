@@ -75,10 +75,10 @@ AUTO_TILE_BALANCE = 1.15
 #: by side (its arrays leave the cache, and its serial steps have no partner; BENCHMARKS.md,
 #: seventeenth session), so larger images keep tiles that two processes share.
 SINGLE_TILE_PIXELS = 768 * 512
-#: ... with at most this many Gaussians a pixel. Beyond it the fit spends many Gaussians better
-#: split between fixed tiles than moved about inside one: Kodak at 2 bpp (16-19k Gaussians, 1/24
-#: to 1/20 a pixel) coded 0.16 dB better in 384-px tiles, where at 0.25-1 bpp (1/36 a pixel at
-#: most) one tile coded better (BENCHMARKS.md, seventeenth to nineteenth sessions).
+#: ... with at most this many Gaussians a pixel (Kodak: 1.4-1.6 bpp). Beyond it a fixed split
+#: between tiles spends the Gaussians better than one tile's fit moves them: Kodak at 2 bpp coded
+#: better in 384-px tiles, at 0.25-1 bpp as one tile (BENCHMARKS.md, seventeenth to nineteenth
+#: sessions).
 SINGLE_TILE_DENSITY = 1 / 30
 
 
