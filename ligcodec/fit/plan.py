@@ -26,9 +26,9 @@ class FitConfig:
 
     levels: int = 2
     # Share of the budget for the coarse level. LIG uses 1/8; coded, its Gaussians cost more bits
-    # (~54 vs ~48) and fit worse per Gaussian: 0.03 measured +0.28 / +0.30 / +0.34 dB at equal
-    # rate (0.25 / 0.5 / 1 bpp, Kodak quick set) over 0.125, and a higher fit PSNR at equal count.
-    level0_fraction: float = 0.03
+    # and fit worse per Gaussian, so a small share codes better at equal rate: 0.03 against 0.125,
+    # then 0.02 against 0.03 on all of Kodak (BENCHMARKS.md, nineteenth session).
+    level0_fraction: float = 0.02
     downsample: int = 2  # level 0 fits the image area-averaged over downsample^2 blocks
     tile: int = 0  # tile edge in full-res pixels; 0: chosen per image (auto_tile)
     # The split of the budget between tiles (fit/tiles.split_by_energy): content_weight of it by
