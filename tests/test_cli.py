@@ -475,7 +475,7 @@ def test_encode_progress_counts_the_tiles_the_count_chose(tmp_path, capsys, gaus
     counts = [int(b) for b in re.findall(r"\d+/(\d+) tiles", capsys.readouterr().err)]
     assert counts and set(counts) == {tiles}, counts
     with ligcodec.open(out) as im:
-        assert im._reader.header.n_tiles == tiles
+        assert im.model.n_tiles == tiles
     # A resumed encode's first line comes before any fresh start: the command plans the tiles itself.
     from ligcodec.codec.ratecontrol import planned_tiles
     from ligcodec.fit import FitConfig
