@@ -272,7 +272,7 @@ def test_tile_plan():
     two, one = FitConfig(), FitConfig(levels=1)
     assert plan_tile(0, (64, 64, 3), two) == [] and plan_tile(1, (64, 64, 3), two) == [LevelPlan(1)]
     assert plan_tile(500, (64, 64, 3), one) == [LevelPlan(500)]
-    assert plan_tile(1000, (64, 64, 3), two) == [LevelPlan(30, 2), LevelPlan(970)]
+    assert plan_tile(1000, (64, 64, 3), two) == [LevelPlan(20, 2), LevelPlan(980)]
     assert plan_tile(2, (64, 64, 3), two) == [LevelPlan(1, 2), LevelPlan(1)]
     assert plan_tile(15, (3, 5, 1), FitConfig(level0_fraction=0.5)) == [LevelPlan(6, 2), LevelPlan(9)]
     assert plan_tile(2, (64, 64, 3), two)[0].scale == 0.5
