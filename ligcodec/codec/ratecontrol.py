@@ -135,15 +135,14 @@ def encode(image, path, *, gaussians: int | None = None, bpp: float | None = Non
     return r
 
 
-def planned_tiles(src, effort: int, config: FitConfig, **budget) -> int:
+def planned_tiles(src, effort: int, config: FitConfig, *, psnr: float | None = None, **budget) -> int:
     """How many tiles :func:`encode` lays ``src`` out in at ``budget`` (gaussians=, bpp=, density=,
-    quality=; psnr= searches counts, so its first pass is assumed): for a progress line that must
+    quality=; ``psnr`` searches counts, so its first pass is assumed): for a progress line that must
     be right before the first tile reports. The count decides only for images that can be one tile
     (:func:`~ligcodec.fit.plan.auto_tile`), so larger ones are not read for it."""
     w, h = src.width, src.height
     count = None
-    if w * h <= SINGLE_TILE_PIXELS and budget.get("psnr") is None:
-        budget = {k: v for k, v in budget.items() if k != "psnr"}
+    if w * h <= SINGLE_TILE_PIXELS and psnr is None:
         count = budget_count(src, config, **budget, shift=encode_settings(effort=effort, config=config).step_shift)
     tile = config.for_image(w, h, count).tile
     return -(-w // tile) * -(-h // tile)
