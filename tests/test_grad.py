@@ -214,6 +214,28 @@ def test_backward_does_not_depend_on_how_its_work_is_cut(rng):
                 assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("nch", [3, 2])
+def test_colour_only_backward_gives_the_same_colour_gradients(rng, nch):
+    """SCENARIO: random Gaussians of very different sizes (boxes for all three box paths and
+    needles for the exact-span path), RGB and 2 channels, through rasterize_backward with and
+    without ``colours_only`` (the colour least squares' A^T r), in index order and shuffled.
+    EXPECTED RESULT: the colour gradients are the same bit for bit (the colour fit's results may
+    not move), and the geometry gradients, which are not wanted, are 0 wherever a box path ran."""
+    from ligcodec.render.raster import project, rasterize_backward
+
+    g = random_gaussians(rng, 2000, 300, 200, nch, sigma=(0.4, 20))
+    grad = rng.normal(size=(200, 300, nch)).astype(np.float32)
+    for gg in (g, g.take(rng.permutation(len(g)))):
+        params, cols = project(gg, 1.0)
+        full = rasterize_backward(params, cols, (0, 0, 300, 200), grad)
+        fast = rasterize_backward(params, cols, (0, 0, 300, 200), grad, colours_only=True)
+        assert np.abs(full[2]).max() > 0
+        assert np.array_equal(full[2], fast[2])
+        if nch == 3:  # the box paths serve most Gaussians: their geometry sums were skipped
+            skipped = (fast[0] == 0).all(1) & (full[0] != 0).any(1)
+            assert skipped.mean() > 0.5
+
+
 def test_residual_planes_match_numpy(rng):
     """SCENARIO: a render and a target (odd sizes, RGB and 2 channels) through
     kernels.residual_planes, the fit's fused residual, on 1 and 2 threads, into planes whose slack

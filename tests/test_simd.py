@@ -271,6 +271,10 @@ _PAIR_RGB = {"box_weights_rgb8x2": (_pair_rgb_runner(simd.box_weights_rgb8x2), F
 _BACKWARD = {"box8_backward_rgb": (_backward_runner(simd.box8_backward_rgb), 8, False),
              "box16_backward_rgb": (_backward_runner(simd.box16_backward_rgb), 16, False),
              "wide_backward_rgb": (_backward_runner(simd.wide_backward_rgb), 16, True)}
+# name: (wrapper, the full function it must match)
+_COLOUR_SUMS = {"box8_colour_sums": (_backward_runner(simd.box8_colour_sums), "box8_backward_rgb"),
+                "box16_colour_sums": (_backward_runner(simd.box16_colour_sums), "box16_backward_rgb"),
+                "wide_colour_sums": (_backward_runner(simd.wide_colour_sums), "wide_backward_rgb")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -817,6 +821,42 @@ def _backward_float64(planes, y0, x0, i0, i1, j0, nj, mx, my, a, b2, c, ks, cuto
     return sums, mags
 
 
+def _backward_inputs(rng, ncols, chunked):
+    """Gradient planes and 40 Gaussians' boxes for :func:`test_box_backward_sums`."""
+    x0, y0, w, h = 3, 2, 40, 30
+    planes = np.zeros((3, h, w + LANES), F32)
+    planes[:, :, :w] = rng.normal(0, 1, (3, h, w))
+    k = 40
+    nj = (np.arange(k) % (40 if chunked else ncols)) + 1
+    nrow = np.arange(k) % 10  # 0 rows: all sums 0
+    j0 = x0 + rng.integers(0, w - nj + 1)
+    i0 = y0 + rng.integers(0, h - nrow + 1)
+    ii = np.stack([i0, i0 + nrow - 1, j0, nj], -1).astype(np.int64)
+    a, b, c = _conics(rng, k)
+    a, b, c = a / nj * 2.0, b / nj * 2.0, c / np.maximum(nrow, 1) * 2.0  # a few pixels past the cut-off
+    mx = j0 + nj * rng.uniform(0.2, 0.8, k)
+    my = i0 + nrow * rng.uniform(0.2, 0.8, k)
+    return planes, x0, y0, ii, (mx, my, a, b, c), _colours(rng, k)
+
+
+@pytest.mark.parametrize("name", list(_COLOUR_SUMS))
+def test_box_colour_sums_match_the_full_backward(name):
+    """box8/box16/wide_colour_sums (the colour least squares' A^T r) skip the six moments: their
+    three colour sums must be the full function's bit for bit (the same operations), the other six
+    0, on the inputs of test_box_backward_sums."""
+    run, full = _COLOUR_SUMS[name]
+    _, ncols, chunked = _BACKWARD[full]
+    planes, x0, y0, ii, (mx, my, a, b, c), cols = _backward_inputs(np.random.default_rng(5 + ncols + chunked),
+                                                                     ncols, chunked)
+    fl = np.stack([mx, my, a, 2.0 * b, c], -1)
+    got, want = np.zeros((len(ii), 9)), np.zeros((len(ii), 9))
+    run(planes, y0, x0, ii, fl, cols, CUT, got)
+    _BACKWARD[full][0](planes, y0, x0, ii, fl, cols, CUT, want)
+    assert np.abs(want[:, :3]).max() > 0
+    assert_bits_equal(got[:, :3], want[:, :3], name)
+    assert (got[:, 3:] == 0).all()
+
+
 @pytest.mark.parametrize("name", list(_BACKWARD))
 def test_box_backward_sums(name):
     """box8_backward_rgb (two rows of <= 8 columns per vector), box16_backward_rgb (one row of
@@ -832,22 +872,11 @@ def test_box_backward_sums(name):
        4 halvings: gamma(steps + 11) of the summed magnitudes, gamma(m) = m u / (1 - m u),
        u = 2^-24; plus the float64 sums' own gamma64(pixels + 9)."""
     run, ncols, chunked = _BACKWARD[name]
-    rng = np.random.default_rng(12 + ncols + chunked)
-    x0, y0, w, h = 3, 2, 40, 30
-    planes = np.zeros((3, h, w + LANES), F32)
-    planes[:, :, :w] = rng.normal(0, 1, (3, h, w))
-    k = 40
-    nj = (np.arange(k) % (40 if chunked else ncols)) + 1
-    nrow = np.arange(k) % 10  # 0 rows: all sums 0
-    j0 = x0 + rng.integers(0, w - nj + 1)
-    i0 = y0 + rng.integers(0, h - nrow + 1)
-    ii = np.stack([i0, i0 + nrow - 1, j0, nj], -1).astype(np.int64)
-    a, b, c = _conics(rng, k)
-    a, b, c = a / nj * 2.0, b / nj * 2.0, c / np.maximum(nrow, 1) * 2.0  # a few pixels past the cut-off
-    mx = j0 + nj * rng.uniform(0.2, 0.8, k)
-    my = i0 + nrow * rng.uniform(0.2, 0.8, k)
+    planes, x0, y0, ii, (mx, my, a, b, c), cols = _backward_inputs(np.random.default_rng(12 + ncols + chunked),
+                                                                     ncols, chunked)
+    k = len(ii)
+    nj, nrow = ii[:, 3], ii[:, 1] - ii[:, 0] + 1
     fl = np.stack([mx, my, a, 2.0 * b, c], -1)
-    cols = _colours(rng, k)
     out = np.zeros((k, 9))
     run(planes, y0, x0, ii, fl, cols, CUT, out)
     u = 2.0 ** -24

@@ -14,9 +14,9 @@ from ..runner import rebalance_threads
 
 def _At(params, region, r, nch):
     # The backward kernel's colour gradient of sum(r * render) is exactly A^T r; the colours it is
-    # given only feed the geometry gradients, which are ignored here.
+    # given only feed the geometry gradients, which are not wanted here.
     zeros = np.zeros((params.shape[0], nch), np.float32)
-    return rasterize_backward(params, zeros, region, r)[2]
+    return rasterize_backward(params, zeros, region, r, colours_only=True)[2]
 
 
 def solve_colours(params, region, target, cols0=None, iters: int = 30, ridge: float = 1e-4, tol: float = 1e-6):

@@ -681,8 +681,26 @@ def work_chunks(boxes, order, nchunks):
     return bounds
 
 
+@njit(cache=True)
+def _box_sums(colours_only, rx, *args):
+    """:data:`.simd.BOX_BACKWARD_SUMS` of one RGB Gaussian's box, by the box's width (half-width
+    ``rx``; ``args`` as the simd functions take them): the colour sums alone where ``colours_only``."""
+    if rx < 4.0:
+        if colours_only:
+            return simd.box8_colour_sums(*args)
+        return simd.box8_backward_rgb(*args)
+    if rx < 8.0:
+        if colours_only:
+            return simd.box16_colour_sums(*args)
+        return simd.box16_backward_rgb(*args)
+    if colours_only:
+        return simd.wide_colour_sums(*args)
+    return simd.wide_backward_rgb(*args)
+
+
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order, nchunks):
+def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order, nchunks,
+             colours_only=False):
     """Gradients of ``sum(grad_out * render)`` w.r.t. means, conic (a, b, c) and cols (float64).
 
     ``grad_planes [C, h, w + LANES]`` (float32, planar, zero slack columns) is the image gradient
@@ -691,7 +709,9 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order, nchunks):
     dL/dc = -1/2 sum s dy^2, dL/dmx = a sum s dx + b sum s dy, dL/dmy = b sum s dx + c sum s dy.
     The Gaussians are visited in ``order`` (:func:`tile_order`; empty: index order), cut into
     ``nchunks`` runs of about equal work for the threads: each one's gradients depend on it alone,
-    so the results depend on neither, only the speed does.
+    so the results depend on neither, only the speed does. ``colours_only``: the colour gradients
+    are the same, the others are not wanted (the colour least squares' ``A^T r``), and RGB boxes
+    skip their moments (the exact-span path still computes them).
 
     RGB Gaussians whose box is under 16 columns, or wider but not needle-like, take
     :func:`.simd.box8_backward_rgb` / ``box16_backward_rgb`` / ``wide_backward_rgb``: every pixel of the box
@@ -723,16 +743,9 @@ def backward(params, cols, cutoff, boxes, x0, y0, grad_planes, order, nchunks):
             # pixel of the box is weighed, so a needle across its box is left to the span path.
             if nch == 3 and (p[P_RX] < 8.0 or p[P_KSPAN] * p[P_RY] * p[P_RY] >= 0.36 * p[P_RX] * p[P_RX]):
                 k0, k1, k2 = float32(cols[g, 0]), float32(cols[g, 1]), float32(cols[g, 2])
-                nj = j1b - j0b + 1
-                if p[P_RX] < 4.0:
-                    e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box8_backward_rgb(
-                        grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
-                elif p[P_RX] < 8.0:
-                    e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.box16_backward_rgb(
-                        grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
-                else:
-                    e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = simd.wide_backward_rgb(
-                        grad_planes, y0, x0, i0, i1, j0b, nj, p[P_MX], my, a, 2.0 * b, c, k0, k1, k2, cutoff)
+                e0w, e1w, e2w, _, sx, sxx, sy, sxy, syy = _box_sums(
+                    colours_only, p[P_RX], grad_planes, y0, x0, i0, i1, j0b, j1b - j0b + 1, p[P_MX], my, a, 2.0 * b,
+                    c, k0, k1, k2, cutoff)
                 g_cols[g, 0] = e0w
                 g_cols[g, 1] = e1w
                 g_cols[g, 2] = e2w

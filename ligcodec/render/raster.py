@@ -41,17 +41,18 @@ def rasterize(params, cols, region, tile=kernels.TILE, out=None) -> np.ndarray:
     return out
 
 
-def rasterize_backward(params, cols, region, grad_out):
-    """Gradients of ``sum(grad_out * rasterize(...))`` w.r.t. (means, conic, cols), float64."""
+def rasterize_backward(params, cols, region, grad_out, colours_only=False):
+    """Gradients of ``sum(grad_out * rasterize(...))`` w.r.t. (means, conic, cols), float64.
+    ``colours_only``: the same colour gradients, faster; the others are not wanted."""
     _, _, w, h = region
     # Planar [C, h, w + slack] gives the backward kernel unit-stride spans it can vectorise.
     grad_out = np.asarray(grad_out, np.float32)
     planes = np.zeros((grad_out.shape[2], h, w + kernels.LANES), np.float32)
     planes[:, :, :w] = np.moveaxis(grad_out, -1, 0)
-    return backward_planes(params, cols, region, planes)
+    return backward_planes(params, cols, region, planes, colours_only)
 
 
-def backward_planes(params, cols, region, planes):
+def backward_planes(params, cols, region, planes, colours_only=False):
     """:func:`rasterize_backward` with the image gradient already planar (``[C, h, w + LANES]``,
     zero slack columns)."""
     x0, y0, w, h = region
@@ -59,12 +60,14 @@ def backward_planes(params, cols, region, planes):
     # 64-px tiles: 48 KB of RGB gradient planes each, in L2 while its Gaussians are visited.
     order = kernels.tile_order(params, boxes, x0, y0, w, h, 64)
     if len(order) == 0 or kernels.order_breaks(order) < len(order) // 16:
-        return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes, order, _backward_chunks())
+        return kernels.backward(params, cols, CUTOFF_Q, boxes, x0, y0, planes, order, _backward_chunks(),
+                                colours_only)
     # Scattered (random order): visited through the index, each Gaussian's own parameters were a
     # cache miss (200k shuffled Gaussians at 1/4 of 2048^2: 27 ms, 3x the codec's order), so
     # they are gathered into tile order first and the gradients put back.
     grads = kernels.backward(kernels.take_rows(params, order), kernels.take_rows(cols, order), CUTOFF_Q,
-                             kernels.take_rows(boxes, order), x0, y0, planes, order[:0], _backward_chunks())
+                             kernels.take_rows(boxes, order), x0, y0, planes, order[:0], _backward_chunks(),
+                             colours_only)
     return tuple(kernels.put_rows(gr, order) for gr in grads)
 
 

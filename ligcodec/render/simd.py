@@ -612,14 +612,25 @@ def _tree_sum(builder, v):
     return builder.fpext(builder.extract_element(v, ir.Constant(_I32, 0)), _F64)
 
 
-def _box_backward_function(module, ncols, chunked):
+def _moment_sums(builder, es, ks, w, dx, dy, accs):
+    """``accs[3:]`` (:data:`BOX_BACKWARD_SUMS`) plus the six moments of ``s = w <e, colours>``."""
+    sw = builder.fmul(_fma(builder, es[2], ks[2], _fma(builder, es[1], ks[1], builder.fmul(es[0], ks[0]))), w)
+    t = builder.fmul(sw, dx)
+    u = builder.fmul(sw, dy)
+    return [builder.fadd(accs[3], sw), builder.fadd(accs[4], t), _fma(builder, t, dx, accs[5]),
+            builder.fadd(accs[6], u), _fma(builder, t, dy, accs[7]), _fma(builder, u, dy, accs[8])]
+
+
+def _box_backward_function(module, ncols, chunked, colours_only):
     """The LLVM function behind :func:`box8_backward_rgb` (``ncols`` 8: two rows per 16-lane
     vector), :func:`box16_backward_rgb` (16: one row) and :func:`wide_backward_rgb` (16,
     ``chunked``: each row 16 columns at a time), a function of its own for the same reason as
     :func:`_box8_block_function`. Arguments: the gradient planes' data, row stride, plane size,
     ``y0``, ``x0``, ``i0``, ``i1``, ``j0``, ``nj``, ``mx``, ``my``, ``a``, ``2b``, ``c``, the
-    three colours, ``cutoff`` and a pointer to the nine float64 sums."""
-    name = f"ligcodec_box{ncols}{'_wide' if chunked else ''}_backward_rgb"
+    three colours, ``cutoff`` and a pointer to the nine float64 sums. ``colours_only``
+    (:func:`box8_colour_sums` etc.): the three colour sums alone, by the same operations; the
+    other six are 0."""
+    name = f"ligcodec_box{ncols}{'_wide' if chunked else ''}_backward_{'colours' if colours_only else 'rgb'}"
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -696,11 +707,8 @@ def _box_backward_function(module, ncols, chunked):
         both = ir.Constant(ir.VectorType(_I32, n), list(range(n)))
         es.append(parts[0] if nrows == 1 else builder.shuffle_vector(parts[0], parts[1], both))
     new = [_fma(builder, es[ch], w, accs[ch]) for ch in range(3)]
-    sw = builder.fmul(_fma(builder, es[2], ks[2], _fma(builder, es[1], ks[1], builder.fmul(es[0], ks[0]))), w)
-    t = builder.fmul(sw, dx)
-    u = builder.fmul(sw, dy)
-    new += [builder.fadd(accs[3], sw), builder.fadd(accs[4], t), _fma(builder, t, dx, accs[5]),
-            builder.fadd(accs[6], u), _fma(builder, t, dy, accs[7]), _fma(builder, u, dy, accs[8])]
+    # colours only: the moments' accumulators keep their zeros (LLVM drops the dead phis)
+    new += accs[3:] if colours_only else _moment_sums(builder, es, ks, w, dx, dy, accs)
     for acc, v in zip(accs, new):
         acc.add_incoming(v, builder.basic_block)
     c_next = builder.add(c, ir.Constant(_I64, ncols))
@@ -716,7 +724,7 @@ def _box_backward_function(module, ncols, chunked):
     return fn
 
 
-def _make_box_backward(ncols, chunked=False):
+def _make_box_backward(ncols, chunked=False, colours_only=False):
     @intrinsic
     def box_backward_rgb(typingctx, planes, y0, x0, i0, i1, j0, nj, mx, my, a, b2, c, k0, k1, k2, cutoff):
         if not (isinstance(planes, types.Array) and planes.layout == "C" and planes.dtype == types.float32
@@ -730,7 +738,7 @@ def _make_box_backward(ncols, chunked=False):
             ary = context.make_array(signature.args[0])(context, builder, args[0])
             _, rows, stride = cgutils.unpack_tuple(builder, ary.shape, 3)
             out = cgutils.alloca_once(builder, _F64, size=9)
-            fn = _box_backward_function(builder.module, ncols, chunked)
+            fn = _box_backward_function(builder.module, ncols, chunked, colours_only)
             builder.call(fn, [ary.data, stride, builder.mul(rows, stride)] + list(args[1:]) + [out])
             vals = [builder.load(builder.gep(out, [ir.Constant(_I64, k)])) for k in range(9)]
             return context.make_tuple(builder, signature.return_type, vals)
@@ -760,3 +768,8 @@ BOX_BACKWARD_SUMS = ("e0w", "e1w", "e2w", "s", "sdx", "sdx2", "sdy", "sdxdy", "s
 box8_backward_rgb = _make_box_backward(8)
 box16_backward_rgb = _make_box_backward(16)
 wide_backward_rgb = _make_box_backward(16, chunked=True)
+#: The same three colour sums (``A^T e`` of the colour least squares, :mod:`ligcodec.fit.lsq`) without
+#: the six moments, which that solve discards; the other six of the tuple are 0.
+box8_colour_sums = _make_box_backward(8, colours_only=True)
+box16_colour_sums = _make_box_backward(16, colours_only=True)
+wide_colour_sums = _make_box_backward(16, chunked=True, colours_only=True)
