@@ -177,7 +177,7 @@ def test_encoder_chooses_the_threshold_that_matches_the_source(tmp_path):
         tried = [round(x * rmse, 7) for x in MULTIPLES]
         fixed = tried[START]
         # T is (the stored first threshold / 2.75) x a multiple, both rounded to 7 decimals, so it
-        # may be up to (11 / 2.75 + 1) x 5e-8 = 2.5e-7 off multiple x rmse; the multiples are at
+        # may be up to (22 / 2.75 + 1) x 5e-8 = 4.5e-7 off multiple x rmse; the multiples are at
         # least 1.375x apart, so 1e-6 still names exactly one of them.
         assert T > fixed and min(abs(T - t) for t in tried) < 1e-6, (T, tried)
         chosen = abs(seam_ratio(img.read(), 64) / source - 1)

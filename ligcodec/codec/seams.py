@@ -8,7 +8,7 @@ error is small overall and larger where the tiles disagree: there the steps acro
 stayed 35-70 % above the steps elsewhere, against the source's same ratio. So the encoder decodes
 the file it wrote with a few thresholds and keeps the one whose ratio comes closest to the
 source's (#16's seam measure, :func:`seam_ratio`); where the filter at the usual threshold leaves
-the borders smoother than the source's, a smaller one. Reading the file costs one to five full
+the borders smoother than the source's, a smaller one. Reading the file costs one to seven full
 decodes, small next to the fit.
 """
 
@@ -18,8 +18,10 @@ import numpy as np
 
 #: Thresholds tried, in multiples of the coded RMS error. The search starts at
 #: :data:`~ligcodec.codec.encoder.DEBLOCK_THRESHOLD` (2.75, format 2.3's first fixed choice) and
-#: moves up while the seams stay above the source's, down while they are below it.
-MULTIPLES = (1.0, 1.75, 2.75, 4.0, 5.5, 8.0, 11.0)
+#: moves up while the seams stay above the source's, down while they are below it. 16 and 22:
+#: a medium photo at 1 bpp (photo_wiki_021, 512-px tiles) still had its border steps 22 % above the
+#: source's at 11 x (BENCHMARKS.md, twentieth session).
+MULTIPLES = (1.0, 1.75, 2.75, 4.0, 5.5, 8.0, 11.0, 16.0, 22.0)
 START = 2
 #: Pixels read at a time (bands of whole rows: bounded memory on large images).
 BAND_PIXELS = 1 << 22
