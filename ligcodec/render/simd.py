@@ -757,6 +757,10 @@ def _make_box_backward(ncols, chunked=False, colours_only=False):
     pixels and reduced six sums across the lanes; here ({'two rows' if ncols == 8 else 'one row'}
     per 16-lane vector) the sums stay in vector registers across the rows and are reduced once
     per Gaussian."""
+    if colours_only:
+        box_backward_rgb.__doc__ += """
+
+    Colours only: the first three sums, by the same operations; the six moments are 0."""
     return box_backward_rgb
 
 
