@@ -63,3 +63,10 @@ def init_gaussians(target, n, rng, *, uniform=0.3, size_factor=0.7, scale=1.0, a
     log_s = np.log(sigma / scale)
     chol = np.stack([log_s, np.zeros(n), log_s], 1)
     return Gaussians(means / scale, chol, np.zeros((n, nch), np.float32))
+
+
+def downsample(img: np.ndarray, f: int = 2) -> np.ndarray:
+    """Area average over f x f blocks (edge-replicated to a multiple of f): ``ceil(h/f) x ceil(w/f)``."""
+    h, w = img.shape[:2]
+    p = np.pad(img, ((0, -h % f), (0, -w % f), (0, 0)), mode="edge")
+    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f, -1).mean(axis=(1, 3)).astype(np.float32)

@@ -22,7 +22,7 @@ from ..render import kernels
 from ..render.contract import CUTOFF_Q, aa_variance
 from ..render.raster import backward_planes, rasterize
 from ..runner import rebalance_threads
-from .init import box_blur, init_gaussians
+from .init import box_blur, downsample, init_gaussians
 from .lsq import solve_colours
 
 
@@ -52,6 +52,11 @@ class FitSettings:
     # overfit n whose removal would cost least (relocation's measure); the rest settle after.
     overfit: float = 0.3
     prune_at: float = 0.5
+    # Coarse to fine: the first `coarse_until` of the steps fit the target area-averaged over
+    # `coarse_factor` x `coarse_factor` blocks, rendered at that fraction of the scale (a quarter
+    # of the pixels per step while the Gaussians are still being placed).
+    coarse_until: float = 0.0
+    coarse_factor: int = 2
     backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
     log_every: int = 0
 
@@ -171,13 +176,15 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     if init is None and st.overfit > 0 and st.steps > 0:
         n = int(round(n * (1 + st.overfit)))
     n0 = max(1, int(round(n * st.densify_start))) if densify else n
+    fine, coarse_end = (target, scale), int(st.coarse_until * st.steps) if st.coarse_factor > 1 else 0
+    tgt, sc = (downsample(target, st.coarse_factor), scale / st.coarse_factor) if coarse_end > 0 else fine
     g = init if init is not None else init_gaussians(
-        target, n0, rng, uniform=st.init_uniform, size_factor=st.init_size, scale=scale, apron=st.init_apron
+        tgt, n0, rng, uniform=st.init_uniform, size_factor=st.init_size, scale=sc, apron=st.init_apron
     )
     rounds = _round_steps(st)
     add_at = _additions(rounds, n - len(g)) if densify else {}
     if st.lsq_iters:
-        g = lsq_colours(g, target, scale, st.lsq_iters)
+        g = lsq_colours(g, tgt, sc, st.lsq_iters)
     opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
                [st.lr_means, st.lr_chol, st.lr_colours])
     move_at = set(rounds) if init is None and st.relocate > 0 else set()
@@ -186,15 +193,17 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     lo, hi_x, hi_y = st.init_apron / scale, (w + st.init_apron) / scale, (h + st.init_apron) / scale
     for step in range(st.steps):
         if step == prune_step:
-            _drop_cheapest(opt, gr, scale, h * w * nch, len(opt.params[0]) - n_final)
+            _drop_cheapest(opt, gr, sc, tgt.size, len(opt.params[0]) - n_final)
         if step in move_at and gr is not None:
-            _relocate(opt, gr, out, target, scale, int(st.relocate * len(opt.params[0])), rng, n)
+            _relocate(opt, gr, out, tgt, sc, int(st.relocate * len(opt.params[0])), rng, n)
         if add_at.get(step, 0) > 0:
-            opt.grow(_new_gaussians(out, target, add_at[step], scale, rng, n))
+            opt.grow(_new_gaussians(out, tgt, add_at[step], sc, rng, n))
         frac = step / max(1, st.steps)
         decay = st.lr_final + (1 - st.lr_final) * 0.5 * (1 + math.cos(math.pi * frac))
+        if step == coarse_end:  # after the round's moves, which read the last step's render
+            tgt, sc = fine
         means, chol, cols = opt.params
-        loss, out, gr = grads(means, chol, cols, target, scale)
+        loss, out, gr = grads(means, chol, cols, tgt, sc)
         opt.step(gr, decay)
         # Keep covariances inside the renderer's accepted range and sub-pixel Gaussians from
         # collapsing to needles that no pixel centre sees.
@@ -210,7 +219,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
             log.psnr.append(10 * math.log10(1.0 / max(loss, 1e-20)))
             log.seconds.append(time.perf_counter() - t0)
     if gr is not None:  # too few steps to reach prune_step: prune on the last step's gradient
-        _drop_cheapest(opt, gr, scale, h * w * nch, len(opt.params[0]) - n_final)
+        _drop_cheapest(opt, gr, sc, tgt.size, len(opt.params[0]) - n_final)
     means, chol, cols = opt.params
     g = Gaussians(means, chol, cols.astype(np.float32))
     if st.final_lsq and st.lsq_iters:

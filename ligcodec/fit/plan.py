@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import LigInputError
 from ..model import tile_grid
+from .init import downsample
 from .optimise import FitSettings
 
 
@@ -157,13 +158,6 @@ def level_target(target: np.ndarray, level: LevelPlan, below: np.ndarray | None)
     if level.downsample > 1:
         return downsample(target, level.downsample)
     return target if below is None else target - below
-
-
-def downsample(img: np.ndarray, f: int = 2) -> np.ndarray:
-    """Area average over f x f blocks (edge-replicated to a multiple of f): ``ceil(h/f) x ceil(w/f)``."""
-    h, w = img.shape[:2]
-    p = np.pad(img, ((0, -h % f), (0, -w % f), (0, 0)), mode="edge")
-    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f, -1).mean(axis=(1, 3)).astype(np.float32)
 
 
 __all__ = ["FitConfig", "LevelPlan", "downsample", "level_seed", "level_target", "plan_tile", "tile_seed"]
