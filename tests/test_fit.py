@@ -350,8 +350,10 @@ def test_coarse_to_fine_fit_switches_scale_on_a_round_and_keeps_the_budget():
     """SCENARIO: fits whose first fifth of the steps see the target area-averaged over 2 x 2 blocks
     (FitSettings.coarse_until), on an odd-sized image, with the switch to full resolution on the
     step of a densification and relocation round (which reads the last, coarse, render), with and
-    without over-provisioning; and one coarse to the end (the last pruning reads a coarse render).
-    EXPECTED RESULT: each returns exactly its budget, within 3 dB of the fit that never coarsens
+    without over-provisioning; one coarse to the end (the last pruning reads a coarse render); and
+    a fit too short to densify, told to coarsen.
+    EXPECTED RESULT: the short fit ignores it (it starts full, with nothing to place: same bits as
+    without); the others return exactly their budget, within 3 dB of the fit that never coarsens
     (tiny smooth images fitted to 45-50 dB move by up to 1.6 dB either way between settings of
     equal merit, measured at 47x63, 48x64 and 96x128; a coarse phase that renders at the fine
     scale lost 11 dB here)."""
@@ -367,3 +369,5 @@ def test_coarse_to_fine_fit_switches_scale_on_a_round_and_keeps_the_budget():
         assert len(g) == 120, extra
         if extra["coarse_until"] < 1:
             assert psnr(np.clip(ligcodec.render.render(g, (63, 47)), 0, 1), img) > p_fine - 3.0, extra
+    short = [fit_level(img, 120, settings=FitSettings(steps=30, **extra)) for extra in ({}, {"coarse_until": 0.5})]
+    assert all(np.array_equal(getattr(short[0], k), getattr(short[1], k)) for k in ("means", "chol", "colours"))

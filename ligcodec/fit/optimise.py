@@ -53,8 +53,10 @@ class FitSettings:
     overfit: float = 0.3
     prune_at: float = 0.5
     # Coarse to fine: the first `coarse_until` of the steps fit the target area-averaged over
-    # `coarse_factor` x `coarse_factor` blocks, rendered at that fraction of the scale (a quarter
-    # of the pixels per step while the Gaussians are still being placed).
+    # `coarse_factor` x `coarse_factor` blocks, rendered at that fraction of the scale: a quarter
+    # of the pixels per step while densification and relocation still move Gaussians about, and
+    # a smoother error to place them by. Longer coarse phases cost quality (BENCHMARKS.md,
+    # twenty-first session). Only in fits that densify.
     coarse_until: float = 0.15
     coarse_factor: int = 2
     backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
@@ -170,13 +172,17 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     h, w, nch = target.shape
     grads = {"numba": loss_grads, "torch": loss_grads_torch}[st.backend]
     t0 = time.perf_counter()
-    # Densify only when there are steps enough to place the new Gaussians; otherwise start full.
+    # Rounds of densification and relocation only where there are steps enough (4 a round) for
+    # the new and moved Gaussians to settle; otherwise start full and move none.
     densify = init is None and st.densify_rounds > 0 and st.steps >= 4 * st.densify_rounds
     n_final = n
     if init is None and st.overfit > 0 and st.steps > 0:
         n = int(round(n * (1 + st.overfit)))
     n0 = max(1, int(round(n * st.densify_start))) if densify else n
-    fine, coarse_end = (target, scale), int(st.coarse_until * st.steps) if st.coarse_factor > 1 else 0
+    # The coarse phase belongs with densification: a short fit that starts full has no placing to
+    # do, and its few steps are better spent at full resolution.
+    coarse_end = int(st.coarse_until * st.steps) if densify and st.coarse_factor > 1 else 0
+    fine = (target, scale)
     tgt, sc = (downsample(target, st.coarse_factor), scale / st.coarse_factor) if coarse_end > 0 else fine
     g = init if init is not None else init_gaussians(
         tgt, n0, rng, uniform=st.init_uniform, size_factor=st.init_size, scale=sc, apron=st.init_apron
@@ -187,7 +193,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
         g = lsq_colours(g, tgt, sc, st.lsq_iters)
     opt = Adam([g.means.copy(), g.chol.astype(np.float64), g.colours.astype(np.float64)],
                [st.lr_means, st.lr_chol, st.lr_colours])
-    move_at = set(rounds) if init is None and st.relocate > 0 else set()
+    move_at = set(rounds) if densify and st.relocate > 0 else set()
     prune_step = _prune_step(st, rounds) if n > n_final else st.steps
     out = gr = None
     lo, hi_x, hi_y = st.init_apron / scale, (w + st.init_apron) / scale, (h + st.init_apron) / scale
@@ -205,15 +211,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
         means, chol, cols = opt.params
         loss, out, gr = grads(means, chol, cols, tgt, sc)
         opt.step(gr, decay)
-        # Keep covariances inside the renderer's accepted range and sub-pixel Gaussians from
-        # collapsing to needles that no pixel centre sees.
-        np.clip(chol[:, 0], -3.0, 8.0, out=chol[:, 0])
-        np.clip(chol[:, 2], -3.0, 8.0, out=chol[:, 2])
-        if st.keep_inside:
-            # Large steps can carry a Gaussian off the tile, where no pixel sees it: its gradient
-            # is then zero and it is lost for good (and still coded).
-            np.clip(means[:, 0], -lo, hi_x, out=means[:, 0])
-            np.clip(means[:, 1], -lo, hi_y, out=means[:, 1])
+        _keep_in_range(means, chol, (-lo, hi_x, hi_y) if st.keep_inside else None)
         if log is not None and st.log_every and (step + 1) % st.log_every == 0:
             log.steps.append(step + 1)
             log.psnr.append(10 * math.log10(1.0 / max(loss, 1e-20)))
@@ -225,6 +223,19 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     if st.final_lsq and st.lsq_iters:
         g = lsq_colours(g, target, scale, st.lsq_iters)
     return g
+
+
+def _keep_in_range(means, chol, box):
+    """Clamp in place: the covariances' log scales to the renderer's accepted range (which also
+    keeps sub-pixel Gaussians from collapsing to needles that no pixel centre sees), and with a
+    ``box = (lo, hi_x, hi_y)`` the means to the tile, since a large step can carry a Gaussian off
+    it, where no pixel sees it: its gradient is then zero and it is lost for good (and still coded)."""
+    np.clip(chol[:, 0], -3.0, 8.0, out=chol[:, 0])
+    np.clip(chol[:, 2], -3.0, 8.0, out=chol[:, 2])
+    if box is not None:
+        lo, hi_x, hi_y = box
+        np.clip(means[:, 0], lo, hi_x, out=means[:, 0])
+        np.clip(means[:, 1], lo, hi_y, out=means[:, 1])
 
 
 def _round_steps(st: FitSettings) -> list[int]:
