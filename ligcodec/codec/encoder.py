@@ -60,11 +60,10 @@ EFFORT_STEPS = {1: 100, 2: 200, 3: 350, 4: 600, 5: 1000, 6: 1500, 7: 2000, 8: 30
 #: Over-provisioning (:class:`FitSettings` ``overfit``): the short schedules do best with a larger
 #: surplus pruned later (half again, at 70 % of the steps), and with relocation kept at 5 %
 #: (BENCHMARKS.md, "over-provisioning"). With those, the covariances' rate went up at every effort
-#: (4x at efforts 6-9, 2x here; same section). They fit at full resolution from the first step
-#: (``coarse_until`` 0): the coarse phase was measured at 2000 steps only.
+#: (4x at efforts 6-9, 2x here; same section).
 FAST_EFFORT_SETTINGS = {"densify_start": 1.0, "lsq_iters": 10, "lr_means": 1.2, "lr_chol": 0.3, "lr_final": 0.5,
                         "init_size": 0.3, "init_uniform": 0.15, "densify_rounds": 8, "densify_until": 0.5,
-                        "relocate": 0.05, "overfit": 0.5, "prune_at": 0.7, "coarse_until": 0.0}
+                        "relocate": 0.05, "overfit": 0.5, "prune_at": 0.7}
 FAST_BELOW = 6
 FAST_EFFORT_QUANT_LSQ = 15
 DEFAULT_QUANT_LSQ = 40

@@ -47,7 +47,7 @@ class FitSettings:
     keep_inside: bool = True  # clamp means to the tile (and its apron) after every step
     # Relocation: at each of `densify_rounds` rounds over the first `densify_until` of the steps,
     # this fraction of the Gaussians whose removal would cost least moves to where the error is.
-    relocate: float = 0.25
+    relocate: float = 0.2
     # Over-provisioning: fit (1 + overfit) n Gaussians, and at `prune_at` of the steps remove the
     # overfit n whose removal would cost least (relocation's measure); the rest settle after.
     overfit: float = 0.3
@@ -55,9 +55,10 @@ class FitSettings:
     # Coarse to fine: the first `coarse_until` of the steps fit the target area-averaged over
     # `coarse_factor` x `coarse_factor` blocks, rendered at that fraction of the scale: a quarter
     # of the pixels per step while densification and relocation still move Gaussians about, and
-    # a smoother error to place them by. Longer coarse phases cost quality (BENCHMARKS.md,
-    # twenty-first session). Only in fits that densify.
-    coarse_until: float = 0.15
+    # a smoother error to place them by. Only in fits that densify. Off: with relocation 0.25 it
+    # gained on Kodak but one tile of the medium histology image collapsed (BENCHMARKS.md,
+    # twenty-first session).
+    coarse_until: float = 0.0
     coarse_factor: int = 2
     backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
     log_every: int = 0
