@@ -55,9 +55,9 @@ class FitSettings:
     # Coarse to fine: the first `coarse_until` of the steps fit the target area-averaged over
     # `coarse_factor` x `coarse_factor` blocks, rendered at that fraction of the scale: a quarter
     # of the pixels per step while densification and relocation still move Gaussians about, and
-    # a smoother error to place them by. Only in fits that densify. Off: with relocation 0.25 it
-    # gained on Kodak but one tile of the medium histology image collapsed (BENCHMARKS.md,
-    # twenty-first session).
+    # a smoother error to place them by. Only in fits that densify. Off: it gained on Kodak, but
+    # it costs a sparse tile (a smooth 512-px tile of the medium histology image, 1,379 Gaussians)
+    # 2 dB that the fine steps never win back (BENCHMARKS.md, twenty-first session).
     coarse_until: float = 0.0
     coarse_factor: int = 2
     backend: str = "numba"  # or "torch" (device-agnostic; CUDA when available)
@@ -170,7 +170,7 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     st = settings or FitSettings()
     rng = np.random.default_rng(seed)
     target = np.ascontiguousarray(target, dtype=np.float32)
-    h, w, nch = target.shape
+    h, w, _ = target.shape
     grads = {"numba": loss_grads, "torch": loss_grads_torch}[st.backend]
     t0 = time.perf_counter()
     # Rounds of densification and relocation only where there are steps enough (4 a round) for
