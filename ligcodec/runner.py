@@ -1,7 +1,7 @@
 """Where tile tasks run: this process, a local process pool, or a Dask distributed cluster.
 
 Tiles are independent, and their results do not depend on where they run or on how many threads
-run them (:func:`ligcodec.fit.tiles.single_threaded`); a local pool's worker whose peers are idle
+run them (:func:`ligcodec.fit.tiles.tile_threads`); a local pool's worker whose peers are idle
 (the last tiles of a pass) takes their cores (:func:`rebalance_threads`). :func:`run_unordered`
 yields ``(key, result)`` as tasks finish and keeps only a few tasks in flight per worker, so task
 inputs (tile pixels) are created lazily and memory does not grow with the image.
@@ -21,6 +21,8 @@ IN_FLIGHT_PER_WORKER = 2
 
 #: In a local pool's worker: (count of the pool's workers running a task, the pool's size).
 _pool_share = None
+#: True while :func:`run_unordered` runs a task in this process: nothing else runs beside it.
+_here = False
 
 
 def _init_worker(busy, workers):
@@ -38,6 +40,25 @@ def _counted(fn, *args):
     finally:
         with busy.get_lock():
             busy.value -= 1
+
+
+def task_threads() -> int:
+    """The numba threads a tile task starts with: every one where :func:`run_unordered` runs it in
+    this process (one worker, or one tile: the task is all the work there is), else one (a pool's
+    worker takes its idle peers' cores at each step, :func:`rebalance_threads`; a Dask worker runs
+    tasks side by side on its threads)."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS if _here else 1
+
+
+def _run_here(fn, args):
+    global _here
+    _here = True
+    try:
+        return fn(*args)
+    finally:
+        _here = False
 
 
 def rebalance_threads() -> None:
@@ -68,7 +89,7 @@ def run_unordered(fn: Callable, tasks: Iterable, workers: int = 0, scheduler=Non
     workers = workers or os.cpu_count() or 1
     if workers <= 1:
         for key, args in tasks:
-            yield key, fn(*args)
+            yield key, _run_here(fn, args)
         return
     yield from _run_pool(fn, iter(tasks), workers, pool)
 
@@ -148,9 +169,9 @@ def _run_pool(fn, tasks, workers, shared=None):
             for fut in pending:
                 fut.cancel()
     for key, args in retry:
-        yield key, fn(*args)
+        yield key, _run_here(fn, args)
     for key, args in tasks:
-        yield key, fn(*args)
+        yield key, _run_here(fn, args)
 
 
 def _run_dask(fn, tasks, scheduler):

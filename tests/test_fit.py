@@ -169,6 +169,25 @@ def test_rebalance_threads_lends_idle_cores_to_a_lone_task(monkeypatch):
         numba.set_num_threads(before)
 
 
+def test_a_tile_task_run_in_this_process_takes_every_thread():
+    """SCENARIO: run_unordered runs a tile task in this process (one worker), and a pool worker or
+    Dask task starts one outside it.
+    EXPECTED RESULT: the task's threads are numba's full count in this process (nothing runs beside
+    it), one elsewhere; numba's count is restored after the task."""
+    import numba
+
+    from ligcodec import runner
+    from ligcodec.fit.tiles import tile_threads
+
+    def task():
+        with tile_threads():
+            return numba.get_num_threads()
+
+    before = numba.get_num_threads()
+    assert dict(runner.run_unordered(task, [(0, ())], workers=1)) == {0: numba.config.NUMBA_NUM_THREADS}
+    assert task() == 1 and numba.get_num_threads() == before
+
+
 def test_model_save_load_round_trip(tmp_path):
     img = smooth_image(40, 70)
     m = ligcodec.fit(img, 150, config=FitConfig(tile=32, workers=1, level=FitSettings(**FAST)))

@@ -63,6 +63,22 @@ def test_streamed_tiff_encode_is_byte_identical_to_in_memory(tmp_path):
     assert not journal_path(tmp_path / "b.lig").exists()  # removed once the file is complete
 
 
+def test_a_one_tile_encode_spawns_no_workers(tmp_path, monkeypatch):
+    """SCENARIO: an image that is one tile, encoded with the default workers (one per core).
+    EXPECTED RESULT: no pool is started (a spawned worker costs seconds of imports, and the lone
+    tile takes every core in this process instead); the same bytes as one worker."""
+    from ligcodec import runner
+
+    def no_pool(workers):
+        raise AssertionError(f"a pool of {workers} workers was started for one tile")
+
+    a = _image()
+    r1 = encode(a, tmp_path / "a.lig", workers=1, **FAST)
+    monkeypatch.setattr(runner, "_new_pool", no_pool)
+    r2 = encode(a, tmp_path / "b.lig", workers=0, **FAST)
+    assert (tmp_path / "a.lig").read_bytes() == (tmp_path / "b.lig").read_bytes() and r1.psnr == r2.psnr
+
+
 @pytest.mark.parametrize("stop_at", [2, 8])
 def test_interrupted_encode_resumes_from_journal(tmp_path, stop_at):
     """SCENARIO: an encode is interrupted after 2 of 6 fits (pass 1), or after all fits and 2 of

@@ -23,8 +23,8 @@ from ..container import MAX_HEADER_SIZE, Header, lig_size, steps_as_float32, wri
 from ..errors import LigInputError
 from ..fit.optimise import FitSettings
 from ..fit.plan import FitConfig, tile_seed
-from ..fit.tiles import (fit_tile, render_parts, single_threaded, split_by_energy, tile_areas,
-                         tile_energies)
+from ..fit.tiles import (fit_tile, render_parts, split_by_energy, tile_areas, tile_energies,
+                         tile_threads)
 from ..model import as_float, tile_grid
 from ..render import Gaussians
 from ..runner import local_pool, run_unordered
@@ -206,7 +206,7 @@ def effort_config(effort: int) -> FitConfig:
 def fit_tile_task(window, n, cfg: FitConfig, seed):
     """Pass 1: fit one tile. ``([(packed Gaussians, count) per level], squared error, pixel digest)``;
     ``window.load()`` gives the tile's pixels wherever this runs (a worker reads its own tile)."""
-    with single_threaded():
+    with tile_threads():
         pixels = window.load()
         target = as_float(pixels)
         parts = fit_tile(target, n, cfg, seed)
@@ -220,7 +220,7 @@ def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transfo
     """Pass 2: quantise and code one fitted tile whose budget was ``n`` (``packed`` as
     :func:`fit_tile_task` returned it): ``([(chunk bytes, count) per level], squared error, pixel
     digest)``."""
-    with single_threaded():
+    with tile_threads():
         pixels = window.load()
         target = as_float(pixels)
         parts = [unpack_gaussians(b, k, target.shape[2]) for b, k in packed]
@@ -262,6 +262,8 @@ def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers
     job = _Job.prepare(src, gaussians, settings, target_bytes)
     path = Path(path)
     journal = Journal.open(journal_path(path), job.key, resume)
+    if scheduler is None:  # no more workers than tiles: one tile runs here, on every core, none spawned
+        workers = min(workers or os.cpu_count() or 1, len(job.tiles))
     with local_pool(workers, scheduler) as pool:  # one pool for everything: workers start once
         where = _Where(workers, scheduler, pool)
         journal.start(journal.budgets or job.split_budget(where))

@@ -16,7 +16,7 @@ from ..errors import LigInputError
 from ..model import Model, as_float, tile_grid, to_float_image
 from ..render import Gaussians
 from ..render.raster import project, rasterize
-from ..runner import run_unordered
+from ..runner import run_unordered, task_threads
 from ..source import Window
 from .init import gradient_energy
 from .optimise import FitSettings, fit_level
@@ -172,19 +172,19 @@ def run_tasks(tasks, workers, fn=None):
 
 
 @contextmanager
-def single_threaded():
-    """One thread per tile whatever runs it (this process, a pool worker or a Dask worker): the
-    tiles are the parallel work. numba's kernels give the same bits on any thread count (each
-    pixel and each Gaussian sums in a fixed order; ``test_fit_threads_same_bits``), so a pool
-    worker may take idle cores (:func:`~ligcodec.runner.rebalance_threads`); torch's would not, and
-    its backend keeps one thread."""
+def tile_threads():
+    """The threads of one tile's task (:func:`~ligcodec.runner.task_threads`): one, or all of them
+    where the task runs alone in this process; the tiles are otherwise the parallel work. numba's
+    kernels give the same bits on any thread count (each pixel and each Gaussian sums in a fixed
+    order; ``test_fit_threads_same_bits``), so a pool worker may take idle cores too
+    (:func:`~ligcodec.runner.rebalance_threads`); torch's would not, and its backend keeps one thread."""
     import numba
 
     torch = sys.modules.get("torch")  # only the torch backend imports it
     threads = (torch.get_num_threads() if torch else 0, numba.get_num_threads())
     if torch:
         torch.set_num_threads(1)
-    numba.set_num_threads(1)
+    numba.set_num_threads(task_threads())
     try:
         yield
     finally:
@@ -203,9 +203,9 @@ def render_parts(parts, shape) -> np.ndarray:
 
 
 def fit_tile_job(target, n, cfg: FitConfig, seed):
-    """:func:`fit`'s task: one tile, single-threaded: ``(parts per level in tile-local pixels,
+    """:func:`fit`'s task: one tile (:func:`tile_threads`): ``(parts per level in tile-local pixels,
     squared error)``."""
-    with single_threaded():
+    with tile_threads():
         parts = fit_tile(target, n, cfg, seed)
         recon = render_parts(parts, target.shape)
         return parts, float(((np.clip(recon, 0, 1) - target) ** 2).sum())
@@ -241,4 +241,4 @@ def _jsonable(d):
 
 
 __all__ = ["FitConfig", "downsample", "fit", "fit_tile", "fit_tile_job", "render_parts", "resolve_budget",
-           "run_tasks", "single_threaded", "split_budget", "split_by_energy", "tile_areas", "tile_energies"]
+           "run_tasks", "tile_threads", "split_budget", "split_by_energy", "tile_areas", "tile_energies"]
