@@ -52,12 +52,50 @@ def _spy(monkeypatch):
     return seen
 
 
+def test_the_probe_lands_the_first_round(tmp_path, monkeypatch):
+    """SCENARIO: a smooth generated 3 x 2 tile image encoded at 1.5 bpp, effort 1. The count model
+    expects more bits per Gaussian than such an image needs, so the base steps land 5-10 % short.
+    EXPECTED RESULT: the probe starts the rate loop at finer steps, and that first round lands
+    within the loop's tolerance: the tiles are coded once."""
+    seen = _spy(monkeypatch)
+    a = _image()
+    target = 1.5 * a.shape[0] * a.shape[1] / 8
+    r = encode(a, tmp_path / "o.lig", bpp=1.5, config=_config(), workers=1, effort=1)
+    assert len(seen) == 1 and seen[0][0][0] < encoder.EFFORT_STEP_SHIFT[1], seen
+    assert abs(r.bytes / target - 1) <= RATE_TOLERANCE and r.rounds == [seen[0]]
+
+
+def test_the_probe_rounds_as_a_coding_round_without_its_solves(data_dir):
+    """SCENARIO: a fitted Kodak crop (two levels), quantised by the coding pass with no colour
+    solves and no refinement, and probed at the same steps.
+    EXPECTED RESULT: the probe's payload is the coded chunks' bytes exactly (the same rounding,
+    order and coder: only the solves the probe leaves out make the two differ)."""
+    from PIL import Image
+
+    from ligcodec.codec.quantise import quantise_tile
+    from ligcodec.codec.rateprobe import plain_payload
+    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.fit import FitConfig, FitSettings
+    from ligcodec.fit.tiles import fit_tile
+
+    img = np.asarray(Image.open(data_dir / "kodak" / "kodim23.png").convert("RGB"))[200:296, 300:428]
+    target = (img / 255).astype(np.float32)
+    cfg = FitConfig(level=FitSettings(steps=30))
+    parts = fit_tile(target, 400, cfg, 0)
+    steps = encoder.choose_steps(None, 0.03, 2, 3, 4, "ycocg")
+    coded = quantise_tile(parts, target, 400, cfg, steps, "ycocg", lsq_iters=0)
+    assert plain_payload(parts, [steps], "ycocg") == [sum(len(encode_chunk(q.qx, q.qy, q.qc, q.qk)) for q in coded)]
+
+
 def test_bpp_encode_moves_toward_its_target_and_predicts_its_size(tmp_path, monkeypatch):
-    """SCENARIO: a smooth generated 3 x 2 tile image encoded at 1.5 bpp, effort 1 (the count model
-    expects more bits per Gaussian than such an image needs, so the first coding lands short).
+    """SCENARIO: the image above, with the probe's calibration made 15 % wrong, so that its first
+    coding lands short.
     EXPECTED RESULT: the later rounds come closer; the loop stops within its tolerance, out of
     rounds or at the edge of its range; the size it weighed for the last round is the file's. (One
     fit: the recount is tested below.)"""
+    from ligcodec.codec import rateprobe
+
+    monkeypatch.setattr(rateprobe, "CODED_OVER_PLAIN", 1.15)
     monkeypatch.setattr(encoder, "RECOUNT_MISS", float("inf"))
     seen = _spy(monkeypatch)
     a = _image()
@@ -157,9 +195,10 @@ def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
     """SCENARIO: a smooth generated 3 x 2 tile image at 1.5 bpp, effort 1, with a count model that
     expects 1.6x the bits per Gaussian it needs, so the first coding round lands far short, and the
     rate loop's finer steps still leave it more than RECOUNT_MISS short.
-    EXPECTED RESULT: after the loop's rounds, the tiles are fitted once more with the count scaled up
-    by the first round's miss; that fit's first round lands closer than the first did, and the file
-    within ±5 % of its target; the result says it took two fits and the header's count is the new one."""
+    EXPECTED RESULT: the probe starts at the finest steps the loop allows, and the loop stops there;
+    the tiles are fitted once more with the count scaled up by the first round's miss; that fit's
+    first round lands closer than the first did, and the file within ±5 % of its target; the result
+    says it took two fits and the header's count is the new one."""
     import ligcodec
 
     _overestimating_model(monkeypatch)
@@ -170,7 +209,8 @@ def test_a_count_that_misses_is_fitted_again(tmp_path, monkeypatch):
     r = encode(a, out, bpp=1.5, config=_config(), workers=1, effort=1)
     assert len(calls) == 1, calls
     n0, size0, n1, rounds, last = calls[0]
-    assert rounds > 1 and last < target * (1 - encoder.RECOUNT_MISS) and n1 > n0
+    assert seen[0][0][0] == encoder.EFFORT_STEP_SHIFT[1] - RATE_MAX_SHIFT
+    assert last < target * (1 - encoder.RECOUNT_MISS) and n1 > n0
     assert abs(seen[-1][0][1] / target - 1) < abs(size0 / target - 1)
     assert abs(r.bytes / target - 1) <= 0.05 and r.passes == 2
     with ligcodec.open(out) as f:

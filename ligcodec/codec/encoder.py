@@ -31,6 +31,7 @@ from ..runner import local_pool, run_unordered
 from ..source import Window, subsample
 from .alpha import mask_chunks
 from .colour import MATRIX_STEP_GAIN, choose_transform
+from .rateprobe import landing_shift, payload_at, plain_payload, probed_shifts
 from .journal import Journal, tile_digest
 from .quantise import QuantSteps, adaptive_steps, quantise_tile
 from .seams import choose_threshold
@@ -93,7 +94,8 @@ DEBLOCK_THRESHOLD = 2.75
 #: level with or above the default file's.
 PROGRESSIVE_FIT = {"level0_fraction": 0.25, "downsample": 4}
 #: The rate loop of a ``bpp=`` encode (:func:`next_shift`): the count comes from a model before
-#: the fit, so the first coding can miss the target size; while it misses by more than
+#: the fit, so the base steps can miss the target size. The first coding round takes the shift that
+#: the probe (:func:`_first_shift`) expects to land it; while a round still misses by more than
 #: RATE_TOLERANCE, the tiles are coded again (pass 2 only: a few % of the time at the default
 #: effort, ~20 % at effort 1) with the quantiser steps moved as if the fit's error were
 #: 2^(shift/8) times what it is, at most RATE_ROUNDS more times, the shift within ±RATE_MAX_SHIFT.
@@ -230,6 +232,12 @@ def code_tile_task(window, n, packed, cfg: FitConfig, steps: QuantSteps, transfo
         return chunks, float(((np.clip(recon, 0, 1) - target) ** 2).sum()), tile_digest(pixels)
 
 
+def probe_task(packed, channels: int, steps: list[QuantSteps], transform) -> list[int]:
+    """The rate loop's probe of one fitted tile (``packed`` as :func:`fit_tile_task` returned it):
+    its payload rounded plainly at each of ``steps`` (:func:`~ligcodec.codec.rateprobe.plain_payload`)."""
+    return plain_payload([unpack_gaussians(b, k, channels) for b, k in packed], steps, transform)
+
+
 def digest_task(window) -> str:
     """The pixel digest of one tile (checks the tiles a resumed encode does not load again)."""
     return tile_digest(window.load())
@@ -317,6 +325,7 @@ class _Job:
     tiles: list
     windows: list
     energies: np.ndarray | None = None  # per tile, read once (a recount splits its count by them again)
+    probe: tuple | None = None  # the rate loop's (shifts, plain payloads) of the fit being coded
 
     @classmethod
     def prepare(cls, src, gaussians: int, s: EncodeSettings, target_bytes: int | None = None) -> _Job:
@@ -433,6 +442,9 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
     rmse = _fit_rmse(job, journal.records["fit"])
     history = [tuple(h) for h in journal.history]
     shift = journal.shift if journal.history else s.step_shift  # resumed in a later round: its shift
+    if target is not None and s.quant is None:  # probed on resuming too: _recount reads the probe
+        first = _first_shift(job, journal, where, rmse, target, alpha)
+        shift = shift if journal.history else first
     while True:
         steps = choose_steps(s.quant, rmse, s.cfg.levels, nch, shift, job.transform)
         _code_pass(job, journal, budgets, steps, where, tally)
@@ -446,6 +458,25 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
         journal.new_round(nxt, history)
         tally.total += len(job.tiles)
         shift = nxt
+
+
+def _first_shift(job: _Job, journal: Journal, where: _Where, rmse, target: int, alpha) -> int:
+    """The step shift of the first coding round of a file aimed at ``target`` bytes: where the fits'
+    plainly rounded payload (:mod:`~ligcodec.codec.rateprobe`), probed within the rate loop's range,
+    lands it (the same shift for a resumed encode: the fits decide it)."""
+    s, nch, fits = job.settings, job.src.channels, journal.records["fit"]
+    shifts = probed_shifts(s.step_shift, RATE_MAX_SHIFT)
+    steps = [choose_steps(None, rmse, s.cfg.levels, nch, sh, job.transform) for sh in shifts]
+    tasks = ((t, ([(journal.read(ref), n) for ref, n in fits[t].chunks], nch, steps, job.transform))
+             for t in range(len(job.tiles)))
+    payload = np.zeros(len(shifts))
+    for _, sizes in where.run(probe_task, tasks):
+        payload += sizes
+    job.probe = (shifts, payload)
+    header = job.header(steps[0])  # the steps and the border filter's floats take fixed room
+    header.deblock, header.alpha_mask = [DEBLOCK_WIDTH, 0.0], alpha is not None
+    fixed = lig_size(header, [[(b"", 0)] * len(job.tiles)] * s.cfg.levels, alpha)
+    return landing_shift(shifts, payload, target - fixed)
 
 
 def next_shift(history, target: int, base: int = 0) -> int | None:
@@ -469,15 +500,19 @@ def next_shift(history, target: int, base: int = 0) -> int | None:
 def _recount(job: _Job, journal: Journal, history, header: Header, chunks, target: int | None) -> int | None:
     """The Gaussian count to fit again with, where the last coding round of a file aimed at
     ``target`` bytes still misses it by more than :data:`RECOUNT_MISS` (once per encode); else None.
-    The count scales with the bytes the Gaussians took in the first round (at the base steps, where
-    the new fit starts), the header and chunk index aside."""
+    The count scales with the bytes the Gaussians took in the first round, the header and chunk
+    index aside, brought to the base steps by the probe (:func:`_first_shift`): more Gaussians buy
+    more than finer steps, so the new count aims at the target at the base steps."""
     if target is None or job.settings.quant is not None or journal.count is not None:
         return None
     if abs(history[-1][1] / target - 1) <= RECOUNT_MISS:
         return None
     payload = sum(len(ref) for level in chunks for ref, _ in level)
     fixed = max(history[-1][1] - payload, 0)
-    size, n = history[0][1], job.info["gaussians"]
+    (shift, size), n = history[0], job.info["gaussians"]
+    if job.probe is not None:  # the first round's payload as it would be at the base steps
+        base = job.settings.step_shift
+        size = fixed + (size - fixed) * payload_at(*job.probe, base) / payload_at(*job.probe, shift)
     return max(1, min(job.src.width * job.src.height, round(n * max(target - fixed, 1) / max(size - fixed, 1))))
 
 

@@ -108,12 +108,12 @@ def _quantise_colours(geo: Gaussians, target, scale, step, transform, rounds, ls
     return qk
 
 
-def _round_means(means, ps) -> np.ndarray:
+def round_means(means, ps) -> np.ndarray:
     """Position indices ``[N, 2]`` (spec section 5)."""
     return np.clip(np.round(means / ps - 0.5), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
 
 
-def _round_chol(chol, cs) -> np.ndarray:
+def round_chol(chol, cs) -> np.ndarray:
     """Covariance indices ``[N, 3]`` (spec section 5)."""
     qc = np.zeros((len(chol), 3), np.int64)
     qc[:, [0, 2]] = np.clip(np.round(chol[:, [0, 2]] / cs[[0, 2]]), -MAX_SYMBOL, MAX_SYMBOL)
@@ -139,15 +139,15 @@ def refine_for_grid(g: Gaussians, target, scale, steps: QuantSteps, iters: int, 
     that rounding lands them where the quantised tile fits ``target`` best. The positions stay."""
     cs = np.asarray(steps.chol_step)
     means = np.ascontiguousarray(g.means, np.float64)
-    q_means = (_round_means(means, steps.pos_step) + 0.5) * steps.pos_step
+    q_means = (round_means(means, steps.pos_step) + 0.5) * steps.pos_step
     # Start from the colours that best fit the plainly rounded geometry, as quantise_level's do.
-    plain = Gaussians(q_means, dequantise_chol(_round_chol(g.chol, cs), cs), g.colours)
+    plain = Gaussians(q_means, dequantise_chol(round_chol(g.chol, cs), cs), g.colours)
     cols = lsq_colours(plain, target, scale, lsq_iters).colours
     opt = Adam([g.chol.astype(np.float64), cols.astype(np.float64)], [REFINE_LR_CHOL * cs, REFINE_LR_COLOURS])
     best, best_loss = None, math.inf
     for i in range(iters + 1):
         chol, cols = opt.params
-        q_chol = dequantise_chol(_round_chol(chol, cs), cs)
+        q_chol = dequantise_chol(round_chol(chol, cs), cs)
         loss, _, (_, g_chol, g_cols) = loss_grads(q_means, q_chol, cols, target, scale)
         # Rounding makes the loss a step function, and Adam moves every parameter by about its
         # learning rate whatever the gradient's size, so the loss does not fall at every step:
@@ -167,7 +167,7 @@ def quantise_level(g: Gaussians, target, scale, steps: QuantSteps, level: int, t
     ps, cs = steps.pos_step, np.asarray(steps.chol_step)
     if refine and len(g):
         g = refine_for_grid(g, target, scale, steps, refine, lsq_iters)
-    q, qc = _round_means(g.means, ps), _round_chol(g.chol, cs)
+    q, qc = round_means(g.means, ps), round_chol(g.chol, cs)
     geo = Gaussians((q + 0.5) * ps, dequantise_chol(qc, cs), g.colours)
     if lsq_iters and len(g):
         geo = lsq_colours(geo, target, scale, lsq_iters)
