@@ -47,7 +47,7 @@ class FitSettings:
     keep_inside: bool = True  # clamp means to the tile (and its apron) after every step
     # Relocation: at each of `densify_rounds` rounds over the first `densify_until` of the steps,
     # this fraction of the Gaussians whose removal would cost least moves to where the error is.
-    relocate: float = 0.2
+    relocate: float = 0.25
     # Over-provisioning: fit (1 + overfit) n Gaussians, and at `prune_at` of the steps remove the
     # overfit n whose removal would cost least (relocation's measure); the rest settle after.
     overfit: float = 0.3
