@@ -415,15 +415,16 @@ def test_decode_pyramid_writes_an_ome_tiff_pyramid(tmp_path, capsys):
 
 def test_encode_progress_counts_tiles_through_coding_rounds(tmp_path, capsys, monkeypatch):
     """SCENARIO: `encode --bpp` of a 2 x 1 tile image whose rate loop codes the tiles more than once
-    (tolerance forced to 0, range widened).
+    (tolerance forced to 0, range widened, the rate probe's calibration made 15 % wrong).
     EXPECTED RESULT: the progress line counts fits and codings out of the 2 tiles, never more
     ("code again for the size" in the later rounds), and ends at the last tile."""
     import re
 
-    from ligcodec.codec import encoder
+    from ligcodec.codec import encoder, rateprobe
 
     monkeypatch.setattr(encoder, "RATE_TOLERANCE", 0.0)
     monkeypatch.setattr(encoder, "RATE_MAX_SHIFT", 64)
+    monkeypatch.setattr(rateprobe, "CODED_OVER_PLAIN", 1.15)
     monkeypatch.setattr(encoder, "RECOUNT_MISS", float("inf"))  # one fit (the recount: next test)
     src = tmp_path / "in.png"
     Image.fromarray(np.round(smooth_image(64, 300) * 255).astype(np.uint8)).save(src)  # 2 tiles of 256

@@ -139,12 +139,15 @@ def test_alpha_file_size_is_predicted(tmp_path, monkeypatch):
 @pytest.mark.parametrize("stop_round", [1, 2])
 def test_rate_loop_resumes_in_its_round(tmp_path, monkeypatch, stop_round):
     """SCENARIO: a bpp= encode whose loop codes the tiles three times (tolerance forced to 0, range
-    widened) is
+    widened, the probe's calibration made 15 % wrong) is
     interrupted after 2 tiles of its second or third coding round, then resumed.
     EXPECTED RESULT: the rerun continues in that round (the journal's round record) and writes the
     same bytes as an uninterrupted encode."""
+    from ligcodec.codec import rateprobe
+
     monkeypatch.setattr(encoder, "RATE_TOLERANCE", 0.0)
     monkeypatch.setattr(encoder, "RATE_MAX_SHIFT", 64)  # room for every round on this tiny image
+    monkeypatch.setattr(rateprobe, "CODED_OVER_PLAIN", 1.15)  # a first round that misses
     monkeypatch.setattr(encoder, "RECOUNT_MISS", float("inf"))  # the rounds of one fit only
     a = _image()
     kw = dict(bpp=1.25, config=_config(), workers=1, effort=1)
