@@ -5,9 +5,10 @@
 
 Issue #16 asks for every file within ±5 %. The Gaussian count comes from
 :func:`ligcodec.codec.ratecontrol.gaussians_for_bpp`'s model of the bits per Gaussian; the
-encoder then codes the tiles again with moved quantiser steps while the file misses by more
-than 2 % (:func:`ligcodec.codec.encoder.next_shift`, at most twice, within two octaves), so what
-is left is the model's error beyond what the steps can make up. The table gives, per target, the
+first coding takes the quantiser steps that the rate probe (:mod:`ligcodec.codec.rateprobe`)
+expects to land the target, and the encoder codes the tiles again with moved steps while the
+file misses by more than 2 % (:func:`ligcodec.codec.encoder.next_shift`, at most twice, within
+two octaves), so what is left is the model's error beyond what the steps can make up. The table gives, per target, the
 mean, the lowest and the highest error over the images, and how many are within ±5 %.
 """
 
