@@ -84,7 +84,8 @@ def test_the_probe_rounds_as_a_coding_round_without_its_solves(data_dir):
     parts = fit_tile(target, 400, cfg, 0)
     steps = encoder.choose_steps(None, 0.03, 2, 3, 4, "ycocg")
     coded = quantise_tile(parts, target, 400, cfg, steps, "ycocg", lsq_iters=0)
-    assert plain_payload(parts, [steps], "ycocg") == [sum(len(encode_chunk(q.qx, q.qy, q.qc, q.qk)) for q in coded)]
+    coded_bytes = sum(len(encode_chunk(q.qx, q.qy, q.qc, q.qk)) for q in coded)
+    assert plain_payload(parts, [steps], "ycocg") == [coded_bytes]
 
 
 def test_bpp_encode_moves_toward_its_target_and_predicts_its_size(tmp_path, monkeypatch):

@@ -31,9 +31,9 @@ from ..runner import local_pool, run_unordered
 from ..source import Window, subsample
 from .alpha import mask_chunks
 from .colour import MATRIX_STEP_GAIN, choose_transform
-from .rateprobe import landing_shift, payload_at, plain_payload, probed_shifts
 from .journal import Journal, tile_digest
 from .quantise import QuantSteps, adaptive_steps, quantise_tile
+from .rateprobe import landing_shift, payload_at, plain_payload, probed_shifts
 from .seams import choose_threshold
 from .tile import encode_chunk
 
@@ -442,9 +442,10 @@ def _code_rounds(job: _Job, journal: Journal, budgets, where: _Where, tally: _Ta
     rmse = _fit_rmse(job, journal.records["fit"])
     history = [tuple(h) for h in journal.history]
     shift = journal.shift if journal.history else s.step_shift  # resumed in a later round: its shift
-    if target is not None and s.quant is None:  # probed on resuming too: _recount reads the probe
-        first = _first_shift(job, journal, where, rmse, target, alpha)
-        shift = shift if journal.history else first
+    if target is not None and s.quant is None:
+        first = _first_shift(job, journal, where, rmse, target, alpha)  # resumed too: _recount reads it
+        if not journal.history:
+            shift = first
     while True:
         steps = choose_steps(s.quant, rmse, s.cfg.levels, nch, shift, job.transform)
         _code_pass(job, journal, budgets, steps, where, tally)
