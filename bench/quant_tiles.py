@@ -91,7 +91,7 @@ def quantise_variant(g, target, scale, steps, level, kind: str, arg: float):
     detail = level == 1 and len(g) > 0
     if kind == "prune" and detail:
         g = _pruned(g, target, scale, steps, arg)
-    q, qc = Q._round_means(g.means, ps), Q._round_chol(g.chol, cs)
+    q, qc = Q.round_means(g.means, ps), Q.round_chol(g.chol, cs)
     means, extra = (q + 0.5) * ps, 0
     if kind == "halfpos" and detail:
         k = int(arg * len(g))
@@ -137,7 +137,7 @@ def _pruned(g, target, scale, steps, frac):
     params = tuple(np.ascontiguousarray(a, np.float64) for a in (d.means, d.chol, d.colours))
     _, _, grads = loss_grads(*params, target, scale)
     cost = _removal_cost(params, grads, scale, target.size)
-    q = Q._round_means(g.means, steps.pos_step)
+    q = Q.round_means(g.means, steps.pos_step)
     order = np.lexsort((q[:, 0], q[:, 1]))  # ql's rows are g's in this order
     keep = np.ones(len(g), bool)
     keep[order[np.argsort(cost, kind="stable")[: int(frac * len(g))]]] = False
