@@ -38,7 +38,8 @@ def _fit_options(fn):
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Same seed, input and options give the same output."),
         click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Processes working on tiles in parallel (0: one per core). Does not change the output."),
+                     help="Processes working on tiles in parallel (0: one per core; never more than the tiles). "
+                          "Does not change the output."),
         click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output."),
     ]
