@@ -42,6 +42,12 @@ def _counted(fn, *args):
             busy.value -= 1
 
 
+def workers_for(workers: int, tasks: int) -> int:
+    """Local processes for ``tasks`` tasks: ``workers`` (0: one per core), never more than the
+    tasks, so that a lone task runs in this process on every core and no pool is spawned for it."""
+    return max(1, min(workers or os.cpu_count() or 1, tasks))
+
+
 def task_threads() -> int:
     """The numba threads a tile task starts with: every one where :func:`run_unordered` runs it in
     this process (one worker, or one tile: the task is all the work there is), else one (a pool's

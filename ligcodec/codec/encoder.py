@@ -27,7 +27,7 @@ from ..fit.tiles import (fit_tile, render_parts, split_by_energy, tile_areas, ti
                          tile_threads)
 from ..model import as_float, tile_grid
 from ..render import Gaussians
-from ..runner import local_pool, run_unordered
+from ..runner import local_pool, run_unordered, workers_for
 from ..source import Window, subsample
 from .alpha import mask_chunks
 from .colour import MATRIX_STEP_GAIN, choose_transform
@@ -270,8 +270,8 @@ def encode_tiles(src, path, gaussians: int, settings: EncodeSettings, *, workers
     job = _Job.prepare(src, gaussians, settings, target_bytes)
     path = Path(path)
     journal = Journal.open(journal_path(path), job.key, resume)
-    if scheduler is None:  # no more workers than tiles: one tile runs here, on every core, none spawned
-        workers = min(workers or os.cpu_count() or 1, len(job.tiles))
+    if scheduler is None:
+        workers = workers_for(workers, len(job.tiles))
     with local_pool(workers, scheduler) as pool:  # one pool for everything: workers start once
         where = _Where(workers, scheduler, pool)
         journal.start(journal.budgets or job.split_budget(where))

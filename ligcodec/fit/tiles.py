@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from ..errors import LigInputError
 from ..model import Model, as_float, tile_grid, to_float_image
 from ..render import Gaussians
 from ..render.raster import project, rasterize
-from ..runner import run_unordered, task_threads
+from ..runner import run_unordered, task_threads, workers_for
 from ..source import Window
 from .init import gradient_energy
 from .optimise import FitSettings, fit_level
@@ -164,7 +163,7 @@ def run_tasks(tasks, workers, fn=None):
     """Yield ``fn(*task)`` (default :func:`fit_tile_job`) in task order, here or in a spawn pool."""
     fn = fn or fit_tile_job
     ready, nxt = {}, 0
-    for key, result in run_unordered(fn, enumerate(tasks), min(workers or os.cpu_count() or 1, len(tasks))):
+    for key, result in run_unordered(fn, enumerate(tasks), workers_for(workers, len(tasks))):
         ready[key] = result
         while nxt in ready:
             yield ready.pop(nxt)
@@ -241,4 +240,4 @@ def _jsonable(d):
 
 
 __all__ = ["FitConfig", "downsample", "fit", "fit_tile", "fit_tile_job", "render_parts", "resolve_budget",
-           "run_tasks", "tile_threads", "split_budget", "split_by_energy", "tile_areas", "tile_energies"]
+           "run_tasks", "split_budget", "split_by_energy", "tile_areas", "tile_energies", "tile_threads"]
