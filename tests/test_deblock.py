@@ -161,9 +161,9 @@ def test_step_tally_in_bands_is_the_whole_image_measure(rng):
 def test_encoder_chooses_the_threshold_that_matches_the_source(tmp_path):
     """SCENARIO: a smooth 300x200 image with 64-px tiles, encoded at effort 1 (a smooth image's
     tiles disagree by more than the fixed 2.75 x RMS error threshold lets the filter remove).
-    EXPECTED RESULT: the header's T is one of the multiples of the RMS error tried, above the fixed
-    one; the decoded seam measure with it is closer to the source's than with the fixed one, and
-    at least as close as with every multiple between the two."""
+    EXPECTED RESULT: the header's T is above the fixed one; the decoded seam measure with it is
+    closer to the source's than with the fixed one, and at least as close as with every multiple of
+    the RMS error on the search's grid (T may lie between two of them: the search narrows there)."""
     from ligcodec.codec.seams import MULTIPLES, START, seam_ratio
     from ligcodec.fit import FitConfig
 
@@ -174,20 +174,46 @@ def test_encoder_chooses_the_threshold_that_matches_the_source(tmp_path):
     source = seam_ratio(src, 64)
     with ligcodec.open(path) as img:
         K, T = img.header.deblock
-        tried = [round(x * rmse, 7) for x in MULTIPLES]
-        fixed = tried[START]
-        # T is (the stored first threshold / 2.75) x a multiple, both rounded to 7 decimals, so it
-        # may be up to (22 / 2.75 + 1) x 5e-8 = 4.5e-7 off multiple x rmse; the multiples are at
-        # least 1.375x apart, so 1e-6 still names exactly one of them.
-        assert T > fixed and min(abs(T - t) for t in tried) < 1e-6, (T, tried)
         chosen = abs(seam_ratio(img.read(), 64) / source - 1)
-        for t in tried:
+        errs = []
+        for t in [round(x * rmse, 7) for x in MULTIPLES]:
             img.model.deblock = (K, t)
-            err = abs(seam_ratio(img.read(), 64) / source - 1)
-            if fixed <= t < T - 1e-6 * T:
-                assert chosen <= err + 1e-9, (t, T)
-        img.model.deblock = (K, fixed)
-        assert chosen < abs(seam_ratio(img.read(), 64) / source - 1)  # better than the fixed threshold
+            errs.append(abs(seam_ratio(img.read(), 64) / source - 1))
+        # 1e-6: T and the grid's thresholds are rounded to 7 decimals, which moves the ratio by
+        # less than that, where the search compared them unrounded.
+        assert T > round(MULTIPLES[START] * rmse, 7) and chosen <= min(errs) + 1e-6, (T, chosen, errs)
+        assert chosen < errs[START]  # better than the fixed threshold
+
+
+@pytest.mark.parametrize("crossing", [1.3, 6.6, 2.8, 30.0, 0.5])
+def test_threshold_search_narrows_between_the_grids_multiples(crossing):
+    """:func:`ligcodec.codec.seams.search` on an excess that falls steeply in log threshold and
+    crosses 0 at ``crossing``: between two multiples of the grid (1.3, 6.6) it interpolates until
+    within :data:`CLOSE`, in at most :data:`NARROW_STEPS` more evaluations; next to a multiple (2.8)
+    it keeps that multiple; outside the grid (30, 0.5) it keeps the grid's end."""
+    import math
+
+    from ligcodec.codec.seams import CLOSE, MULTIPLES, NARROW_STEPS, search
+
+    seen = []
+
+    def line(m):
+        return 0.8 * math.log(crossing / m)  # +0.21 at 1.0 and -0.24 at 1.75 for 1.3: a third apart
+
+    def excess(m):
+        seen.append(m)
+        return line(m)
+
+    m = search(excess)
+    on_grid = [x for x in seen if x in MULTIPLES]
+    assert len(seen) == len(set(seen)) and len(seen) - len(on_grid) <= NARROW_STEPS
+    if MULTIPLES[0] <= crossing <= MULTIPLES[-1]:
+        assert abs(line(m)) <= CLOSE, (m, seen)
+        assert (m in MULTIPLES) == (len(seen) == len(on_grid))
+    else:
+        assert m == (MULTIPLES[-1] if crossing > MULTIPLES[-1] else MULTIPLES[0]) and seen == on_grid
+    if crossing == 2.8:
+        assert m == 2.75 and seen == [2.75, 4.0]  # the walk's step past the crossing, no narrowing
 
 
 @pytest.mark.parametrize("crossing, start, expect", [(4.2, 2, 4), (3.6, 2, 4), (0.4, 2, 0), (1.6, 2, 2), (9, 2, 6),

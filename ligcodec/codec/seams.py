@@ -8,11 +8,16 @@ error is small overall and larger where the tiles disagree: there the steps acro
 stayed 35-70 % above the steps elsewhere, against the source's same ratio. So the encoder decodes
 the file it wrote with a few thresholds and keeps the one whose ratio comes closest to the
 source's (#16's seam measure, :func:`seam_ratio`); where the filter at the usual threshold leaves
-the borders smoother than the source's, a smaller one. Reading the file costs one to seven full
-decodes, small next to the fit.
+the borders smoother than the source's, a smaller one. Between two neighbouring thresholds of the
+grid the ratio can swing by a third on a smooth photo at a low rate (BENCHMARKS.md, twenty-third
+session), so where the closest still misses by more than :data:`CLOSE`, the
+search narrows the bracket by interpolation. Reading the file costs one to nine full decodes,
+small next to the fit.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -23,6 +28,12 @@ import numpy as np
 #: source's at 11 x (BENCHMARKS.md, twentieth session).
 MULTIPLES = (1.0, 1.75, 2.75, 4.0, 5.5, 8.0, 11.0, 16.0, 22.0)
 START = 2
+#: A threshold whose seam ratio is within this of the source's (relative) ends the search; #16's
+#: bar is ±10 %; a third of it leaves room for the one-code-value differences between CPUs that
+#: the spec allows a reader.
+CLOSE = 0.03
+#: Interpolation steps inside the grid's bracket, at most (each one full decode).
+NARROW_STEPS = 2
 #: Pixels read at a time (bands of whole rows: bounded memory on large images).
 BAND_PIXELS = 1 << 22
 
@@ -79,9 +90,8 @@ def _tally(read, width: int, height: int, tile: int, channels: int) -> StepTally
 
 def choose_threshold(path, src, rmse: float) -> float:
     """The border filter's ``T`` for the written file ``path`` (its header's ``deblock`` set) of
-    the source ``src``: of :data:`MULTIPLES` x ``rmse``, the one whose :func:`seam_ratio` of the
-    decoded image comes closest to the source's. A larger ``T`` only lowers the ratio, so the
-    search walks from :data:`START` towards the source's ratio and stops once it crosses it."""
+    the source ``src``: the multiple of ``rmse`` found by :func:`search` whose :func:`seam_ratio`
+    of the decoded image comes closest to the source's."""
     from ..image import open as open_lig
 
     colours = 3 if src.channels >= 3 else 1  # not alpha
@@ -92,13 +102,39 @@ def choose_threshold(path, src, rmse: float) -> float:
             return MULTIPLES[START] * rmse
         k = im.model.deblock[0]
 
-        def excess(i):
-            im.model.deblock = (k, MULTIPLES[i] * rmse)
+        def excess(multiple):
+            im.model.deblock = (k, multiple * rmse)
             return _tally(lambda x0, y0, x1, y1: im.read(region=(x0, y0, x1 - x0, y1 - y0)), w, h, tile,
                           colours).ratio() / source - 1
 
-        best = walk(excess, START, len(MULTIPLES))
-    return MULTIPLES[best] * rmse
+        return search(excess) * rmse
+
+
+def search(excess) -> float:
+    """The multiple whose ``excess(multiple)`` (seams over the source's, minus 1; it falls as the
+    threshold grows) is closest to 0: :func:`walk` over :data:`MULTIPLES` from :data:`START`, then,
+    while the closest misses by more than :data:`CLOSE` and the walk crossed 0 between two
+    multiples, up to :data:`NARROW_STEPS` interpolations in log multiple inside that bracket."""
+    seen = {}
+
+    def at(m):
+        if m not in seen:
+            seen[m] = excess(m)
+        return seen[m]
+
+    at(MULTIPLES[walk(lambda i: at(MULTIPLES[i]), START, len(MULTIPLES))])
+    for _ in range(NARROW_STEPS):
+        if min(abs(e) for e in seen.values()) <= CLOSE:
+            break
+        above = [m for m, e in seen.items() if e > 0]  # thresholds that leave seams above the source's
+        below = [m for m, e in seen.items() if e < 0]
+        if not above or not below:
+            break
+        lo, hi = max(above), min(below)
+        f = seen[lo] / (seen[lo] - seen[hi])  # where a straight line in log multiple crosses 0
+        # Kept off the ends, so that a curved excess cannot pin every step to one side.
+        at(math.exp(math.log(lo) + min(max(f, 0.2), 0.8) * (math.log(hi) - math.log(lo))))
+    return min(seen, key=lambda m: (abs(seen[m]), m))
 
 
 def walk(excess, start: int, n: int) -> int:
