@@ -100,19 +100,20 @@ def decode_pil(data):
     return out, time.perf_counter() - t
 
 
-def run(paths, targets, workers, effort=None, codecs=None, **encode_kw):
+def run(paths, targets, workers, effort=None, codecs=None, keep=None, **encode_kw):
     import ligcodec
     from PIL import Image
 
     codecs = {k: v for k, v in CODECS.items() if codecs is None or k in codecs}
     rows = {(t, c): [] for t in targets for c in ["ligcodec", *codecs]}
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(keep or tempfile.mkdtemp())
+    tmp.mkdir(parents=True, exist_ok=True)
     for path in paths:
         img = np.asarray(Image.open(path).convert("RGB"))
         npx = img.shape[0] * img.shape[1]
         tile = None
         for target in targets:
-            out = tmp / f"{path.stem}.lig"
+            out = tmp / (f"{path.stem}_{target:g}bpp.lig" if keep else f"{path.stem}.lig")
             if effort is not None:
                 encode_kw["effort"] = effort
             r = ligcodec.encode(img, out, bpp=target, workers=workers, **encode_kw)
@@ -188,6 +189,7 @@ def main(argv=None):
     ap.add_argument("--codecs", nargs="+", choices=sorted(CODECS), help="compare with these only (default: all)")
     ap.add_argument("--plot", type=Path, help="write a matplotlib PNG here")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", type=Path, help="keep every .lig here (STEM_TARGETbpp.lig), e.g. to re-read its seams")
     args = ap.parse_args(argv)
     targets = args.bpp or ([0.25, 0.5, 1.0] if args.quick else [0.125, 0.25, 0.5, 1.0, 2.0])
     paths = sorted((DATA / "medium").glob("*.png")) if args.medium else sorted((DATA / "kodak").glob("kodim*.png"))
@@ -197,7 +199,7 @@ def main(argv=None):
     if not paths:
         print(f"no {'medium' if args.medium else 'Kodak'} images under {DATA}")
         return 0
-    rows = run(paths, targets, args.workers, args.effort, args.codecs)
+    rows = run(paths, targets, args.workers, args.effort, args.codecs, args.keep)
     table = []
     for (t, codec), rs in rows.items():
         if not rs:
