@@ -139,6 +139,11 @@ def decode_streams(words, kinds, los, his, locs, ks, n, out):
             symbol_lookup(cdf, m, PRECISION - bucket, start)
         else:
             ppb = (1 << PRECISION) // m
+            sh = -1  # m = 2^b (format 3's gap low bits): the symbol is q >> (24 - b), no division
+            if ppb * m == 1 << PRECISION:
+                sh = 0
+                while (1 << sh) < ppb:
+                    sh += 1
         for j in range(n):
             q = np.int64(state & mask)
             if kind == TABLE:
@@ -153,6 +158,10 @@ def decode_streams(words, kinds, los, his, locs, ks, n, out):
                 sym = a
                 left = np.int64(cdf[a])
                 prob = np.int64(cdf[a + 1]) - left
+            elif sh >= 0:
+                sym = q >> sh
+                left = sym << sh
+                prob = ppb
             else:
                 sym = q // ppb
                 if sym >= m - 1:
