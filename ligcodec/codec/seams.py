@@ -122,7 +122,7 @@ def search(excess) -> float:
             seen[m] = excess(m)
         return seen[m]
 
-    at(MULTIPLES[walk(lambda i: at(MULTIPLES[i]), START, len(MULTIPLES))])
+    walk(lambda i: at(MULTIPLES[i]), START, len(MULTIPLES))  # its choice is the closest in seen
     for _ in range(NARROW_STEPS):
         if min(abs(e) for e in seen.values()) <= CLOSE:
             break
