@@ -51,7 +51,8 @@ def _run(tree: Path, path: Path, repeat: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--other", type=Path, required=True, help="the other version's source tree (a git worktree)")
+    ap.add_argument("--other", type=Path, required=True,
+                    help="the other version's source tree (a git worktree)")
     ap.add_argument("other_file", type=Path, help="the file the other version decodes")
     ap.add_argument("this_file", type=Path, help="the file this checkout decodes")
     ap.add_argument("--pairs", type=int, default=10)
@@ -64,13 +65,14 @@ def main(argv=None):
         runs["this"].append(_run(ROOT, args.this_file, args.repeat))
         print(f"  pair {i + 1}: full {runs['other'][-1][1.0]:.2f} / {runs['this'][-1][1.0]:.2f} ms, "
               f"1/4 {runs['other'][-1][0.25]:.2f} / {runs['this'][-1][0.25]:.2f} ms", flush=True)
+    scales = (("full", 1.0), ("1/4", 0.25))
     rows = []
     for name, tree in (("other", args.other), ("this", ROOT)):
-        rows.append({"version": f"{name} ({tree})", **{f"{lbl} ms": f"{statistics.median(r[s] for r in runs[name]):.2f}"
-                                                      for lbl, s in (("full", 1.0), ("1/4", 0.25))}})
-    rows.append({"version": "this / other, pair by pair (median)",
-                 **{f"{lbl} ms": f"{statistics.median(b[s] / a[s] for a, b in zip(runs['other'], runs['this'])):.3f}"
-                    for lbl, s in (("full", 1.0), ("1/4", 0.25))}})
+        medians = {f"{lbl} ms": f"{statistics.median(r[s] for r in runs[name]):.2f}" for lbl, s in scales}
+        rows.append({"version": f"{name} ({tree})", **medians})
+    pairs = list(zip(runs["other"], runs["this"]))
+    ratios = {f"{lbl} ms": f"{statistics.median(b[s] / a[s] for a, b in pairs):.3f}" for lbl, s in scales}
+    rows.append({"version": "this / other, pair by pair (median)", **ratios})
     print_table(rows, ["version", "full ms", "1/4 ms"])
     return 0
 

@@ -37,7 +37,8 @@ def main(argv=None):
     if args.images:
         paths = [p for p in paths if p.stem in args.images]
     if not paths:
-        print(f"no Kodak images under {DATA}")
+        named = f"named {' '.join(args.images)} " if args.images else ""
+        print(f"no Kodak images {named}under {DATA / 'kodak'}")
         return 0
     print(isa_description())
     rows, times = [], []
@@ -51,7 +52,8 @@ def main(argv=None):
             s = time.perf_counter() - t
             times.append(s)
             w, h = Image.open(p).size
-            rows.append({"image": p.stem, "wall s": f"{s:.1f}", "bpp": f"{out.stat().st_size * 8 / (w * h):.3f}"})
+            bpp = out.stat().st_size * 8 / (w * h)
+            rows.append({"image": p.stem, "wall s": f"{s:.1f}", "bpp": f"{bpp:.3f}"})
             print(f"  {p.stem}: {s:.1f} s", flush=True)
     rows.append({"image": "slowest", "wall s": f"{max(times):.1f}", "bpp": ""})
     rows.append({"image": "median", "wall s": f"{statistics.median(times):.1f}", "bpp": ""})
