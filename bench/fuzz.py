@@ -231,7 +231,7 @@ class LigParts:
     header_raw: bytes
     entries: list
     blobs: list
-    major: int = 3  # the format ligcodec writes (3.0): forged chunks come from its encode_chunk
+    major: int = 4  # the format ligcodec writes (4.0): forged chunks come from its encode_chunk
     minor: int = 0
     flags: int = 0
     k_field: int | None = None  # None: len(entries)
@@ -407,7 +407,7 @@ def fix_index_crc(data: bytearray, info: dict):
 
 
 # ------------------------------------------------------------------------------ seed corpus
-CORPUS_VERSION = 3  # 3: format 3.0 seeds
+CORPUS_VERSION = 4  # 4: format 4.0 seeds
 
 
 @dataclass
@@ -743,11 +743,12 @@ def seed_symbols(seed: bytes, blob_index: int):
     """``(qx, qy, qc, qk)`` of a seed's blob (cached; the seeds are valid files)."""
     key = (hashlib.blake2b(seed, digest_size=8).digest(), blob_index)
     if key not in _SYMBOLS:
-        from ligcodec.codec.tile import decode_chunk
+        from ligcodec.codec.tile import chunk_layout, decode_chunk
 
         parts = LigParts.parse(seed)
         e = next(e for e in parts.entries if e.ref == blob_index)
-        _SYMBOLS[key] = decode_chunk(parts.blobs[blob_index], e.count, parts.header["channels"], "seed")
+        _SYMBOLS[key] = decode_chunk(parts.blobs[blob_index], e.count, parts.header["channels"], "seed",
+                                     chunk_layout(parts.major, parts.minor))
     return _SYMBOLS[key]
 
 
@@ -927,7 +928,7 @@ def _prefix(rng, parts, ctx):
     """Version, flags or the header length field (no CRC covers the prefix)."""
     r = rng.randrange(4)
     if r == 0:
-        parts.major = rng.choice([0, 1, 2, 4, 255])  # 2: the older chunk layout reads these chunks amiss
+        parts.major = rng.choice([0, 1, 2, 3, 5, 255])  # 2, 3: older chunk layouts read these chunks amiss
     elif r == 1:
         parts.minor = rng.choice([0, 2, 255])
     elif r == 2:

@@ -20,9 +20,9 @@ from .errors import LigFormatError, LigInputError
 from .limits import MAX_LEVELS, MAX_SIDE
 
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
-VERSION_MAJOR = 3
+VERSION_MAJOR = 4
 VERSION_MINOR = 0
-#: The oldest major version read (2.x: the positions as ``qx``, ``dqy``; spec section 4).
+#: The oldest major version read (2.x: the positions as ``qx``, ``dqy``; 3.x: chunks in one part; spec section 4).
 OLDEST_MAJOR = 2
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24

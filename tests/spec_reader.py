@@ -26,10 +26,11 @@ import numpy as np
 
 # Section 1 constants.
 MAGIC = bytes.fromhex("894C49470D0A1A0A")
-VERSION_MAJOR = 3
+VERSION_MAJOR = 4
 VERSION_MINOR = 0
 OLDEST_MAJOR = 2
 MAX_GAP_SHIFT = 20
+MAX_PARTS = 16
 PREFIX_SIZE = 20
 INDEX_ENTRY_SIZE = 24
 MAX_HEADER_SIZE = 16777216
@@ -232,6 +233,35 @@ def _unzz(u):
     return u >> 1 if u % 2 == 0 else -(u >> 1) - 1
 
 
+def _decode_parts(buf, off, length, n, C, where, backend, strict, major, minor):
+    """Section 4: a 4.x chunk is a byte P, P - 1 varint lengths, then P parts, part i a 3.x chunk
+    of the Gaussians floor(i n / P) .. floor((i + 1) n / P) - 1. Returns the streams of the whole
+    chunk as _decode_chunk does (qx, dqy, ...)."""
+    if major < 4:
+        return _decode_chunk(buf, off, length, n, C, where, backend, strict, major, minor)
+    end = off + length
+    P = buf[off]
+    if not 1 <= P <= min(MAX_PARTS, n):
+        raise ValueError(f"{where}: {P} parts for {n} Gaussians")
+    pos = off + 1
+    lengths = []
+    for _ in range(P - 1):
+        L, pos = _varint(buf, pos, end, where)
+        lengths.append(L)
+    if sum(lengths) > end - pos:
+        raise ValueError(f"{where}: part lengths {lengths} run past the chunk end")
+    lengths.append(end - pos - sum(lengths))
+    parts = []
+    for i, L in enumerate(lengths):
+        m = (i + 1) * n // P - i * n // P
+        parts.append(_decode_chunk(buf, pos, L, m, C, f"{where}, part {i}", backend, strict, 3, 0))
+        pos += L
+    streams = [np.concatenate(s) for s in zip(*parts)]
+    qy = np.concatenate([np.cumsum(p[1]) for p in parts])  # each part's dqy starts from 0
+    streams[1] = np.diff(qy, prepend=0)
+    return streams
+
+
 def _decode_chunk(buf, off, length, n, C, where, backend, strict, major=3, minor=0):
     end = off + length
     pos = off
@@ -404,7 +434,7 @@ def read_lig(path, backend="constriction", strict=False):
             continue
         if length == 0:
             raise ValueError(f"{where}: {n} Gaussians in an empty chunk")
-        qx, dqy, q0, q1, q2, *cq = _decode_chunk(buf, off, length, n, C, where, backend, strict, major, minor)
+        qx, dqy, q0, q1, q2, *cq = _decode_parts(buf, off, length, n, C, where, backend, strict, major, minor)
         qy = np.cumsum(dqy)
         if strict and n > 1 and np.any(dqy[1:] < 0):  # section 4 says >= 0; not in section 7
             raise ValueError(f"{where}: y differences are negative")

@@ -160,7 +160,8 @@ def test_spec_constants_match_code():
         assert int(consts[name]) == getattr(container, name), name
     from ligcodec.codec import tile
 
-    for name in ("MAX_SYMBOL", "TABLE_MAX", "TABLE_BASE", "TABLE_PER_GAUSSIAN", "LEGACY_TABLE_PER_BYTE", "MAX_GAP_SHIFT"):
+    for name in ("MAX_SYMBOL", "TABLE_MAX", "TABLE_BASE", "TABLE_PER_GAUSSIAN", "LEGACY_TABLE_PER_BYTE", "MAX_GAP_SHIFT",
+                 "MAX_PARTS"):
         assert int(consts[name]) == getattr(tile, name), name
 
 
@@ -213,26 +214,99 @@ def test_chunk_round_trip(n, channels):
 
 
 def test_chunk_table_rejections():
-    from ligcodec.codec.tile import decode_chunk, encode_chunk
+    """SCENARIO: one part (a 3.x chunk) cut short, padded, or behind a long or out-of-range varint.
+    EXPECTED RESULT: LigFormatError saying which."""
+    from ligcodec.codec.tile import LAYOUT_GAPS, decode_chunk, encode_part
 
     qk = np.arange(30).reshape(10, 3)
-    data = encode_chunk(np.arange(10), np.arange(10), qk, qk)
+    data = encode_part(np.arange(10), np.arange(10), qk, qk)
     with pytest.raises(LigFormatError, match="too short"):
-        decode_chunk(data[:5], 10, 3, "t")
+        decode_chunk(data[:5], 10, 3, "t", LAYOUT_GAPS)
     with pytest.raises(LigFormatError, match="whole 32-bit words"):
-        decode_chunk(data + b"\0", 10, 3, "t")
+        decode_chunk(data + b"\0", 10, 3, "t", LAYOUT_GAPS)
     with pytest.raises(LigFormatError, match="varint"):
-        decode_chunk(b"\xff" * 8 + data, 10, 3, "t")
+        decode_chunk(b"\xff" * 8 + data, 10, 3, "t", LAYOUT_GAPS)
     with pytest.raises(LigFormatError, match="range"):
-        decode_chunk(b"\x80\x80\x80\x7f" + data[1:], 10, 3, "t")
+        decode_chunk(b"\x80\x80\x80\x7f" + data[1:], 10, 3, "t", LAYOUT_GAPS)
+
+
+def _sorted_symbols(n, seed=0):
+    """``(qx, qy, qc, qk)`` of ``n`` Gaussians sorted as the coder takes them."""
+    rng = np.random.default_rng(seed)
+    qx, qy = rng.integers(0, 700, n), rng.integers(0, 500, n)
+    order = np.lexsort((qx, qy))
+    qc = rng.laplace(0, 30, (n, 3)).astype(np.int64)
+    return qx[order], qy[order], qc, rng.laplace(0, 40, (n, 3)).astype(np.int64)
+
+
+@pytest.mark.parametrize("n", [1, 3, 2047, 2048, 5001])
+def test_parts_round_trip(n):
+    """A format-4 chunk is cut into the parts ligcodec writes (1 or 2 below SPLIT_GAUSSIANS, 2 or
+    4 from it: whichever is fewer bytes), and decodes to the same symbols alone and in the batch
+    kernel."""
+    from ligcodec.codec.tile import SPLIT_GAUSSIANS, chunk_parts, decode_chunk, encode_chunk, encode_part
+
+    qx, qy, qc, qk = _sorted_symbols(n, n)
+    data = encode_chunk(qx, qy, qc, qk)
+    parts = chunk_parts(data, n, "t")
+    assert len(parts) in ((2, 4) if n >= SPLIT_GAUSSIANS else (1, 2))
+    assert sum(m for _, m in parts) == n
+    assert len(data) <= 1 + len(encode_part(qx, qy, qc, qk)) or n >= SPLIT_GAUSSIANS
+    for a, b in zip(decode_chunk(data, n, 3, "t"), (qx, qy, qc, qk)):
+        assert np.array_equal(a, b)
+    means, _, _, first, status, _ = _batch([data, data], [n, n], 3, chol_step=0.01)
+    assert list(status) == [0, 0]
+    assert np.array_equal(means[first[1]:, 0], qx + 0.5) and np.array_equal(means[:first[1], 1], qy + 0.5)
+
+
+def test_part_problem_offsets_are_the_chunks():
+    """SCENARIO: a two-part chunk whose second part's stream table starts with a varint of more
+    than 4 bytes. EXPECTED RESULT: the message gives the varint's offset in the chunk, alone and in
+    the batch kernel."""
+    from ligcodec.codec.tile import chunk_problem, decode_chunk, encode_part
+
+    qx, qy, qc, qk = _sorted_symbols(10)
+    first = encode_part(qx[:5], qy[:5], qc[:5], qk[:5])
+    bad = bytes([2, len(first)]) + first + b"\xff" * 8 + encode_part(qx[5:], qy[5:], qc[5:], qk[5:])
+    message = f"varint at chunk byte {2 + len(first)} is longer than 4 bytes"
+    with pytest.raises(LigFormatError, match=message):
+        decode_chunk(bad, 10, 3, "t")
+    *_, status, detail = _batch([bad], [10], 3, chol_step=0.01)
+    assert status[0] != 0 and chunk_problem(detail[0], len(bad)) == message
+
+
+@pytest.mark.parametrize("head,n,message", [
+    (b"\x00", 10, "0 parts for 10 Gaussians"),
+    (b"\x11", 40, "17 parts for 40 Gaussians"),
+    (b"\x0b", 10, "11 parts for 10 Gaussians"),
+    (b"\x02\xff\x01", 10, "lengths add up to 255 bytes"),
+    (b"\x02\xff\xff\xff\xff\x01", 10, "varint at chunk byte 1 is longer"),
+    (b"\x02", 10, "too short"),
+])
+def test_parts_rejections(head, n, message):
+    """SCENARIO: a format-4 chunk whose part count is 0, above MAX_PARTS or above its Gaussians,
+    whose part lengths run past its end, or whose length varint is too long or cut off.
+    EXPECTED RESULT: LigFormatError saying which, alone and in the batch kernel (a status, the
+    same words), and the chunk's other neighbours in the batch still decode."""
+    from ligcodec.codec.batch import OK
+    from ligcodec.codec.tile import chunk_problem, decode_chunk, encode_part
+
+    qx, qy, qc, qk = _sorted_symbols(n)
+    bad = head + encode_part(qx, qy, qc, qk)[:0 if head == b"\x02" else None]
+    with pytest.raises(LigFormatError, match=message):
+        decode_chunk(bad, n, 3, "t")
+    good = b"\x01" + encode_part(qx, qy, qc, qk)
+    _, _, _, _, status, detail = _batch([good, bad, good], [n, n, n], 3, chol_step=0.01)
+    assert status[0] == status[2] == OK and status[1] != OK
+    assert message in chunk_problem(detail[1], len(bad))
 
 
 def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, chol_step=1.0, layout=None):
-    """``decode_chunks`` on ``chunks`` (format 3 chunks unless ``layout`` says otherwise):
+    """``decode_chunks`` on ``chunks`` (format 4 chunks unless ``layout`` says otherwise):
     ``(means, chol, colours, first, status, detail)``."""
     from ligcodec.codec.batch import decode_chunks
     from ligcodec.codec.colour import YCOCG_INVERSE
-    from ligcodec.codec.tile import LAYOUT_GAPS
+    from ligcodec.codec.tile import LAYOUT_PARTS
 
     lens = np.array([len(c) for c in chunks], np.int64)
     ends = np.cumsum(lens)
@@ -244,7 +318,7 @@ def _batch(chunks, counts, channels, colour_step=1.0, ycocg=False, tile=256, cho
     decode_chunks(np.frombuffer(b"".join(chunks), np.uint8), ends - lens, ends, np.asarray(counts, np.int64), first,
                   np.zeros((k, 2), np.int64), 1.0, np.full(3, chol_step), np.full((k, channels), colour_step),
                   np.asarray(YCOCG_INVERSE if ycocg else np.eye(3), np.float64), ycocg,
-                  tile, LAYOUT_GAPS if layout is None else layout, means, chol, cols, status, detail)
+                  tile, LAYOUT_PARTS if layout is None else layout, means, chol, cols, status, detail)
     return means, chol, cols, first, status, detail
 
 
@@ -353,14 +427,14 @@ def _rejections():
     from ligcodec.codec import tile
 
     qk = np.arange(30).reshape(10, 3)
-    data = tile.encode_chunk(np.arange(10), np.arange(10), qk // 4, qk)
+    data = tile.encode_part(np.arange(10), np.arange(10), qk // 4, qk)
     words = len(data) - tile.stream_table(data, 10, 3, "t")[1]
-    new, old = tile.LAYOUT_GAPS, tile.LAYOUT_21
+    new, old, parts = tile.LAYOUT_GAPS, tile.LAYOUT_21, tile.LAYOUT_PARTS
     # Positions entry: x0 0, width 1, y0 0, then a shift byte; the high parts' entry after it.
     grid = b"\x00\x00\x00"
     # Width 1: the second Gaussian's raster index 2^24 passes the bound (2 MAX_SYMBOL + 1) x 1.
-    gaps = tile.encode_chunk(np.array([0, 0]), np.array([0, 1 << 24]), np.zeros((2, 3), np.int64),
-                             np.zeros((2, 3), np.int64))
+    gaps = tile.encode_part(np.array([0, 0]), np.array([0, 1 << 24]), np.zeros((2, 3), np.int64),
+                            np.zeros((2, 3), np.int64))
     return {
         tile.SHORT_TABLE: (data[:5], 10, new, "chunk of 5 bytes is too short for its stream table"),
         tile.LONG_VARINT: (b"\xff" * 8 + data, 10, new, "varint at chunk byte 0 is longer than 4 bytes"),
@@ -374,6 +448,8 @@ def _rejections():
                             f": {words + 1} bytes after the stream table are not whole 32-bit words"),
         tile.ZERO_WORD: (data[:-4] + b"\0" * 4, 10, new, "the ANS words end in a zero word"),
         tile.BYTES_FOR_EMPTY: (b"xyz", 0, new, "3 bytes for 0 Gaussians"),
+        tile.BAD_PART_COUNT: (b"\x00" + data, 10, parts, "0 parts for 10 Gaussians"),
+        tile.PART_LENGTHS: (b"\x02\xff\x01" + data, 10, parts, "its parts' lengths add up to 255 bytes, past the"),
     }
 
 
@@ -382,7 +458,7 @@ def test_every_chunk_rejection_names_where_and_what():
     words (too short, a varint over 4 bytes, a range outside +-MAX_SYMBOL, a positions grid out of
     range, a gap shift above MAX_GAP_SHIFT, a gap past the raster bound, a 2.1 chunk whose tables
     hold too many values, bytes that are not whole words, a last word of 0, bytes for 0
-    Gaussians), decoded alone (``decode_chunk``, ``stream_table``) and in the batch kernel.
+    Gaussians, a format-4 part count of 0, part lengths past the end), decoded alone (``decode_chunk``, ``stream_table``) and in the batch kernel.
     EXPECTED RESULT: LigFormatError, its message starting with the ``where`` given and saying what
     is wrong with the numbers; the batch kernel flags the same chunk with the same detail; every
     detail code is covered."""
@@ -392,7 +468,8 @@ def test_every_chunk_rejection_names_where_and_what():
     where = "tile 7, level 1"
     cases = _rejections()
     assert set(cases) == {tile.SHORT_TABLE, tile.LONG_VARINT, tile.BAD_RANGE, tile.BAD_GRID, tile.BAD_SHIFT,
-                          tile.BAD_GAP, tile.LEGACY_TABLES, tile.RAGGED_WORDS, tile.ZERO_WORD, tile.BYTES_FOR_EMPTY}
+                          tile.BAD_GAP, tile.LEGACY_TABLES, tile.RAGGED_WORDS, tile.ZERO_WORD, tile.BYTES_FOR_EMPTY,
+                          tile.BAD_PART_COUNT, tile.PART_LENGTHS}
     for code, (data, n, layout, what) in cases.items():
         with pytest.raises(LigFormatError) as e:
             decode_chunk(data, n, 3, where, layout)
@@ -414,7 +491,7 @@ def test_chunk_decoder_and_batch_kernel_agree_on_mutants():
     EXPECTED RESULT: both accept or both refuse each one; refused, with the same message;
     accepted, with the same symbols (the batch's rows are their dequantisation with unit steps).
     The stream table read alone ends where the ANS words begin."""
-    from ligcodec.codec.tile import chunk_problem, decode_chunk, encode_chunk, stream_table
+    from ligcodec.codec.tile import chunk_parts, chunk_problem, decode_chunk, encode_chunk, stream_table
 
     rng = np.random.default_rng(16)
     n = 40
@@ -424,8 +501,9 @@ def test_chunk_decoder_and_batch_kernel_agree_on_mutants():
     qc = np.stack([rng.integers(-20, 5, n), rng.integers(-5, 5, n), np.zeros(n, np.int64)], 1)
     qk = rng.laplace(0, 20, (n, 3)).astype(np.int64)
     data = encode_chunk(qx, qy, qc, qk)
-    params, pos = stream_table(data, n, 3, "t")
-    assert len(params) == 8 and (len(data) - pos) % 4 == 0 and [p[0] for p in params][:2] == [1, 2]
+    part, m = chunk_parts(data, n, "t")[0]
+    params, pos = stream_table(part, m, 3, "t")
+    assert len(params) == 8 and (len(part) - pos) % 4 == 0 and [p[0] for p in params][:2] == [1, 2]
     cases = [(data, n), (data, n - 1), (data, 0), (b"", 0), (b"", n)]
     for _ in range(300):
         b = bytearray(data)
@@ -742,7 +820,7 @@ def test_progressive_header(progressive_pair):
     default, prog, _ = progressive_pair
     with ligcodec.open(default) as a, ligcodec.open(prog) as b:
         assert a.header.level0_scale is None and b.header.level0_scale == 0.25
-        assert a._reader.prefix.major == b._reader.prefix.major == container.VERSION_MAJOR == 3
+        assert a._reader.prefix.major == b._reader.prefix.major == container.VERSION_MAJOR == 4
         assert a._reader.prefix.minor == b._reader.prefix.minor == container.VERSION_MINOR == 0
         assert "fit" in b.header.encoder and b.header.encoder["fit"]["downsample"] == 4
 
@@ -881,7 +959,7 @@ def test_format_2_files_still_read(tmp_path, lig_file):
     path = lig_file[0]
     with LigReader(path) as r:
         h = r.header
-        assert (r.prefix.major, r.prefix.minor) == (3, 0)
+        assert (r.prefix.major, r.prefix.minor) == (4, 0)
         chunks = []
         for lvl in range(h.levels):
             row = []

@@ -30,7 +30,7 @@ from ..container import crc32
 from ..errors import LigInputError
 
 _REC = struct.Struct("<II")
-MAGIC = "ligcodec-journal-3"  # 2: records carry the digest of the tile's pixels; 3: format 3 chunks
+MAGIC = "ligcodec-journal-4"  # 2: records carry the digest of the tile's pixels; 3: format 3 chunks; 4: format 4
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """One tile's bitstream (spec section 4): quantise, order, entropy-code; and back.
 
-The encoder (:func:`encode_chunk`) writes with constriction. Reading has one implementation, the
-numba kernels here: :func:`parse_table` (the stream table) and :func:`decode_symbols` (the table,
-the ANS words and the running sum of ``dqy``), which :func:`.batch.decode_chunks` runs in parallel
-over a read's chunks. A rejected chunk gets a status and a detail (what is wrong, with its numbers),
+The encoder (:func:`encode_chunk`) writes with constriction. Since format 4 a chunk is cut into
+parts (:func:`part_count`, :func:`part_spans`), each with its own stream table and ANS stack.
+Reading has one implementation, the numba kernels here: :func:`parse_table` (a part's stream
+table) and :func:`decode_part` (the table, the ANS words and the positions), which
+:func:`.batch.decode_chunks` runs in parallel over a read's parts, and :func:`decode_symbols`
+over one chunk's. A rejected chunk gets a status and a detail (what is wrong, with its numbers),
 which :func:`chunk_problem` words for the :class:`~ligcodec.errors.LigFormatError`;
 :func:`decode_chunk` and :func:`stream_table` are their thin wrappers for one chunk (tests, benches).
 The rule that picks a stream's model (:func:`stream_kind`, :func:`table_limit`) is shared by the
@@ -44,15 +46,31 @@ VARINT_MAX_BYTES = 4  # 28 bits: enough for 2 * MAX_SYMBOL + 1
 MAX_GAP_SHIFT = 20
 
 #: Chunk layouts (spec section 4), from the file's version (:func:`chunk_layout`): 2.0/2.1 (the
-#: table rule of :data:`TABLE_MAX` alone), 2.2-2.4 (positions as ``qx``, ``dqy``), 3.x (gaps).
-LAYOUT_21, LAYOUT_24, LAYOUT_GAPS = 0, 1, 2
+#: table rule of :data:`TABLE_MAX` alone), 2.2-2.4 (positions as ``qx``, ``dqy``), 3.x (gaps),
+#: 4.x (parts, each coded as a 3.x chunk).
+LAYOUT_21, LAYOUT_24, LAYOUT_GAPS, LAYOUT_PARTS = 0, 1, 2, 3
+#: Format 4 cuts a chunk into at most this many parts (and at most one per Gaussian).
+MAX_PARTS = 16
+#: ligcodec writes 2 or 4 parts, whichever codes a chunk in fewer bytes (a part's models fit its
+#: Gaussians more closely than the chunk's do), for a chunk of :data:`SPLIT_GAUSSIANS` or more, so
+#: that one tile's chunk decodes on two cores; an even count keeps two cores equally busy (three
+#: parts, often the fewest bytes, left one core a third of the work idle). Smaller chunks: 1 or 2.
+SPLIT_GAUSSIANS = 2048
 
 
 def chunk_layout(major: int, minor: int) -> int:
     """The chunk layout of a file of format ``major.minor``."""
-    if major >= 3:
+    if major >= 4:
+        return LAYOUT_PARTS
+    if major == 3:
         return LAYOUT_GAPS
     return LAYOUT_21 if minor < 2 else LAYOUT_24
+
+
+@numba.njit(cache=True, nogil=True)
+def part_layout(layout):
+    """The layout of each part of a chunk of ``layout``: a 4.x part is coded as a 3.x chunk."""
+    return LAYOUT_GAPS if layout == LAYOUT_PARTS else layout
 
 
 #: Status of a chunk's decode (:func:`decode_symbols`; :mod:`.batch` adds the section-4 limits).
@@ -62,6 +80,7 @@ OK, BAD_TABLE, BAD_WORDS = 0, 1, 2
 SHORT_TABLE, LONG_VARINT, BAD_RANGE, LEGACY_TABLES = 1, 2, 3, 4
 RAGGED_WORDS, ZERO_WORD, BYTES_FOR_EMPTY = 5, 6, 7
 BAD_GRID, BAD_SHIFT, BAD_GAP = 8, 9, 10
+BAD_PART_COUNT, PART_LENGTHS = 11, 12
 
 
 @numba.njit(cache=True, nogil=True)
@@ -135,11 +154,32 @@ def stream_attribute(i: int) -> str:
     return "position" if i < 2 else "covariance" if i < 5 else "colour"
 
 
-def encode_chunk(qx, qy, qc, qk, layout: int = LAYOUT_GAPS) -> bytes:
-    """Entropy-code the symbol streams of one tile (see spec section 4), the Gaussians sorted by
-    ``(qy, qx)``. What each attribute costs is read back from the chunk by :func:`attribute_bits`.
-    ``layout``: :data:`LAYOUT_GAPS` (format 3) or :data:`LAYOUT_24` (the 2.x positions, for tests
-    of older files)."""
+def encode_chunk(qx, qy, qc, qk, layout: int = LAYOUT_PARTS) -> bytes:
+    """Entropy-code the symbol streams of one tile's level (see spec section 4), the Gaussians
+    sorted by ``(qy, qx)``: in format 4 (``layout`` :data:`LAYOUT_PARTS`) in the number of parts
+    of :func:`written_parts` that codes them in the fewest bytes; other layouts (for tests of
+    older files) in one part. What each attribute costs is read back by :func:`attribute_bits`."""
+    n = len(qx)
+    if layout != LAYOUT_PARTS or n == 0:
+        return encode_part(qx, qy, qc, qk, layout)
+    best = None
+    for p in written_parts(n):
+        cuts = [i * n // p for i in range(p + 1)]  # part i holds Gaussians floor(i n / P) ..
+        parts = [encode_part(qx[a:b], qy[a:b], qc[a:b], qk[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+        data = bytes([p]) + b"".join(_uvarint(len(x)) for x in parts[:-1]) + b"".join(parts)
+        if best is None or len(data) < len(best):
+            best = data
+    return best
+
+
+def written_parts(n: int) -> tuple:
+    """The part counts ligcodec tries for a chunk of ``n`` Gaussians (:data:`SPLIT_GAUSSIANS`)."""
+    return (2, 4) if n >= SPLIT_GAUSSIANS else (1, 2) if n >= 2 else (1,)
+
+
+def encode_part(qx, qy, qc, qk, layout: int = LAYOUT_GAPS) -> bytes:
+    """One part's stream table and ANS words (a whole chunk before format 4): ``layout``
+    :data:`LAYOUT_GAPS` (format 3's positions) or :data:`LAYOUT_24` (the 2.x positions)."""
     n = len(qx)
     if n == 0:
         return b""
@@ -149,7 +189,7 @@ def encode_chunk(qx, qy, qc, qk, layout: int = LAYOUT_GAPS) -> bytes:
     models = []
     if layout == LAYOUT_GAPS:
         if np.any(np.diff(qy) < 0) or np.any((np.diff(qy) == 0) & (np.diff(qx) < 0)):
-            raise ValueError("encode_chunk: the Gaussians must be sorted by (qy, qx)")
+            raise ValueError("encode_part: the Gaussians must be sorted by (qy, qx)")
         x0, width, shift, low, high = gap_streams(qx, qy, limit)
         head += _uvarint(_zigzag(x0)) + _uvarint(width - 1) + _uvarint(_zigzag(int(qy[0]))) + bytes([shift])
         models.append(_model(0, 0, (1 << shift) - 1, 0, 0, limit))
@@ -201,7 +241,7 @@ def gap_streams(qx, qy, limit: int):
             best = (bits, shift)
     shift = best[1] if best else MAX_GAP_SHIFT
     if int(gaps.max()) >> shift > MAX_SYMBOL:
-        raise ValueError(f"encode_chunk: positions span {int(gaps.sum())} grid cells, too many to code")
+        raise ValueError(f"encode_part: positions span {int(gaps.sum())} grid cells, too many to code")
     return x0, width, shift, gaps & ((1 << shift) - 1), gaps >> shift
 
 
@@ -363,19 +403,59 @@ def raster_positions(out, n, shift, grid, detail):
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_symbols(data, start, end, n, nch, layout, detail):
-    """Decode the chunk ``data[start:end]`` (uint8; ``n`` Gaussians, ``nch`` channels; ``layout``
-    as :func:`chunk_layout` gives): ``(status, out [5 + nch, n])``, rows ``qx``, ``qy``,
-    ``q0..q2``, ``c_0..``. On a status other than :data:`OK`, ``detail [4]`` says why
-    (:func:`chunk_problem`) and ``out`` is undefined."""
-    if n == 0:
-        return check_empty(start, end, detail), np.empty((5 + nch, 0), np.int64)
-    out = np.empty((5 + nch, n), np.int64)
+def part_count(data, start, end, n, layout, detail):
+    """The number of parts ``P`` of the chunk ``data[start:end]`` of ``n > 0`` Gaussians (spec
+    section 4: its first byte in format 4, else 1), or -1 with ``detail`` saying why."""
+    if layout != LAYOUT_PARTS:
+        return 1
+    if start >= end:
+        _refuse(detail, SHORT_TABLE, 0, 0, 0)
+        return -1
+    p = np.int64(data[start])
+    if p < 1 or p > min(MAX_PARTS, n):
+        _refuse(detail, BAD_PART_COUNT, p, n, 0)
+        return -1
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
+def part_spans(data, start, end, p, layout, spans, detail):
+    """Byte ranges of the ``p`` parts (:func:`part_count`) of the chunk ``data[start:end]`` into
+    ``spans[i] = (first byte, end)``. False, with ``detail`` saying why, where the lengths' varints
+    or the lengths themselves run past the chunk's end."""
+    if layout != LAYOUT_PARTS:
+        spans[0, 0], spans[0, 1] = start, end
+        return True
+    pos = start + 1
+    total = 0
+    for i in range(p - 1):
+        v, pos = _varint(data, pos, end, start, detail)
+        if v < 0:
+            return False
+        spans[i, 1] = v  # the length for now; at most 15 varints of 28 bits: no overflow
+        total += v
+    if total > end - pos:
+        _refuse(detail, PART_LENGTHS, total, end - pos, 0)
+        return False
+    for i in range(p - 1):
+        spans[i, 0] = pos
+        pos += spans[i, 1]
+        spans[i, 1] = pos
+    spans[p - 1, 0], spans[p - 1, 1] = pos, end
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_part(data, start, end, n, nch, layout, out, detail):
+    """Decode the part ``data[start:end]`` (uint8; ``n > 0`` Gaussians, ``nch`` channels; a whole
+    chunk before format 4; ``layout`` as :func:`part_layout` gives) into ``out [5 + nch, n]``
+    (int64), rows ``qx``, ``qy``, ``q0..q2``, ``c_0..``. Returns :data:`OK`, or a status with
+    ``detail [4]`` saying why (:func:`chunk_problem`); ``out`` is then undefined."""
     params = np.empty((5 + nch, 5), np.int64)
     grid = np.zeros(3, np.int64)
     pos = parse_table(data, start, end, n, nch, layout, params, grid, detail)
     if pos < 0:
-        return BAD_TABLE, out
+        return BAD_TABLE
     if layout == LAYOUT_21:
         values = 0
         for i in range(5 + nch):
@@ -383,10 +463,10 @@ def decode_symbols(data, start, end, n, nch, layout, detail):
                 values += params[i, 2] - params[i, 1] + 1
         if values > LEGACY_TABLE_BASE + LEGACY_TABLE_PER_BYTE * (end - start):
             _refuse(detail, LEGACY_TABLES, values, 0, 0)
-            return BAD_TABLE, out
+            return BAD_TABLE
     if (end - pos) % 4:
         _refuse(detail, RAGGED_WORDS, end - pos, 0, 0)
-        return BAD_TABLE, out
+        return BAD_TABLE
     nw = (end - pos) // 4
     words = np.empty(nw, np.uint32)
     for w in range(nw):
@@ -395,14 +475,45 @@ def decode_symbols(data, start, end, n, nch, layout, detail):
                     | (np.uint32(data[b + 2]) << np.uint32(16)) | (np.uint32(data[b + 3]) << np.uint32(24)))
     if ans.decode_streams(words, params[:, 0], params[:, 1], params[:, 2], params[:, 3], params[:, 4], n, out):
         _refuse(detail, ZERO_WORD, 0, 0, 0)
-        return BAD_WORDS, out
+        return BAD_WORDS
     if layout == LAYOUT_GAPS:
         if not raster_positions(out, n, params[0, 3], grid, detail):
-            return BAD_WORDS, out
-        return OK, out
+            return BAD_WORDS
+        return OK
     for j in range(1, n):
         out[1, j] += out[1, j - 1]
+    return OK
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_symbols(data, start, end, n, nch, layout, detail):
+    """Decode the chunk ``data[start:end]`` (uint8; ``n`` Gaussians, ``nch`` channels; ``layout``
+    as :func:`chunk_layout` gives), part after part: ``(status, out [5 + nch, n])`` as
+    :func:`decode_part` gives them for the whole chunk."""
+    out = np.empty((5 + nch, n), np.int64)
+    if n == 0:
+        return check_empty(start, end, detail), out
+    p = part_count(data, start, end, n, layout, detail)
+    spans = np.empty((max(p, 1), 2), np.int64)
+    if p < 0 or not part_spans(data, start, end, p, layout, spans, detail):
+        return BAD_TABLE, out
+    for i in range(p):
+        a, b = i * n // p, (i + 1) * n // p
+        part = np.empty((5 + nch, b - a), np.int64)
+        st = decode_part(data, spans[i, 0], spans[i, 1], b - a, nch, part_layout(layout), part, detail)
+        if st != OK:
+            part_detail(detail, spans[i, 0] - start)
+            return st, out
+        out[:, a:b] = part
     return OK, out
+
+
+@numba.njit(cache=True, nogil=True)
+def part_detail(detail, offset):
+    """Make ``detail``'s byte offset (of a part starting ``offset`` bytes into its chunk) the
+    chunk's, as :func:`chunk_problem` words it."""
+    if detail[0] == LONG_VARINT:
+        detail[1] += offset
 
 
 def chunk_problem(detail, nbytes: int) -> str:
@@ -429,14 +540,19 @@ def chunk_problem(detail, nbytes: int) -> str:
                 f"width <= {2 * MAX_SYMBOL + 1})")
     if code == BAD_SHIFT:
         return f"position gap shift {a} is above {MAX_GAP_SHIFT}"
+    if code == BAD_PART_COUNT:
+        return f"{a} parts for {b} Gaussians (1 to min({MAX_PARTS}, the Gaussians) allowed)"
+    if code == PART_LENGTHS:
+        return f"its parts' lengths add up to {a} bytes, past the {b} bytes that follow them"
     if code == BAD_GAP:
         return f"Gaussian {a}'s position gap (high part {b}) is negative or leaves the tile's range"
     return f"chunk of {nbytes} bytes cannot be decoded"
 
 
 def stream_table(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS):
-    """A chunk's stream table (spec section 4): ``([(kind, lo, hi, loc, k)] per stream, the
-    offset of the first ANS word)``, kinds as in :func:`.ans.decode_streams` (:func:`parse_table`;
+    """A part's stream table (spec section 4; a whole chunk before format 4, ``layout`` as
+    :func:`part_layout` gives): ``([(kind, lo, hi, loc, k)] per stream, the offset of the first
+    ANS word)``, kinds as in :func:`.ans.decode_streams` (:func:`parse_table`;
     format 3: stream 0 is the gaps' low bits, its ``loc`` their shift).
     Raises :class:`LigFormatError` starting with ``where`` if the table is malformed."""
     buf = np.frombuffer(data, np.uint8)
@@ -448,7 +564,19 @@ def stream_table(data: bytes, n: int, channels: int, where: str, layout: int = L
     return [tuple(int(v) for v in p) for p in params], int(pos)
 
 
-def decode_chunk(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS):
+def chunk_parts(data: bytes, n: int, where: str, layout: int = LAYOUT_PARTS) -> list[tuple[bytes, int]]:
+    """``[(part bytes, Gaussians)]`` of a chunk of ``n > 0`` Gaussians (:func:`part_count`,
+    :func:`part_spans`). Raises :class:`LigFormatError` starting with ``where`` if they are malformed."""
+    buf = np.frombuffer(data, np.uint8)
+    detail = np.zeros(4, np.int64)
+    p = part_count(buf, 0, len(buf), int(n), int(layout), detail)
+    spans = np.empty((max(p, 1), 2), np.int64)
+    if p < 0 or not part_spans(buf, 0, len(buf), p, int(layout), spans, detail):
+        raise LigFormatError(f"{where}: {chunk_problem(detail, len(buf))}")
+    return [(data[a:b], (i + 1) * n // p - i * n // p) for i, (a, b) in enumerate(spans.tolist())]
+
+
+def decode_chunk(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_PARTS):
     """Inverse of :func:`encode_chunk` (:func:`decode_symbols`): ``(qx, qy, qc [n, 3], qk [n, C])``,
     int64, for a chunk of ``layout`` (:func:`chunk_layout`). Raises :class:`LigFormatError`
     starting with ``where`` if the chunk is malformed."""
@@ -470,12 +598,22 @@ def position_streams(qx, qy, params, layout: int) -> list:
     return [gaps & ((1 << shift) - 1), gaps >> shift]
 
 
-def attribute_bits(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS) -> dict:
-    """Bits one chunk spends per attribute (:func:`stream_attribute`) and on its stream table
-    (``side``): each stream's code length under its own model, ``-sum log2 p`` (the ANS words
-    add a few bits per chunk), for ``info --verbose``."""
+def attribute_bits(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_PARTS) -> dict:
+    """Bits one chunk spends per attribute (:func:`stream_attribute`) and on its stream tables and
+    part lengths (``side``): each stream's code length under its own model, ``-sum log2 p`` (the
+    ANS words add a few bits per part), for ``info --verbose``."""
     if n == 0:
         return {}
+    parts = chunk_parts(data, n, where, layout)
+    out = {"side": 8 * (len(data) - sum(len(b) for b, _ in parts))}
+    for b, m in parts:
+        for key, bits in _part_bits(b, m, channels, where, part_layout(layout)).items():
+            out[key] = out.get(key, 0.0) + bits
+    return out
+
+
+def _part_bits(data: bytes, n: int, channels: int, where: str, layout: int) -> dict:
+    """:func:`attribute_bits` of one part."""
     params, pos = stream_table(data, n, channels, where, layout)
     qx, qy, qc, qk = decode_chunk(data, n, channels, where, layout)
     streams = position_streams(qx, qy, params, layout) + [qc[:, k] for k in range(3)] + \
