@@ -398,20 +398,24 @@ def _info_lig(path: Path, verbose: bool, check: bool = False):
 
 def _bits_per_attribute(r, h):
     """``info --verbose``: each level's bits per Gaussian by attribute, from its chunks' symbols
-    under their own models (:func:`~ligcodec.codec.tile.attribute_bits`)."""
-    from .codec.tile import attribute_bits, chunk_layout
+    under their own models (:func:`~ligcodec.codec.tile.attribute_bits`), and its chunks' parts."""
+    from .codec.tile import attribute_bits, chunk_layout, chunk_parts
 
     layout = chunk_layout(r.prefix.major, r.prefix.minor)
     for lvl in range(h.levels):
-        total, n = {}, 0
+        total, n, parts, chunks = {}, 0, 0, 0
         for t in range(h.n_tiles):
             e = r.index.entries[lvl * h.n_tiles + t]
-            for k, v in attribute_bits(r.chunk(lvl, t), e.count, h.channels, f"tile {t}, level {lvl}", layout).items():
+            where = f"tile {t}, level {lvl}"
+            for k, v in attribute_bits(r.chunk(lvl, t), e.count, h.channels, where, layout).items():
                 total[k] = total.get(k, 0.0) + v
+            if e.count:
+                parts += len(chunk_parts(r.chunk(lvl, t), e.count, where, layout))
+                chunks += 1
             n += e.count
         if n:
-            parts = ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(total.items()))
-            click.echo(f"  level {lvl} bits per Gaussian: {parts}")
+            bits = ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(total.items()))
+            click.echo(f"  level {lvl} bits per Gaussian: {bits} ({parts} part(s) in {chunks} chunk(s))")
 
 
 def _decode_pyramid(input: Path, output, scale, region, levels_given, force: bool, quiet: bool):
