@@ -275,6 +275,17 @@ def test_part_problem_offsets_are_the_chunks():
     assert status[0] != 0 and chunk_problem(detail[0], len(bad)) == message
 
 
+def test_chunk_must_be_sorted_across_its_parts():
+    """SCENARIO: a chunk to encode whose two halves are each sorted by (qy, qx) but not the whole.
+    EXPECTED RESULT: ValueError (strict writing: the spec stores the whole chunk sorted)."""
+    from ligcodec.codec.tile import encode_chunk
+
+    qx, qy, qc, qk = _sorted_symbols(4096)
+    swap = np.r_[2048:4096, 0:2048]
+    with pytest.raises(ValueError, match="sorted"):
+        encode_chunk(qx[swap], qy[swap], qc, qk)
+
+
 @pytest.mark.parametrize("head,n,message", [
     (b"\x00", 10, "0 parts for 10 Gaussians"),
     (b"\x11", 40, "17 parts for 40 Gaussians"),

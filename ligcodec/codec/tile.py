@@ -162,10 +162,13 @@ def encode_chunk(qx, qy, qc, qk, layout: int = LAYOUT_PARTS) -> bytes:
     n = len(qx)
     if layout != LAYOUT_PARTS or n == 0:
         return encode_part(qx, qy, qc, qk, layout)
+    _check_sorted(np.asarray(qx), np.asarray(qy))  # the whole chunk, not only each part
     best = None
     for p in written_parts(n):
         cuts = [i * n // p for i in range(p + 1)]  # part i holds Gaussians floor(i n / P) ..
         parts = [encode_part(qx[a:b], qy[a:b], qc[a:b], qk[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+        if max(len(x) for x in parts[:-1] or [b""]) >> (7 * VARINT_MAX_BYTES):
+            raise ValueError(f"encode_chunk: a part of {max(map(len, parts))} bytes is too long for its length varint")
         data = bytes([p]) + b"".join(_uvarint(len(x)) for x in parts[:-1]) + b"".join(parts)
         if best is None or len(data) < len(best):
             best = data
@@ -188,8 +191,7 @@ def encode_part(qx, qy, qc, qk, layout: int = LAYOUT_GAPS) -> bytes:
     head = bytearray()
     models = []
     if layout == LAYOUT_GAPS:
-        if np.any(np.diff(qy) < 0) or np.any((np.diff(qy) == 0) & (np.diff(qx) < 0)):
-            raise ValueError("encode_part: the Gaussians must be sorted by (qy, qx)")
+        _check_sorted(qx, qy)
         x0, width, shift, low, high = gap_streams(qx, qy, limit)
         head += _uvarint(_zigzag(x0)) + _uvarint(width - 1) + _uvarint(_zigzag(int(qy[0]))) + bytes([shift])
         models.append(_model(0, 0, (1 << shift) - 1, 0, 0, limit))
@@ -214,6 +216,12 @@ def encode_part(qx, qy, qc, qk, layout: int = LAYOUT_GAPS) -> bytes:
             symbols = (s - lo).astype(np.int32)  # models take 0..hi-lo
             coder.encode_reverse(symbols, m)
     return bytes(head) + coder.get_compressed().astype("<u4").tobytes()
+
+
+def _check_sorted(qx, qy) -> None:
+    """Format 3 and 4 code the Gaussians sorted by ``(qy, qx)`` (spec section 4)."""
+    if np.any(np.diff(qy) < 0) or np.any((np.diff(qy) == 0) & (np.diff(qx) < 0)):
+        raise ValueError("encode_chunk: the Gaussians must be sorted by (qy, qx)")
 
 
 def raster_gaps(qx, qy, x0: int, width: int) -> np.ndarray:
