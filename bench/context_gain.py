@@ -166,7 +166,7 @@ class Chunk:
 
 
 def load_chunks(paths) -> list[Chunk]:
-    from ligcodec.codec.tile import chunk_layout
+    from ligcodec.codec.tile import chunk_layout, chunk_parts, part_layout
     from ligcodec.container import LigReader
     from ligcodec.image import LigImage
     from ligcodec.model import tile_grid
@@ -186,8 +186,11 @@ def load_chunks(paths) -> list[Chunk]:
             for lvl in range(h.levels):
                 for t in range(h.n_tiles):
                     e = r.entry(lvl, t)
-                    if e.count:
-                        chunks.append(Chunk(fi, lvl, t, r.chunk(lvl, t), e.count, h, layout, origins[t],
+                    if not e.count:
+                        continue
+                    # Format 4: each part has its own table and models, so it is this bench's unit.
+                    for data, n in chunk_parts(r.chunk(lvl, t), e.count, f"tile {t}, level {lvl}", layout):
+                        chunks.append(Chunk(fi, lvl, t, data, n, h, part_layout(layout), origins[t],
                                             l0 if lvl > 0 else None))
     return chunks
 

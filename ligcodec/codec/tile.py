@@ -563,6 +563,8 @@ def stream_table(data: bytes, n: int, channels: int, where: str, layout: int = L
     ANS word)``, kinds as in :func:`.ans.decode_streams` (:func:`parse_table`;
     format 3: stream 0 is the gaps' low bits, its ``loc`` their shift).
     Raises :class:`LigFormatError` starting with ``where`` if the table is malformed."""
+    if layout == LAYOUT_PARTS:
+        raise ValueError("stream_table: a format-4 chunk has a table per part (chunk_parts gives them)")
     buf = np.frombuffer(data, np.uint8)
     params = np.empty((5 + channels, 5), np.int64)
     detail = np.zeros(4, np.int64)
