@@ -97,11 +97,12 @@ def kodak_files(n: int, bpp: float, workdir: Path) -> list[Path]:
     return out
 
 
-def _stream_params(data: bytes, n: int, channels: int, layout: int):
-    """The stream table of a chunk: ``([(kind, lo, hi, loc, k)] per stream, table bytes)``."""
+def _stream_params(data: bytes, n: int, channels: int, layout: int, grid):
+    """The stream table of a part: ``([(kind, lo, hi, loc, k)] per stream, table bytes)``; ``grid``
+    gets the positions' ``(x0, width, y0)``."""
     from ligcodec.codec.tile import stream_table
 
-    return stream_table(data, n, channels, "chunk", layout)
+    return stream_table(data, n, channels, "chunk", layout, grid)
 
 
 def static_bits(s: np.ndarray, kind: int, lo: int, hi: int, loc: int, k: int) -> float:
@@ -134,12 +135,13 @@ class Chunk:
 
         self.file, self.level, self.tile, self.n, self.bytes = fi, level, tile, n, len(data)
         qx, qy, qc, qk = decode_chunk(data, n, header.channels, f"file {fi} level {level} tile {tile}", layout)
-        self.params, table = _stream_params(data, n, header.channels, layout)
+        grid = np.zeros(3, np.int64)
+        self.params, table = _stream_params(data, n, header.channels, layout, grid)
         self.side = 8 * table
         self.qx, self.qy, self.qc, self.qk = qx, qy, qc, qk
         self.dqy = np.diff(qy, prepend=0)
         # The file's own streams (format 3: the positions' raster gaps, low bits and high part).
-        self.streams = position_streams(qx, qy, self.params, layout) + [qc[:, j] for j in range(3)] + \
+        self.streams = position_streams(qx, qy, self.params, layout, grid) + [qc[:, j] for j in range(3)] + \
             [qk[:, j] for j in range(qk.shape[1])]
         self.locs = [p[3] for p in self.params]
         self.locs[0] = int(np.round(np.median(qx)))

@@ -275,6 +275,28 @@ def test_part_problem_offsets_are_the_chunks():
     assert status[0] != 0 and chunk_problem(detail[0], len(bad)) == message
 
 
+def test_attribute_bits_use_the_parts_own_grid():
+    """SCENARIO: a part whose positions grid is narrower than the writer's (``W`` 60 -> 20: the
+    same coded gaps, other decoded positions; its first Gaussian then decodes two rows down), read
+    by ``info --verbose``'s bit count.
+    EXPECTED RESULT: the same bits per attribute as the writer's part (the same symbols under the
+    same models). The count once recomputed the gaps on a grid taken from the decoded positions,
+    which for such a part indexed its tables out of range (found by bench/fuzz.py)."""
+    from ligcodec.codec.tile import LAYOUT_GAPS, attribute_bits, encode_part
+
+    rng = np.random.default_rng(3)
+    qx = np.r_[50, 0, 59, rng.integers(0, 60, 197)]
+    qy = np.r_[0, 1, 1, rng.integers(1, 40, 197)]
+    order = np.lexsort((qx, qy))
+    _, _, qc, qk = _sorted_symbols(200)
+    part = encode_part(qx[order], qy[order], qc, qk)
+    assert part[:2] == bytes([0, 59])  # zz(x0) = 0, W - 1 = 59: one-byte varints
+    forged = part[:1] + bytes([19]) + part[2:]
+    want = attribute_bits(part, 200, 3, "t", LAYOUT_GAPS)
+    got = attribute_bits(forged, 200, 3, "t", LAYOUT_GAPS)
+    assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-9 for k in want)
+
+
 def test_chunk_must_be_sorted_across_its_parts():
     """SCENARIO: a chunk to encode whose two halves are each sorted by (qy, qx) but not the whole.
     EXPECTED RESULT: ValueError (strict writing: the spec stores the whole chunk sorted)."""

@@ -224,10 +224,11 @@ def _check_sorted(qx, qy) -> None:
         raise ValueError("encode_chunk: the Gaussians must be sorted by (qy, qx)")
 
 
-def raster_gaps(qx, qy, x0: int, width: int) -> np.ndarray:
-    """Differences of the raster indices ``(qy - qy[0]) width + qx - x0`` (the first one's is its
-    own index): >= 0 for Gaussians sorted by ``(qy, qx)``."""
-    return np.diff((qy - qy[0]) * width + (qx - x0), prepend=0)
+def raster_gaps(qx, qy, x0: int, width: int, y0: int | None = None) -> np.ndarray:
+    """Differences of the raster indices ``(qy - y0) width + qx - x0`` (the first one's is its
+    own index; ``y0`` the writer's, ``qy[0]``, unless given): >= 0 for Gaussians sorted by
+    ``(qy, qx)``."""
+    return np.diff((qy - (qy[0] if y0 is None else y0)) * width + (qx - x0), prepend=0)
 
 
 def gap_streams(qx, qy, limit: int):
@@ -557,18 +558,19 @@ def chunk_problem(detail, nbytes: int) -> str:
     return f"chunk of {nbytes} bytes cannot be decoded"
 
 
-def stream_table(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS):
+def stream_table(data: bytes, n: int, channels: int, where: str, layout: int = LAYOUT_GAPS, grid=None):
     """A part's stream table (spec section 4; a whole chunk before format 4, ``layout`` as
     :func:`part_layout` gives): ``([(kind, lo, hi, loc, k)] per stream, the offset of the first
     ANS word)``, kinds as in :func:`.ans.decode_streams` (:func:`parse_table`;
-    format 3: stream 0 is the gaps' low bits, its ``loc`` their shift).
-    Raises :class:`LigFormatError` starting with ``where`` if the table is malformed."""
+    format 3: stream 0 is the gaps' low bits, its ``loc`` their shift, and ``grid [3]``, if given,
+    gets the positions' ``(x0, width, y0)``). Raises :class:`LigFormatError` starting with ``where`` if the table is malformed."""
     if layout == LAYOUT_PARTS:
         raise ValueError("stream_table: a format-4 chunk has a table per part (chunk_parts gives them)")
     buf = np.frombuffer(data, np.uint8)
     params = np.empty((5 + channels, 5), np.int64)
     detail = np.zeros(4, np.int64)
-    pos = parse_table(buf, 0, len(buf), int(n), int(channels), int(layout), params, np.zeros(3, np.int64), detail)
+    grid = np.zeros(3, np.int64) if grid is None else grid
+    pos = parse_table(buf, 0, len(buf), int(n), int(channels), int(layout), params, grid, detail)
     if pos < 0:
         raise LigFormatError(f"{where}: {chunk_problem(detail, len(buf))}")
     return [tuple(int(v) for v in p) for p in params], int(pos)
@@ -598,12 +600,14 @@ def decode_chunk(data: bytes, n: int, channels: int, where: str, layout: int = L
     return out[0], out[1], np.ascontiguousarray(out[2:5].T), np.ascontiguousarray(out[5:].T)
 
 
-def position_streams(qx, qy, params, layout: int) -> list:
-    """The two position streams a chunk codes, from its decoded positions: ``qx`` and ``dqy``, or
-    in format 3 the gaps' low bits and high part (the shift is ``params[0][3]``)."""
+def position_streams(qx, qy, params, layout: int, grid) -> list:
+    """The two position streams a part codes, from its decoded positions: ``qx`` and ``dqy``, or
+    in format 3 the gaps' low bits and high part (the shift is ``params[0][3]``) on the part's
+    ``grid`` (``x0, width, y0``, as :func:`stream_table` gives it; a forged one need not be the
+    writer's)."""
     if layout != LAYOUT_GAPS:
         return [qx, np.diff(qy, prepend=0)]
-    gaps = raster_gaps(qx, qy, int(qx.min()), int(qx.max()) - int(qx.min()) + 1)
+    gaps = raster_gaps(qx, qy, int(grid[0]), int(grid[1]), int(grid[2]))
     shift = params[0][3]
     return [gaps & ((1 << shift) - 1), gaps >> shift]
 
@@ -624,9 +628,10 @@ def attribute_bits(data: bytes, n: int, channels: int, where: str, layout: int =
 
 def _part_bits(data: bytes, n: int, channels: int, where: str, layout: int) -> dict:
     """:func:`attribute_bits` of one part."""
-    params, pos = stream_table(data, n, channels, where, layout)
+    grid = np.zeros(3, np.int64)
+    params, pos = stream_table(data, n, channels, where, layout, grid)
     qx, qy, qc, qk = decode_chunk(data, n, channels, where, layout)
-    streams = position_streams(qx, qy, params, layout) + [qc[:, k] for k in range(3)] + \
+    streams = position_streams(qx, qy, params, layout, grid) + [qc[:, k] for k in range(3)] + \
         [qk[:, c] for c in range(channels)]
     out = {"side": 8 * pos}
     for i, (s, (kind, lo, hi, loc, k)) in enumerate(zip(streams, params)):
