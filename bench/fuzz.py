@@ -133,8 +133,11 @@ def unzigzag(v: int) -> int:
 
 
 def read_table(chunk: bytes, channels: int):
-    """The stream table of a chunk: ``([[lo, hi, loc, k] per stream], table length)``, or None if
-    it does not parse (varints of any length accepted: this is for mutating, not checking)."""
+    """The stream table of a format-4 chunk's first part: ``(prefix, [[lo, hi, loc, k] per stream],
+    end)``, or None if it does not parse (varints of any length accepted: this is for mutating, not
+    checking). ``prefix`` is the part count and lengths before the table, kept as they are; stream
+    0 is the positions' grid entry, given as ``[x0, W - 1, y0, s]``; ``end`` is where the table
+    ends in the chunk."""
     pos, out = 0, []
 
     def var():
@@ -151,42 +154,50 @@ def read_table(chunk: bytes, channels: int):
                 return v
 
     try:
+        if not chunk or not 1 <= chunk[0] <= 16:
+            return None
+        pos = 1
+        for _ in range(chunk[0] - 1):  # the part lengths
+            var()
+        prefix = chunk[:pos]
         for i in range(5 + channels):
             if i == 0:
-                lo = unzigzag(var())
-                out.append([lo, lo + var(), 0, 0])
+                x0, wm1, y0 = unzigzag(var()), var(), unzigzag(var())
+                out.append([x0, wm1, y0, chunk[pos]])
             else:
                 loc = unzigzag(var())
                 lo, hi = loc - var(), loc + var()
                 if pos >= len(chunk):
                     raise ValueError
                 out.append([lo, hi, loc, chunk[pos]])
-                pos += 1
-    except ValueError:
+            pos += 1
+    except (ValueError, IndexError):
         return None
-    return out, pos
+    return prefix, out, pos
 
 
-def write_table(streams) -> bytes:
-    """Inverse of :func:`read_table`; ``loc`` is clamped into ``[lo, hi]`` (the layout cannot say
-    otherwise) and ``hi < lo`` becomes ``hi = lo``."""
-    out = bytearray()
+def write_table(streams, prefix: bytes = b"\x01") -> bytes:
+    """Inverse of :func:`read_table` (a one-part chunk unless ``prefix`` says otherwise); ``loc``
+    is clamped into ``[lo, hi]`` (the layout cannot say otherwise), ``hi < lo`` becomes ``hi =
+    lo`` and a negative ``W - 1`` 0."""
+    out = bytearray(prefix)
     for i, (lo, hi, loc, k) in enumerate(streams):
-        hi = max(hi, lo)
         if i == 0:
-            out += uvarint(zigzag(lo)) + uvarint(hi - lo)
+            out += uvarint(zigzag(lo)) + uvarint(max(hi, 0)) + uvarint(zigzag(loc)) + bytes([k & 0xFF])
         else:
+            hi = max(hi, lo)
             loc = min(max(loc, lo), hi)
             out += uvarint(zigzag(loc)) + uvarint(loc - lo) + uvarint(hi - loc) + bytes([k & 0xFF])
     return bytes(out)
 
 
 def const_chunk(channels: int, qx=0, qy=0, q=(0, 0, 0), colour=0, k=0) -> bytes:
-    """A chunk whose every stream is constant (``lo == hi``): any number of identical Gaussians
-    for a stream table alone and no ANS word. ``colour``: one value or one per channel. ``qy`` is
-    the constant *difference* of stream 2: with ``qy != 0`` Gaussian j sits at ``(j + 1) qy``."""
+    """A one-part chunk whose every stream is constant: any number of identical Gaussians for a
+    stream table alone and no ANS word. ``colour``: one value or one per channel. The positions'
+    grid is one column wide at ``x0 = qx``, ``y0 = 0``, and ``qy`` the constant raster gap: with
+    ``qy != 0`` Gaussian j sits at ``(qx, (j + 1) qy)``."""
     cols = [colour] * channels if np.isscalar(colour) else list(colour)
-    return write_table([[qx, qx, 0, 0], [qy, qy, qy, k]] + [[v, v, v, k] for v in q] + [[c, c, c, k] for c in cols])
+    return write_table([[qx, 0, 0, 0], [qy, qy, qy, k]] + [[v, v, v, k] for v in q] + [[c, c, c, k] for c in cols])
 
 
 def padded(table: bytes, n: int) -> bytes:
@@ -1054,7 +1065,7 @@ def _c_table(rng, parts, ctx):
     t = read_table(parts.blobs[b], _channels(parts))
     if t is None:
         return None
-    streams, end = t
+    prefix, streams, end = t
     descs = []
     for _ in range(rng.choice([1, 1, 2, 3])):
         s = rng.randrange(len(streams))
@@ -1081,7 +1092,7 @@ def _c_table(rng, parts, ctx):
             lo, hi, loc = lo * 1000, hi * 1000, loc * 1000
         streams[s] = [lo, hi, loc, k]
         descs.append(f"s{s}:[{lo},{hi}]@{loc}k{k}")
-    parts.blobs[b] = write_table(streams) + parts.blobs[b][end:]
+    parts.blobs[b] = write_table(streams, prefix) + parts.blobs[b][end:]
     return f"c_table blob {b} " + " ".join(descs)
 
 
@@ -1114,7 +1125,7 @@ def _c_resize(rng, parts, ctx):
         d = d[:rng.randrange(len(d))]
     elif r == 1:
         t = read_table(d, _channels(parts))
-        d = d[:t[1]] if t else d[:1]
+        d = d[:t[2]] if t else d[:1]
     elif r == 2:
         d = d + bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 7)))
     else:
@@ -1141,7 +1152,7 @@ def _c_words(rng, parts, ctx):
         words = bytes(rng.getrandbits(8) for _ in range(4 * n))
     else:
         words = bytes(rng.getrandbits(8) for _ in range(4 * n)) + b"\0\0\0\0"
-    parts.blobs[b] = parts.blobs[b][:t[1]] + words
+    parts.blobs[b] = parts.blobs[b][:t[2]] + words
     return f"c_words blob {b} kind {r} n {n}"
 
 

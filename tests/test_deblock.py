@@ -33,6 +33,25 @@ def test_a_small_jump_becomes_a_ramp():
     assert math.isclose(float(a.mean(dtype=np.float64)), float(_step_image(0.02).mean(dtype=np.float64)), abs_tol=1e-6)
 
 
+@pytest.mark.parametrize("threshold", [1e-300, 1e300])
+def test_thresholds_beyond_float32_are_what_their_limits_give(threshold):
+    """SCENARIO: a header's threshold T (any finite T >= 0 is valid) that float32, the filter's
+    arithmetic, rounds to 0 or cannot hold (found by bench/fuzz.py: a flipped header byte).
+    EXPECTED RESULT: no warning (it divided by zero, and an overflow would warn too); a T that
+    rounds to 0 leaves the image as it is (every fade is 0), one past float32's range filters like
+    float32's largest value (every fade is 1)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = deblock(_step_image(0.02), [16], [], 4, threshold)
+    if threshold < 1:
+        assert np.array_equal(a, _step_image(0.02))
+    else:
+        assert np.array_equal(a, deblock(_step_image(0.02), [16], [], 4, float(np.finfo(np.float32).max)))
+        assert not np.array_equal(a, _step_image(0.02))
+
+
 def test_an_edge_of_the_image_is_left_alone():
     """SCENARIO: jumps of 2T and more at a border (an edge in the picture, not a coding error),
     and one of 1.5T. EXPECTED RESULT: 2T and more are untouched; 1.5T is half corrected (the fade

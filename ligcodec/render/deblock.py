@@ -48,7 +48,11 @@ def across_rows(a: np.ndarray, rows, k: int, threshold: float) -> np.ndarray:
 
 
 def _pass(a, borders, k, threshold, axis):
-    if k <= 0 or not threshold > 0:
+    # The filter runs in float32: a threshold that float32 rounds to 0 would filter nothing (every
+    # fade is 0) and divide by zero; one past float32's range filters like its largest value (every
+    # fade is 1). The header allows any finite T >= 0.
+    t = np.float32(min(float(threshold), float(np.finfo(np.float32).max)))
+    if k <= 0 or not t > 0:
         return a
     v = a if axis == 1 else a.transpose(1, 0, 2)  # a view: columns of ``v`` are the pass's lines
     n = v.shape[1]
@@ -60,7 +64,7 @@ def _pass(a, borders, k, threshold, axis):
     # are a tile apart, so no pixel is in two borders' ramps and fancy-index adds are exact).
     p1, p0, q0, q1 = v[:, b - 2], v[:, b - 1], v[:, b], v[:, b + 1]
     d = (q0 - p0) - ((p0 - p1) + (q1 - q0)) / np.float32(2)
-    fade = np.clip(np.float32(2) - np.abs(d) / np.float32(threshold), np.float32(0), np.float32(1))
+    fade = np.clip(np.float32(2) - np.abs(d) / t, np.float32(0), np.float32(1))
     half = d * fade / np.float32(2)
     ramp = (1 - np.arange(k) / k).astype(np.float32)
     for j in range(k):
