@@ -407,10 +407,11 @@ def _bits_per_attribute(r, h):
         for t in range(h.n_tiles):
             e = r.index.entries[lvl * h.n_tiles + t]
             where = f"tile {t}, level {lvl}"
-            for k, v in attribute_bits(r.chunk(lvl, t), e.count, h.channels, where, layout).items():
+            data = r.chunk(lvl, t)  # read (and CRC-checked) once for both counts
+            for k, v in attribute_bits(data, e.count, h.channels, where, layout).items():
                 total[k] = total.get(k, 0.0) + v
             if e.count:
-                parts += len(chunk_parts(r.chunk(lvl, t), e.count, where, layout))
+                parts += len(chunk_parts(data, e.count, where, layout))
                 chunks += 1
             n += e.count
         if n:
