@@ -535,7 +535,7 @@ def _shared(header: dict, blob: bytes, count: int) -> bytes:
 
 def _one_gaussian(q, chol_step=(1.0, 1.0, 1.0), colour=10, size=64, channels=3, pos=None) -> bytes:
     """A ``size`` x ``size`` image of one tile holding one Gaussian of indices ``q = (q0, q1, q2)``."""
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     c = pos if pos is not None else size // 2
     blob = encode_chunk(np.array([c]), np.array([c]), np.array([q], np.int64),
@@ -560,7 +560,7 @@ BOMB_NAMES = (
 def forge_bombs(seeds: dict) -> dict:
     """``{name: (bytes, what is forged)}``. ``seeds``: ``{seed name: bytes}`` of the corpus (the
     bombs that edit a real file use ``rgb8_l1_t64``, ``rgb8_prog_t64`` and ``sat8_l2_t16``)."""
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     out = {}
 
@@ -1191,7 +1191,7 @@ def _c_foreign(rng, parts, ctx):
 def _g_edit(rng, parts, ctx, seed_index=None):
     """Gaussians of a seed chunk given extreme symbols (log l11 / l22 near exp's overflow, shear,
     far positions, huge colours) and re-encoded: a well-formed chunk with hostile values."""
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     if seed_index is None or parts.header is None:
         return None

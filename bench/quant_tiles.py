@@ -46,7 +46,8 @@ from ligcodec.codec import colour  # noqa: E402
 from ligcodec.codec import quantise as Q  # noqa: E402
 from ligcodec.codec.encoder import (DEFAULT_QUANT_LSQ, DEFAULT_QUANT_REFINE, choose_steps,  # noqa: E402
                                     encode_settings)
-from ligcodec.codec.tile import dequantise_chol, encode_chunk  # noqa: E402
+from ligcodec.codec.tile import dequantise_chol  # noqa: E402
+from ligcodec.codec.tile_writer import encode_chunk  # noqa: E402
 from ligcodec.fit.optimise import _removal_cost, loss_grads, lsq_colours  # noqa: E402
 from ligcodec.fit.plan import level_target, plan_tile  # noqa: E402
 from ligcodec.fit.tiles import fit_tile, render_parts  # noqa: E402

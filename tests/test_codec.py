@@ -195,7 +195,8 @@ def test_geometric_table_follows_spec(lo, hi, loc, k):
 def test_chunk_round_trip(n, channels):
     """Stream tables of varints: negative, constant, wide and single-valued streams survive, and
     so does a stream wider than TABLE_MAX (coded uniformly) reaching +-MAX_SYMBOL."""
-    from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk, encode_chunk
+    from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     rng = np.random.default_rng(n)
     qx = rng.integers(-40, 2100, n)
@@ -216,7 +217,8 @@ def test_chunk_round_trip(n, channels):
 def test_chunk_table_rejections():
     """SCENARIO: one part (a 3.x chunk) cut short, padded, or behind a long or out-of-range varint.
     EXPECTED RESULT: LigFormatError saying which."""
-    from ligcodec.codec.tile import LAYOUT_GAPS, decode_chunk, encode_part
+    from ligcodec.codec.tile import LAYOUT_GAPS, decode_chunk
+    from ligcodec.codec.tile_writer import encode_part
 
     qk = np.arange(30).reshape(10, 3)
     data = encode_part(np.arange(10), np.arange(10), qk, qk)
@@ -244,7 +246,8 @@ def test_parts_round_trip(n):
     """A format-4 chunk is cut into the parts ligcodec writes (1 or 2 below SPLIT_GAUSSIANS, 2 or
     4 from it: whichever is fewer bytes), and decodes to the same symbols alone and in the batch
     kernel."""
-    from ligcodec.codec.tile import SPLIT_GAUSSIANS, chunk_parts, decode_chunk, encode_chunk, encode_part
+    from ligcodec.codec.tile import chunk_parts, decode_chunk
+    from ligcodec.codec.tile_writer import SPLIT_GAUSSIANS, encode_chunk, encode_part
 
     qx, qy, qc, qk = _sorted_symbols(n, n)
     data = encode_chunk(qx, qy, qc, qk)
@@ -263,7 +266,8 @@ def test_part_problem_offsets_are_the_chunks():
     """SCENARIO: a two-part chunk whose second part's stream table starts with a varint of more
     than 4 bytes. EXPECTED RESULT: the message gives the varint's offset in the chunk, alone and in
     the batch kernel."""
-    from ligcodec.codec.tile import chunk_problem, decode_chunk, encode_part
+    from ligcodec.codec.tile import chunk_problem, decode_chunk
+    from ligcodec.codec.tile_writer import encode_part
 
     qx, qy, qc, qk = _sorted_symbols(10)
     first = encode_part(qx[:5], qy[:5], qc[:5], qk[:5])
@@ -282,7 +286,8 @@ def test_attribute_bits_use_the_parts_own_grid():
     EXPECTED RESULT: the same bits per attribute as the writer's part (the same symbols under the
     same models). The count once recomputed the gaps on a grid taken from the decoded positions,
     which for such a part indexed its tables out of range (found by bench/fuzz.py)."""
-    from ligcodec.codec.tile import LAYOUT_GAPS, attribute_bits, encode_part
+    from ligcodec.codec.tile import LAYOUT_GAPS, attribute_bits
+    from ligcodec.codec.tile_writer import encode_part
 
     rng = np.random.default_rng(3)
     qx = np.r_[50, 0, 59, rng.integers(0, 60, 197)]
@@ -300,7 +305,7 @@ def test_attribute_bits_use_the_parts_own_grid():
 def test_chunk_must_be_sorted_across_its_parts():
     """SCENARIO: a chunk to encode whose two halves are each sorted by (qy, qx) but not the whole.
     EXPECTED RESULT: ValueError (strict writing: the spec stores the whole chunk sorted)."""
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     qx, qy, qc, qk = _sorted_symbols(4096)
     swap = np.r_[2048:4096, 0:2048]
@@ -322,7 +327,8 @@ def test_parts_rejections(head, n, message):
     EXPECTED RESULT: LigFormatError saying which, alone and in the batch kernel (a status, the
     same words), and the chunk's other neighbours in the batch still decode."""
     from ligcodec.codec.batch import OK
-    from ligcodec.codec.tile import chunk_problem, decode_chunk, encode_part
+    from ligcodec.codec.tile import chunk_problem, decode_chunk
+    from ligcodec.codec.tile_writer import encode_part
 
     qx, qy, qc, qk = _sorted_symbols(n)
     bad = head + encode_part(qx, qy, qc, qk)[:0 if head == b"\x02" else None]
@@ -361,7 +367,8 @@ def test_batch_decoder_matches_chunk_decoder():
     EXPECTED RESULT: each chunk's rows hold exactly what the per-chunk decoder gives, dequantised
     with unit steps (positions q + 0.5, covariance indices as they are) and colour step 2^-8 (exact
     in float32 for every symbol, so the widest stream stays within the amplitude limit)."""
-    from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk, encode_chunk
+    from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     rng = np.random.default_rng(5)
     chunks, counts, refs = [], [], []
@@ -394,7 +401,7 @@ def test_batch_decoder_flags_bad_chunks():
     """SCENARIO: truncated, padded, over-long-varint and out-of-range chunks beside a good one.
     EXPECTED RESULT: the bad ones get a non-OK status (and a detail the reader words as its
     message); the good one decodes."""
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     qk = np.arange(30).reshape(10, 3)
     data = encode_chunk(np.arange(10), np.arange(10), qk // 4, qk)
@@ -410,7 +417,7 @@ def test_batch_decoder_enforces_the_spec_limits():
     EXPECTED RESULT: BAD_GEOMETRY, BAD_AMPLITUDE and TOO_MUCH_WORK; the same chunks with the
     limits respected decode OK."""
     from ligcodec.codec import batch
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     def chunk(n, l11, colour):
         qc = np.stack([np.full(n, l11), np.ones(n, np.int64), np.full(n, 2)], 1)
@@ -447,26 +454,26 @@ def test_file_reads_match_the_chunk_decoder(lig_file):
 def _wide_chunk():
     """2 Gaussians whose every stream but qx spans 60,001 values: uniform-coded in a 2.2 file, too
     many table values for its bytes in a 2.1 one."""
-    from ligcodec.codec import tile
+    from ligcodec.codec import tile, tile_writer
 
     qc = np.array([[-300, -30000, -300], [300, 30000, 300]])
     qk = np.array([[-30000] * 3, [30000] * 3])
-    return tile.encode_chunk(np.array([0, 1]), np.array([0, 1]), qc, qk, layout=tile.LAYOUT_24)
+    return tile_writer.encode_chunk(np.array([0, 1]), np.array([0, 1]), qc, qk, layout=tile.LAYOUT_24)
 
 
 def _rejections():
     """``{detail code: (chunk, n, layout, what the message says)}``, one forged chunk for each way
     a chunk's table or words can be refused."""
-    from ligcodec.codec import tile
+    from ligcodec.codec import tile, tile_writer
 
     qk = np.arange(30).reshape(10, 3)
-    data = tile.encode_part(np.arange(10), np.arange(10), qk // 4, qk)
+    data = tile_writer.encode_part(np.arange(10), np.arange(10), qk // 4, qk)
     words = len(data) - tile.stream_table(data, 10, 3, "t")[1]
     new, old, parts = tile.LAYOUT_GAPS, tile.LAYOUT_21, tile.LAYOUT_PARTS
     # Positions entry: x0 0, width 1, y0 0, then a shift byte; the high parts' entry after it.
     grid = b"\x00\x00\x00"
     # Width 1: the second Gaussian's raster index 2^24 passes the bound (2 MAX_SYMBOL + 1) x 1.
-    gaps = tile.encode_part(np.array([0, 0]), np.array([0, 1 << 24]), np.zeros((2, 3), np.int64),
+    gaps = tile_writer.encode_part(np.array([0, 0]), np.array([0, 1 << 24]), np.zeros((2, 3), np.int64),
                             np.zeros((2, 3), np.int64))
     return {
         tile.SHORT_TABLE: (data[:5], 10, new, "chunk of 5 bytes is too short for its stream table"),
@@ -524,7 +531,8 @@ def test_chunk_decoder_and_batch_kernel_agree_on_mutants():
     EXPECTED RESULT: both accept or both refuse each one; refused, with the same message;
     accepted, with the same symbols (the batch's rows are their dequantisation with unit steps).
     The stream table read alone ends where the ANS words begin."""
-    from ligcodec.codec.tile import chunk_parts, chunk_problem, decode_chunk, encode_chunk, stream_table
+    from ligcodec.codec.tile import chunk_parts, chunk_problem, decode_chunk, stream_table
+    from ligcodec.codec.tile_writer import encode_chunk
 
     rng = np.random.default_rng(16)
     n = 40
@@ -699,7 +707,8 @@ def test_ans_decoder_matches_constriction(seed, n, spread):
     """SCENARIO: random streams, from constant to wider than TABLE_MAX, coded by constriction.
     EXPECTED RESULT: ligcodec's numba ANS decoder (the spec's reading of the coder and its
     models) returns exactly the symbols; a one-unit difference in any table would not."""
-    from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk, encode_chunk
+    from ligcodec.codec.tile import MAX_SYMBOL, decode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
 
     rng = np.random.default_rng(seed)
 
@@ -985,7 +994,8 @@ def test_format_2_files_still_read(tmp_path, lig_file):
     header, same Gaussians) and the file marked 2.4, as the previous ligcodec wrote it.
     EXPECTED RESULT: ligcodec reads the same pixels from both, bit for bit; so does the spec-only
     reader (each file in its own layout)."""
-    from ligcodec.codec.tile import LAYOUT_24, decode_chunk, encode_chunk
+    from ligcodec.codec.tile import LAYOUT_24, decode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
     from ligcodec.container import LigReader, write_lig
     from tests.spec_reader import read_lig, render_full
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import ligcodec
-from ligcodec.codec.tile import encode_chunk
+from ligcodec.codec.tile_writer import encode_chunk
 from ligcodec.container import (MAX_TILE_WORK, PREFIX_SIZE, Header, Index, IndexEntry, Prefix, crc32,
                                 write_lig)
 from ligcodec.errors import LigFormatError

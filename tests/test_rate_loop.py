@@ -74,7 +74,7 @@ def test_the_probe_rounds_as_a_coding_round_without_its_solves(data_dir):
 
     from ligcodec.codec.quantise import quantise_tile
     from ligcodec.codec.rateprobe import plain_payload
-    from ligcodec.codec.tile import encode_chunk
+    from ligcodec.codec.tile_writer import encode_chunk
     from ligcodec.fit import FitConfig, FitSettings
     from ligcodec.fit.tiles import fit_tile
 

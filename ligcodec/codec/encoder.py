@@ -35,7 +35,7 @@ from .journal import Journal, tile_digest
 from .quantise import QuantSteps, adaptive_steps, quantise_tile
 from .rateprobe import landing_shift, payload_at, plain_payload, probed_shifts
 from .seams import choose_threshold
-from .tile import encode_chunk
+from .tile_writer import encode_chunk
 
 #: ``effort`` 1..9 -> optimiser steps per level per tile (like WebP's method / JPEG XL's effort).
 #: Measured on 4 Kodak images, 10k Gaussians: 600 steps 30.41 dB in 12 s, 1500 steps 31.08 dB

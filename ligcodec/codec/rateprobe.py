@@ -15,7 +15,8 @@ import numpy as np
 from ..render import Gaussians
 from . import colour
 from .quantise import QuantSteps, round_chol, round_means
-from .tile import MAX_SYMBOL, encode_chunk
+from .tile import MAX_SYMBOL
+from .tile_writer import encode_chunk
 
 #: Probed shifts are this far apart; the payload in between is interpolated in log. It falls
 #: nearly geometrically with the shift (about 1.5 % a unit at 1 bpp), so every fourth suffices.
