@@ -1,15 +1,15 @@
 """One tile's bitstream (spec section 4): the format's rules and its reader.
 
-The writer is :mod:`.tile_writer` (constriction, so that reading does not import it). Since
-format 4 a chunk is cut into parts (:func:`part_count`, :func:`part_spans`), each with its own
-stream table and ANS stack. Reading has one implementation, the numba kernels here: :func:`parse_table` (a part's stream
-table) and :func:`decode_part` (the table, the ANS words and the positions), which
-:func:`.batch.decode_chunks` runs in parallel over a read's parts, and :func:`decode_symbols`
-over one chunk's. A rejected chunk gets a status and a detail (what is wrong, with its numbers),
-which :func:`chunk_problem` words for the :class:`~ligcodec.errors.LigFormatError`;
-:func:`decode_chunk` and :func:`stream_table` are their thin wrappers for one chunk (tests, benches).
-The rule that picks a stream's model (:func:`stream_kind`, :func:`table_limit`) is shared by the
-encoder and the decoder.
+The writer is :mod:`.tile_writer` (constriction, which reading then never imports). Since format
+4 a chunk is cut into parts (:func:`part_count`, :func:`part_spans`), each with its own stream
+table and ANS stack. Reading has one implementation, the numba kernels here: :func:`parse_table`
+(a part's stream table) and :func:`decode_part` (the table, the ANS words and the positions),
+which :func:`.batch.decode_chunks` runs in parallel over a read's parts, and
+:func:`decode_symbols` over one chunk's. A rejected chunk gets a status and a detail (what is
+wrong, with its numbers), which :func:`chunk_problem` words for the
+:class:`~ligcodec.errors.LigFormatError`; :func:`decode_chunk` and :func:`stream_table` are their
+thin wrappers for one chunk (tests, benches). The rule that picks a stream's model
+(:func:`stream_kind`, :func:`table_limit`) is shared by the writer and the reader.
 """
 
 from __future__ import annotations

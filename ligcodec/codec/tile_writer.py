@@ -13,8 +13,8 @@ import numpy as np
 from constriction import stream
 
 from . import ans
-from .tile import (LAYOUT_GAPS, LAYOUT_PARTS, MAX_GAP_SHIFT, MAX_SYMBOL, VARINT_MAX_BYTES, geometric_probabilities,
-                   raster_gaps, stream_kind, table_limit)
+from .tile import (LAYOUT_GAPS, LAYOUT_PARTS, MAX_GAP_SHIFT, MAX_SYMBOL, VARINT_MAX_BYTES,
+                   geometric_probabilities, raster_gaps, stream_kind, table_limit)
 
 #: ligcodec writes 2 or 4 parts, whichever codes a chunk in fewer bytes (a part's models fit its
 #: Gaussians more closely than the chunk's do), for a chunk of :data:`SPLIT_GAUSSIANS` or more, so
