@@ -62,10 +62,10 @@ EFFORT_STEPS = {1: 100, 2: 200, 3: 350, 4: 600, 5: 1000, 6: 1500, 7: 2000, 8: 30
 #: surplus pruned later (half again, at 70 % of the steps), and with relocation kept at 5 %
 #: (BENCHMARKS.md, "over-provisioning"). With those, the covariances' rate went up at every effort
 #: (4x at efforts 6-9, 2x here; same section).
-#: Colours learn 3x faster too: measured on all 24 Kodak images at effort 1 (BENCHMARKS.md, twenty-fifth
-#: session), 0.02 / 0.03 / 0.04 / 0.06 / 0.08 took the 1 bpp gap to the default effort from 1.16 dB
-#: to 0.93 / 0.83 / 0.77 / 0.80 / 1.02; on the held-out medium set 0.04 lost up to 0.6 dB on two
-#: images where 0.03 lost at most 0.16, hence 0.03. (Before the 3x steps above, 0.02 had lost.)
+#: Colours learn 3x faster too (``lr_colours`` 0.03; 0.02 had lost before the 3x steps above): on
+#: all 24 Kodak images at effort 1 every image gained, and 0.04, a little better there, lost on two
+#: held-out medium images (BENCHMARKS.md, twenty-fifth session). The default schedule keeps 0.01:
+#: 0.02 gained up to 1 bpp but lost at 2 bpp on smooth images (same section).
 FAST_EFFORT_SETTINGS = {"densify_start": 1.0, "lsq_iters": 10, "lr_means": 1.2, "lr_chol": 0.3,
                         "lr_colours": 0.03, "lr_final": 0.5, "init_size": 0.3, "init_uniform": 0.15,
                         "densify_rounds": 8, "densify_until": 0.5, "relocate": 0.05, "overfit": 0.5,
