@@ -45,6 +45,10 @@ class FitSettings:
     densify_rounds: int = 12
     densify_until: float = 0.4
     keep_inside: bool = True  # clamp means to the tile (and its apron) after every step
+    # ... and this many px (at the fitting scale) in from its edge: 0.5 keeps them on the hull of
+    # the pixel centres, where a pixel sees a Gaussian however narrow it gets (on the edge, a
+    # needle-thin one falls between the centres: no gradient, drawn nowhere, still coded)
+    inside_margin: float = 0.0
     # Relocation: at each of `densify_rounds` rounds over the first `densify_until` of the steps,
     # this fraction of the Gaussians whose removal would cost least moves to where the error is.
     relocate: float = 0.25
@@ -197,7 +201,8 @@ def fit_level(target, n, *, scale=1.0, settings=None, seed=0, init: Gaussians | 
     move_at = set(rounds) if densify and st.relocate > 0 else set()
     prune_step = _prune_step(st, rounds) if n > n_final else st.steps
     out = gr = None
-    lo, hi_x, hi_y = st.init_apron / scale, (w + st.init_apron) / scale, (h + st.init_apron) / scale
+    edge = st.init_apron - st.inside_margin
+    lo, hi_x, hi_y = edge / scale, (w + edge) / scale, (h + edge) / scale
     for step in range(st.steps):
         if step == prune_step:
             _drop_cheapest(opt, gr, sc, tgt.size, len(opt.params[0]) - n_final)
