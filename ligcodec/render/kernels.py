@@ -477,6 +477,10 @@ def splat(buf, stride, plane, cg, p, bj0, bj1, i0, i1, X0, X1, Y0, anchor, cutof
         nf = float32(ta + j1 - j0 + 1)
         off = (i - Y0) * stride + j0 - X0
         for t0 in range(0, j1 - j0 + 1, LANES):
+            if nch == 3:
+                simd.span_weights_rgb16(buf, off + t0, plane, cg[0], cg[1], cg[2], float32(ta + t0), q0, q1,
+                                        q2, nf)
+                continue
             simd.span_weights16(wv, float32(ta + t0), q0, q1, q2, nf)
             for ch in range(nch):
                 simd.axpy16(buf, off + ch * plane + t0, cg[ch], wv)

@@ -116,6 +116,16 @@ def _vec_ptr(context, builder, aryty, ary, off, vty):
     return builder.bitcast(builder.gep(data, [off]), vty.as_pointer())
 
 
+def _column_index(builder, j0v, col, n):
+    """``float64(j0 + col[lane])`` of the int64 scalar ``j0`` and the constant int64 vector ``col``:
+    one scalar conversion plus the lanes' offsets as float64 constants. The same bits as converting
+    the int64 vector ``j0 + col`` (integers below 2^53 add exactly), but AVX2 has no vector
+    int64 -> float64 conversion: LLVM converted lane by lane, in the wide backward once per row and
+    16-column chunk (BENCHMARKS.md, twenty-sixth session)."""
+    offsets = _vconst(_F64, n, [float(c.constant) for c in col.constant])
+    return builder.fadd(_splat(builder, builder.sitofp(j0v, _F64), _F64, n), offsets)
+
+
 def _box_columns_intrinsic(n, col):
     """An intrinsic ``(dx, adx, j0, mx, a)``: ``dx[:n] = (j0 + col[lane] + 0.5) - mx`` and
     ``adx[:n] = a dx`` (float64), the per-Gaussian set-up shared by all rows of a box."""
@@ -128,8 +138,7 @@ def _box_columns_intrinsic(n, col):
 
         def codegen(context, builder, signature, args):
             dxa, adxa, j0v, mxv, av = args
-            j = builder.add(_splat(builder, j0v, _I64, n), col)
-            d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
+            d = builder.fadd(_column_index(builder, j0v, col, n), _vconst(_F64, n, [0.5] * n))
             d = builder.fsub(d, _splat(builder, mxv, _F64, n))
             builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
             ad = builder.fmul(_splat(builder, av, _F64, n), d)
@@ -183,6 +192,17 @@ def _make(n, ops=HORNER):
     iota_i = _vconst(_I64, n, list(range(n)))
     zero = ir.Constant(_I64, 0)
 
+    def span_row(builder, t0v, q0v, q1v, q2v, nfv):
+        """IR of one span chunk's weights (shared by :func:`span_weights` and
+        :func:`span_weights_rgb`)."""
+        t = builder.fadd(_splat(builder, t0v, _F32, n), iota_f)
+        q = builder.fmul(t, _splat(builder, q2v, _F32, n))
+        q = builder.fmul(t, builder.fadd(_splat(builder, q1v, _F32, n), q))
+        q = builder.fadd(_splat(builder, q0v, _F32, n), q)
+        p = ops.exp(builder, q, n)
+        inside = builder.fcmp_ordered("<", t, _splat(builder, nfv, _F32, n))
+        return builder.select(inside, p, _f32c(n, 0.0))
+
     @intrinsic
     def span_weights(typingctx, w, t0, q0, q1, q2, nf):
         """``w[:n] = exp(-q/2)``, ``q = q0 + t (q1 + t q2)`` (float32), ``t = t0 + lane``; 0 where
@@ -191,14 +211,22 @@ def _make(n, ops=HORNER):
 
         def codegen(context, builder, signature, args):
             wa, t0v, q0v, q1v, q2v, nfv = args
-            t = builder.fadd(_splat(builder, t0v, _F32, n), iota_f)
-            q = builder.fmul(t, _splat(builder, q2v, _F32, n))
-            q = builder.fmul(t, builder.fadd(_splat(builder, q1v, _F32, n), q))
-            q = builder.fadd(_splat(builder, q0v, _F32, n), q)
-            p = ops.exp(builder, q, n)
-            inside = builder.fcmp_ordered("<", t, _splat(builder, nfv, _F32, n))
-            p = builder.select(inside, p, _f32c(n, 0.0))
+            p = span_row(builder, t0v, q0v, q1v, q2v, nfv)
             builder.store(p, _vec_ptr(context, builder, signature.args[0], wa, zero, vf), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def span_weights_rgb(typingctx, dst, off, plane, c0, c1, c2, t0, q0, q1, q2, nf):
+        """:func:`span_weights` fused with three :func:`axpy` (``dst[off + k plane :] += ck w``):
+        the weights stay in registers instead of a store and three reloads."""
+        sig = types.void(dst, off, plane, c0, c1, c2, t0, q0, q1, q2, nf)
+
+        def codegen(context, builder, signature, args):
+            da, offv, plv, c0v, c1v, c2v, t0v, q0v, q1v, q2v, nfv = args
+            p = span_row(builder, t0v, q0v, q1v, q2v, nfv)
+            _acc_rgb(context, builder, signature.args[0], da, offv, plv, (c0v, c1v, c2v), p, ops)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -258,12 +286,12 @@ def _make(n, ops=HORNER):
 
         return sig, codegen
 
-    return span_weights, box_columns, box_weights, box_weights_rgb, axpy
+    return span_weights, span_weights_rgb, box_columns, box_weights, box_weights_rgb, axpy
 
 
-span_weights16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(16)
+span_weights16, span_weights_rgb16, box_columns16, box_weights16, box_weights_rgb16, axpy16 = _make(16)
 # The 8-wide rows take their columns from box_columns8x2 (first 8 lanes), so no box_columns8.
-_, _, box_weights8, box_weights_rgb8, axpy8 = _make(8)
+_, _, _, box_weights8, box_weights_rgb8, axpy8 = _make(8)
 
 
 def _halves(builder, lo, hi, ty):
@@ -328,9 +356,7 @@ box_columns8x2, box_weights8x2, box_weights_rgb8x2 = _make_pairs()
 
 def _columns_vec(builder, j0v, mxv, av, col, n):
     """``(dx, a dx)`` of :func:`_box_columns_intrinsic`, in registers."""
-    vd = ir.VectorType(_F64, n)
-    j = builder.add(_splat(builder, j0v, _I64, n), col)
-    d = builder.fadd(builder.sitofp(j, vd), _vconst(_F64, n, [0.5] * n))
+    d = builder.fadd(_column_index(builder, j0v, col, n), _vconst(_F64, n, [0.5] * n))
     d = builder.fsub(d, _splat(builder, mxv, _F64, n))
     return d, builder.fmul(_splat(builder, av, _F64, n), d)
 
@@ -592,10 +618,10 @@ def _make_quads(ops=HORNER):
 
 
 box_columns4x4, box_weights4x4, box_weights_rgb4x4 = _make_quads()
-_, _, _, _, axpy4 = _make(4)
+_, _, _, _, _, axpy4 = _make(4)
 
 # The banded path's variants (see FUSED).
-_, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, FUSED)
+_, _, _, est_box_weights8, est_box_weights_rgb8, _ = _make(8, FUSED)
 _, est_box_weights8x2, est_box_weights_rgb8x2 = _make_pairs(FUSED)
 est_box8_rgb_block = _make_box8_block(FUSED)
 
