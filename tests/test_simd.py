@@ -446,6 +446,47 @@ def test_span_weights16():
     assert_bits_equal(w[: len(grid), :LANES], np.repeat(exp_horner(grid)[:, None], LANES, 1), "q grid")
 
 
+@njit
+def _run_span_rgb16(dst, off, plane, cols, t0, q0, q1, q2, nf):
+    for k in range(off.shape[0]):
+        simd.span_weights_rgb16(dst, off[k], plane, cols[k, 0], cols[k, 1], cols[k, 2], t0[k], q0[k], q1[k], q2[k],
+                                nf[k])
+
+
+@njit
+def _run_span_axpy16(dst, off, plane, cols, t0, q0, q1, q2, nf):
+    w = np.empty(LANES, np.float32)
+    for k in range(off.shape[0]):
+        simd.span_weights16(w, t0[k], q0[k], q1[k], q2[k], nf[k])
+        for ch in range(3):
+            simd.axpy16(dst, off[k] + ch * plane, cols[k, ch], w)
+
+
+def test_span_weights_rgb16_is_span_weights_and_three_axpy():
+    """span_weights_rgb16 (the tiled forward's wide RGB spans) must give the bits of the pair it
+    replaced, span_weights16 then axpy16 per channel (old + c w, unfused), on 300 random anchored
+    spans added in order into one buffer at random offsets (each call reads the earlier ones'
+    sums), masked lanes (t >= nf) included."""
+    rng = np.random.default_rng(9)
+    k, plane = 300, 90
+    t0 = (16.0 * rng.integers(0, 3, k) + rng.integers(0, 16, k)).astype(F32)
+    nf = (t0 + rng.integers(-1, 20, k)).astype(F32)
+    a, b, c = _conics(rng, k)
+    dx0 = rng.uniform(-4, 0, k) - t0
+    dy = rng.uniform(-3, 3, k)
+    q0 = (a * dx0 * dx0 + 2.0 * b * dx0 * dy + c * dy * dy).astype(F32)
+    q1 = (2.0 * (a * dx0 + b * dy)).astype(F32)
+    q2 = a.astype(F32)
+    cols = _colours(rng, k)
+    off = rng.integers(0, plane - LANES + 1, k)
+    got = _buffer(rng, 3 * plane + LANES)
+    before, want = got.copy(), got.copy()
+    _run_span_rgb16(got, off, plane, cols, t0, q0, q1, q2, nf)
+    _run_span_axpy16(want, off, plane, cols, t0, q0, q1, q2, nf)
+    assert (got != before).mean() > 0.5  # the spans did add
+    assert_bits_equal(got, want, "span_weights_rgb16")
+
+
 @pytest.mark.parametrize("name", list(_COLUMNS))
 def test_box_columns(name):
     """box_columns16 / 8 / 8x2 / 4x4: dx[lane] = (j0 + col + 0.5) - mx and adx = a dx in float64,
