@@ -126,6 +126,14 @@ def _column_index(builder, j0v, col, n):
     return builder.fadd(_splat(builder, builder.sitofp(j0v, _F64), _F64, n), offsets)
 
 
+def _columns_vec(builder, j0v, mxv, av, col, n):
+    """``(dx, a dx)`` in registers, float64: ``dx = (j0 + col[lane] + 0.5) - mx``, the column set-up of
+    every box path (stored by :func:`_box_columns_intrinsic`, kept in registers by the others)."""
+    d = builder.fadd(_column_index(builder, j0v, col, n), _vconst(_F64, n, [0.5] * n))
+    d = builder.fsub(d, _splat(builder, mxv, _F64, n))
+    return d, builder.fmul(_splat(builder, av, _F64, n), d)
+
+
 def _box_columns_intrinsic(n, col):
     """An intrinsic ``(dx, adx, j0, mx, a)``: ``dx[:n] = (j0 + col[lane] + 0.5) - mx`` and
     ``adx[:n] = a dx`` (float64), the per-Gaussian set-up shared by all rows of a box."""
@@ -138,10 +146,8 @@ def _box_columns_intrinsic(n, col):
 
         def codegen(context, builder, signature, args):
             dxa, adxa, j0v, mxv, av = args
-            d = builder.fadd(_column_index(builder, j0v, col, n), _vconst(_F64, n, [0.5] * n))
-            d = builder.fsub(d, _splat(builder, mxv, _F64, n))
+            d, ad = _columns_vec(builder, j0v, mxv, av, col, n)
             builder.store(d, _vec_ptr(context, builder, signature.args[0], dxa, zero, vd), align=8)
-            ad = builder.fmul(_splat(builder, av, _F64, n), d)
             builder.store(ad, _vec_ptr(context, builder, signature.args[1], adxa, zero, vd), align=8)
             return context.get_dummy_value()
 
@@ -352,13 +358,6 @@ def _make_pairs(ops=HORNER):
 
 
 box_columns8x2, box_weights8x2, box_weights_rgb8x2 = _make_pairs()
-
-
-def _columns_vec(builder, j0v, mxv, av, col, n):
-    """``(dx, a dx)`` of :func:`_box_columns_intrinsic`, in registers."""
-    d = builder.fadd(_column_index(builder, j0v, col, n), _vconst(_F64, n, [0.5] * n))
-    d = builder.fsub(d, _splat(builder, mxv, _F64, n))
-    return d, builder.fmul(_splat(builder, av, _F64, n), d)
 
 
 def _row_dy(builder, i, myv, half):
