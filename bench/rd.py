@@ -5,6 +5,8 @@
     python bench/rd.py --bpp 1 --images kodim23
     python bench/rd.py --medium --effort 1  # the 9 images of ../shared/data/medium (photos, aerial,
                                             # histology, microscopy) instead of Kodak
+    python bench/rd.py --merge a.json b.json --plot rd.png  # the tables of runs saved with --json
+                                            # (e.g. two halves of Kodak side by side), no encoding
 
 For every image and target, ligcodec encodes with ``bpp=target``; its actual file size (the whole
 .lig file) is the anchor, and each classical codec gets its highest quality whose file is no
@@ -100,7 +102,27 @@ def decode_pil(data):
     return out, time.perf_counter() - t
 
 
-def run(paths, targets, workers, effort=None, codecs=None, keep=None, **encode_kw):
+def save_rows(rows, path):
+    """Write ``rows`` as JSON (``"TARGET|CODEC"`` -> the rows), as ``--json`` does and ``--merge`` reads."""
+    Path(path).write_text(json.dumps({f"{k[0]}|{k[1]}": v for k, v in rows.items()}, indent=1))
+
+
+def load_rows(paths):
+    """The rows of several :func:`save_rows` files together. Rows that name their image (all since
+    2026-12-07) must not repeat one at a target: a merge counts each image once."""
+    rows = {}
+    for path in paths:
+        for key, rs in json.loads(Path(path).read_text()).items():
+            t, codec = key.split("|", 1)
+            rows.setdefault((float(t), codec), []).extend(rs)
+    for (t, codec), rs in rows.items():
+        names = [r["image"] for r in rs if "image" in r]
+        if len(names) != len(set(names)):
+            raise SystemExit(f"--merge: an image appears twice at {t} bpp for {codec}; merge disjoint runs")
+    return rows
+
+
+def run(paths, targets, workers, effort=None, codecs=None, keep=None, json_path=None, **encode_kw):
     import ligcodec
     from PIL import Image
 
@@ -126,7 +148,7 @@ def run(paths, targets, workers, effort=None, codecs=None, keep=None, **encode_k
                 tile = lig.header.tile
             seam0 = seam_ratio(img, tile)
             first = r.rounds[0][0][1] * 8 / npx if r.rounds else None  # the count model's first coding
-            rows[(target, "ligcodec")].append(dict(bpp=size * 8 / npx, psnr=psnr(dec, img), msssim=ms_ssim(dec, img),
+            rows[(target, "ligcodec")].append(dict(image=path.stem, bpp=size * 8 / npx, psnr=psnr(dec, img), msssim=ms_ssim(dec, img),
                                                    enc=r.seconds, dec=tdec, seam=seam_ratio(dec, tile) / seam0 - 1,
                                                    fits=r.passes, first=first))
             refit = f" (fitted twice: first coding {first:.3f} bpp)" if r.passes > 1 and first else ""
@@ -140,10 +162,12 @@ def run(paths, targets, workers, effort=None, codecs=None, keep=None, **encode_k
                     print(f" | {name} n/a", end="")
                     continue
                 d, tdec = decode_pil(data)
-                rows[(target, name)].append(dict(bpp=len(data) * 8 / npx, psnr=psnr(d, img), msssim=ms_ssim(d, img),
+                rows[(target, name)].append(dict(image=path.stem, bpp=len(data) * 8 / npx, psnr=psnr(d, img), msssim=ms_ssim(d, img),
                                                  enc=tenc, dec=tdec, seam=seam_ratio(d, tile) / seam0 - 1))
                 print(f" | {name} {rows[(target, name)][-1]['psnr']:.2f}", end="", flush=True)
             print(flush=True)
+        if json_path:  # after every image, so that a run stopped part-way keeps what it measured
+            save_rows(rows, json_path)
     return rows
 
 
@@ -171,11 +195,16 @@ def bd_table(rows, targets, codecs):
 def _seam_cell(rs) -> str:
     """The seam column: the mean over the images that have tile borders (a one-tile file has none:
     its ratio is nan), and how many those are where not all."""
-    seams = [r["seam"] for r in rs if np.isfinite(r["seam"])]
+    seams = [r["seam"] for r in rs if np.isfinite(r.get("seam", np.nan))]
     if not seams:
         return "no borders"
     some = f" ({len(seams)} of {len(rs)})" if len(seams) < len(rs) else ""
     return f"{100 * np.mean(seams):+.1f} %{some}"
+
+
+def _mean(rs, key):
+    """The mean of ``key`` over ``rs`` (nan where a row lacks it: rows rebuilt from a log)."""
+    return float(np.mean([r.get(key, np.nan) for r in rs]))
 
 
 def main(argv=None):
@@ -188,58 +217,78 @@ def main(argv=None):
     ap.add_argument("--effort", type=int, help="ligcodec --effort (default: the encoder's)")
     ap.add_argument("--codecs", nargs="+", choices=sorted(CODECS), help="compare with these only (default: all)")
     ap.add_argument("--plot", type=Path, help="write a matplotlib PNG here")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, help="save the rows here (after every image) for --merge")
     ap.add_argument("--keep", type=Path, help="keep every .lig here (STEM_TARGETbpp.lig), e.g. to re-read its seams")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                    help="encode nothing: the tables (and --plot) of these --json files together")
     args = ap.parse_args(argv)
-    targets = args.bpp or ([0.25, 0.5, 1.0] if args.quick else [0.125, 0.25, 0.5, 1.0, 2.0])
-    paths = sorted((DATA / "medium").glob("*.png")) if args.medium else sorted((DATA / "kodak").glob("kodim*.png"))
-    names = args.images or (QUICK if args.quick and not args.medium else None)
-    if names:
-        paths = [p for p in paths if p.stem in names]
-    if not paths:
-        print(f"no {'medium' if args.medium else 'Kodak'} images under {DATA}")
-        return 0
-    rows = run(paths, targets, args.workers, args.effort, args.codecs, args.keep)
+    if args.merge:
+        rows = load_rows(args.merge)
+        targets = sorted({t for t, _ in rows})
+        codecs = [c for c in CODECS if any(c == k[1] for k in rows)]
+        label = "merged runs"
+    else:
+        targets = args.bpp or ([0.25, 0.5, 1.0] if args.quick else [0.125, 0.25, 0.5, 1.0, 2.0])
+        paths = sorted((DATA / "medium").glob("*.png")) if args.medium else sorted((DATA / "kodak").glob("kodim*.png"))
+        names = args.images or (QUICK if args.quick and not args.medium else None)
+        if names:
+            paths = [p for p in paths if p.stem in names]
+        if not paths:
+            print(f"no {'medium' if args.medium else 'Kodak'} images under {DATA}")
+            return 0
+        codecs = args.codecs or list(CODECS)
+        rows = run(paths, targets, args.workers, args.effort, args.codecs, args.keep, args.json)
+        label = "medium" if args.medium else "Kodak"
+    report(rows, targets, codecs)
+    if args.plot:
+        n = max(len(rs) for rs in rows.values())
+        plot(rows, targets, ["ligcodec", *codecs], f"{label} ({n} images)", args.plot)
+    return 0
+
+
+def report(rows, targets, codecs):
+    """Print the per-target table and the BD-rate table of ``rows``."""
     table = []
-    for (t, codec), rs in rows.items():
+    for (t, codec), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], ["ligcodec", *CODECS].index(kv[0][1]))):
         if not rs:
             continue
         table.append({"target bpp": t, "codec": codec, "images": len(rs),
-                      "bpp": f"{np.mean([r['bpp'] for r in rs]):.3f}", "PSNR dB": f"{np.mean([r['psnr'] for r in rs]):.2f}",
-                      "MS-SSIM": f"{np.mean([r['msssim'] for r in rs]):.4f}",
-                      "encode s": f"{np.mean([r['enc'] for r in rs]):.2f}", "decode ms": f"{1e3 * np.mean([r['dec'] for r in rs]):.1f}",
+                      "bpp": f"{_mean(rs, 'bpp'):.3f}", "PSNR dB": f"{_mean(rs, 'psnr'):.2f}",
+                      "MS-SSIM": f"{_mean(rs, 'msssim'):.4f}",
+                      "encode s": f"{_mean(rs, 'enc'):.2f}", "decode ms": f"{1e3 * _mean(rs, 'dec'):.1f}",
                       "seam": _seam_cell(rs),
                       "worst miss": f"{100 * max(abs(r['bpp'] / t - 1) for r in rs):.1f} %" if codec == "ligcodec" else "",
                       "fitted twice": sum(r.get("fits", 1) > 1 for r in rs) if codec == "ligcodec" else ""})
     print_table(table, ["target bpp", "codec", "images", "bpp", "PSNR dB", "MS-SSIM", "encode s", "decode ms", "seam",
                         "worst miss", "fitted twice"])
-    print_table(bd_table(rows, targets, args.codecs or list(CODECS)),
-                ["vs codec", "BD-rate 0.25-1 bpp", "targets", "PSNR gap at 2 bpp (dB)"])
-    if args.json:
-        args.json.write_text(json.dumps({f"{k[0]}|{k[1]}": v for k, v in rows.items()}, indent=1))
-    if args.plot:
+    print_table(bd_table(rows, targets, codecs), ["vs codec", "BD-rate 0.25-1 bpp", "targets", "PSNR gap at 2 bpp (dB)"])
+
+
+def plot(rows, targets, codecs, title, path):
+    """PSNR and MS-SSIM against bpp, the mean curves of ``rows``, as a PNG at ``path``."""
+    try:
         import matplotlib
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install -e '.[bench]'") from None
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
-        for codec in ["ligcodec", *(args.codecs or CODECS)]:
-            pts = [(np.mean([r["bpp"] for r in rows[(t, codec)]]), np.mean([r["psnr"] for r in rows[(t, codec)]]),
-                    np.mean([r["msssim"] for r in rows[(t, codec)]])) for t in targets if rows[(t, codec)]]
-            if pts:
-                b, p, m = zip(*pts)
-                ax[0].plot(b, p, "o-", label=codec, lw=2.5 if codec == "ligcodec" else 1.2)
-                ax[1].plot(b, m, "o-", label=codec, lw=2.5 if codec == "ligcodec" else 1.2)
-        ax[0].set(xlabel="bits per pixel", ylabel="PSNR (dB)", title=f"Kodak ({len(paths)} images)")
-        ax[1].set(xlabel="bits per pixel", ylabel="MS-SSIM", title="same files")
-        ax[0].legend()
-        ax[0].grid(alpha=0.3)
-        ax[1].grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=110)
-        print(f"plot: {args.plot}")
-    return 0
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    for codec in codecs:
+        pts = [(_mean(rs, "bpp"), _mean(rs, "psnr"), _mean(rs, "msssim")) for t in targets if (rs := rows.get((t, codec)))]
+        if pts:
+            b, p, m = zip(*pts)
+            ax[0].plot(b, p, "o-", label=codec, lw=2.5 if codec == "ligcodec" else 1.2)
+            ax[1].plot(b, m, "o-", label=codec, lw=2.5 if codec == "ligcodec" else 1.2)
+    ax[0].set(xlabel="bits per pixel", ylabel="PSNR (dB)", title=title)
+    ax[1].set(xlabel="bits per pixel", ylabel="MS-SSIM", title="same files")
+    ax[0].legend()
+    ax[0].grid(alpha=0.3)
+    ax[1].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
