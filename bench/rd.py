@@ -148,8 +148,8 @@ def run(paths, targets, workers, effort=None, codecs=None, keep=None, json_path=
                 tile = lig.header.tile
             seam0 = seam_ratio(img, tile)
             first = r.rounds[0][0][1] * 8 / npx if r.rounds else None  # the count model's first coding
-            rows[(target, "ligcodec")].append(dict(image=path.stem, bpp=size * 8 / npx, psnr=psnr(dec, img), msssim=ms_ssim(dec, img),
-                                                   enc=r.seconds, dec=tdec, seam=seam_ratio(dec, tile) / seam0 - 1,
+            rows[(target, "ligcodec")].append(dict(image=path.stem, bpp=size * 8 / npx, psnr=psnr(dec, img),
+                                                   msssim=ms_ssim(dec, img), enc=r.seconds, dec=tdec, seam=seam_ratio(dec, tile) / seam0 - 1,
                                                    fits=r.passes, first=first))
             refit = f" (fitted twice: first coding {first:.3f} bpp)" if r.passes > 1 and first else ""
             print(f"  {path.stem} @ {target} bpp: ligcodec {size * 8 / npx:.3f} bpp{refit} "
@@ -162,8 +162,8 @@ def run(paths, targets, workers, effort=None, codecs=None, keep=None, json_path=
                     print(f" | {name} n/a", end="")
                     continue
                 d, tdec = decode_pil(data)
-                rows[(target, name)].append(dict(image=path.stem, bpp=len(data) * 8 / npx, psnr=psnr(d, img), msssim=ms_ssim(d, img),
-                                                 enc=tenc, dec=tdec, seam=seam_ratio(d, tile) / seam0 - 1))
+                rows[(target, name)].append(dict(image=path.stem, bpp=len(data) * 8 / npx, psnr=psnr(d, img),
+                                                 msssim=ms_ssim(d, img), enc=tenc, dec=tdec, seam=seam_ratio(d, tile) / seam0 - 1))
                 print(f" | {name} {rows[(target, name)][-1]['psnr']:.2f}", end="", flush=True)
             print(flush=True)
         if json_path:  # after every image, so that a run stopped part-way keeps what it measured
@@ -249,7 +249,8 @@ def main(argv=None):
 def report(rows, targets, codecs):
     """Print the per-target table and the BD-rate table of ``rows``."""
     table = []
-    for (t, codec), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], ["ligcodec", *CODECS].index(kv[0][1]))):
+    order = ["ligcodec", *CODECS]
+    for (t, codec), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
         if not rs:
             continue
         table.append({"target bpp": t, "codec": codec, "images": len(rs),
@@ -261,7 +262,8 @@ def report(rows, targets, codecs):
                       "fitted twice": sum(r.get("fits", 1) > 1 for r in rs) if codec == "ligcodec" else ""})
     print_table(table, ["target bpp", "codec", "images", "bpp", "PSNR dB", "MS-SSIM", "encode s", "decode ms", "seam",
                         "worst miss", "fitted twice"])
-    print_table(bd_table(rows, targets, codecs), ["vs codec", "BD-rate 0.25-1 bpp", "targets", "PSNR gap at 2 bpp (dB)"])
+    print_table(bd_table(rows, targets, codecs),
+                ["vs codec", "BD-rate 0.25-1 bpp", "targets", "PSNR gap at 2 bpp (dB)"])
 
 
 def plot(rows, targets, codecs, title, path):
@@ -276,7 +278,8 @@ def plot(rows, targets, codecs, title, path):
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     for codec in codecs:
-        pts = [(_mean(rs, "bpp"), _mean(rs, "psnr"), _mean(rs, "msssim")) for t in targets if (rs := rows.get((t, codec)))]
+        pts = [(_mean(rs, "bpp"), _mean(rs, "psnr"), _mean(rs, "msssim"))
+               for t in targets if (rs := rows.get((t, codec)))]
         if pts:
             b, p, m = zip(*pts)
             ax[0].plot(b, p, "o-", label=codec, lw=2.5 if codec == "ligcodec" else 1.2)

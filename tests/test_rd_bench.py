@@ -16,7 +16,8 @@ def _rows(images, gap_db):
     for t in (0.25, 0.5, 1.0):
         p = 30 + 4 * np.log2(4 * t)
         for codec, q in (("ligcodec", p - gap_db), ("JPEG2000", p)):
-            rows[(t, codec)] = [dict(image=im, bpp=t, psnr=q, msssim=0.9, enc=1.0, dec=0.01, seam=np.nan) for im in images]
+            rows[(t, codec)] = [dict(image=im, bpp=t, psnr=q, msssim=0.9, enc=1.0, dec=0.01, seam=np.nan)
+                                for im in images]
     return rows
 
 
