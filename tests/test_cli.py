@@ -421,11 +421,13 @@ def test_encode_progress_counts_tiles_through_coding_rounds(tmp_path, capsys, mo
     import re
 
     from ligcodec.codec import encoder, rateprobe
+    from ligcodec.fit import plan
 
     monkeypatch.setattr(encoder, "RATE_TOLERANCE", 0.0)
     monkeypatch.setattr(encoder, "RATE_MAX_SHIFT", 64)
     monkeypatch.setattr(rateprobe, "CODED_OVER_PLAIN", 1.15)
     monkeypatch.setattr(encoder, "RECOUNT_MISS", float("inf"))  # one fit (the recount: next test)
+    monkeypatch.setattr(plan, "SINGLE_TILE_PIXELS", 0)  # a small image is one tile; this needs two
     src = tmp_path / "in.png"
     Image.fromarray(np.round(smooth_image(64, 300) * 255).astype(np.uint8)).save(src)  # 2 tiles of 256
     out = tmp_path / "o.lig"
@@ -445,8 +447,10 @@ def test_encode_progress_starts_over_for_a_recount(tmp_path, capsys, monkeypatch
     import re
 
     from ligcodec.codec import encoder
+    from ligcodec.fit import plan
 
     monkeypatch.setattr(encoder, "RECOUNT_MISS", 0.0)
+    monkeypatch.setattr(plan, "SINGLE_TILE_PIXELS", 0)  # a small image is one tile; this needs two
     src = tmp_path / "in.png"
     Image.fromarray(np.round(smooth_image(64, 300) * 255).astype(np.uint8)).save(src)
     argv = ["encode", str(src), str(tmp_path / "o.lig"), "--bpp", "2", "--steps", "10", "--workers", "1"]

@@ -104,14 +104,15 @@ def test_auto_tile_takes_large_tiles_that_two_processes_share_evenly():
     """SCENARIO: images of several sizes with the default tile (0: chosen per image).
     EXPECTED RESULT: 512-px tiles where the grid splits evenly over two processes (large images),
     one tile (its longer side rounded up to 16) for a 768x512 photo or another image of at most as
-    many pixels whose longer side exceeds 512 (two 512-px tiles would be one twice the other), 384
+    many pixels (a 512x512 image too, though four tiles of 384 and 128 px would split evenly), 384
     or 256 where those split evenly; a tile the user sets is kept."""
     from ligcodec.fit.plan import auto_tile
 
     assert auto_tile(1024, 1024) == 512 and auto_tile(40000, 30000) == 512 and auto_tile(1404, 936) == 512
     assert auto_tile(768, 512) == 768 and auto_tile(512, 768) == 768 and auto_tile(1000, 300) == 1008
     assert auto_tile(768, 513) == 384  # one row more than one tile may hold
-    assert auto_tile(512, 256) == 256 and auto_tile(100, 50) == 256
+    assert auto_tile(512, 512) == 512 and auto_tile(512, 256) == 512 and auto_tile(100, 50) == 112
+    assert auto_tile(512, 512, 9000) == 384  # dense: tiles again (1/30 of 512 x 512 is 8,738)
     assert FitConfig().for_image(768, 512).tile == 768
     # Many Gaussians a pixel (Kodak at ~2 bpp) are spent better in fixed tiles than in one.
     assert auto_tile(768, 512, 13000) == 768 and auto_tile(768, 512, 14000) == 384

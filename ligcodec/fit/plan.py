@@ -71,10 +71,12 @@ class FitConfig:
 AUTO_TILES = (512, 384, 256)
 #: ... and how far from even the split of a grid's pixels over two processes may be.
 AUTO_TILE_BALANCE = 1.15
-#: Images of at most this many pixels (Kodak's 768 x 512) whose longer side exceeds 512 are one
-#: tile (:func:`auto_tile`). One tile's fit on two threads takes longer than two tiles' fits side
-#: by side (its arrays leave the cache, and its serial steps have no partner; BENCHMARKS.md,
-#: seventeenth session), so larger images keep tiles that two processes share.
+#: Images of at most this many pixels (Kodak's 768 x 512) are one tile (:func:`auto_tile`). One
+#: tile's fit on two threads takes longer than two tiles' fits side by side (its arrays leave the
+#: cache, and its serial steps have no partner; BENCHMARKS.md, seventeenth session), so larger
+#: images keep tiles that two processes share. Smaller ones code better whole: a 768 x 512 photo
+#: (seventeenth session), and a 512 x 512 image against four tiles (384 and 128 px, which two
+#: processes share evenly; twenty-seventh session).
 SINGLE_TILE_PIXELS = 768 * 512
 #: ... with at most this many Gaussians a pixel (Kodak: 1.4-1.6 bpp). Beyond it a fixed split
 #: between tiles spends the Gaussians better than one tile's fit moves them: Kodak at 2 bpp coded
@@ -91,14 +93,13 @@ def auto_tile(width: int, height: int, gaussians: int | None = None) -> int:
     Large tiles: each chunk costs ~64 bytes of index entry, stream table and coder flush, and a
     tile border needs extra Gaussians (they are drawn inside their own tile only), so fewer,
     larger tiles code better (BENCHMARKS.md, fifteenth and seventeenth sessions). An image of at
-    most :data:`SINGLE_TILE_PIXELS` whose longer side exceeds the largest of :data:`AUTO_TILES`
-    (a 768 x 512 photo) is one tile, unless ``gaussians`` exceed :data:`SINGLE_TILE_DENSITY`: no
-    borders, and its fit takes every core (runner.rebalance_threads), where two 512-px tiles, one
-    twice the other, would keep the encode waiting on the large one. The result depends on the
+    most :data:`SINGLE_TILE_PIXELS` (a 768 x 512 photo, a 512 x 512 image) is one tile, its
+    longer side rounded up to 16, unless ``gaussians`` exceed :data:`SINGLE_TILE_DENSITY`: no
+    borders, and its fit takes every core (runner.rebalance_threads). The result depends on the
     image's size and the count alone, never on the machine."""
     side = max(width, height)
     sparse = gaussians is None or gaussians <= SINGLE_TILE_DENSITY * width * height
-    if side > AUTO_TILES[0] and width * height <= SINGLE_TILE_PIXELS and sparse:
+    if width * height <= SINGLE_TILE_PIXELS and sparse:
         return -(-side // 16) * 16
     for t in AUTO_TILES:
         areas = [(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in tile_grid(width, height, t)]
