@@ -175,9 +175,8 @@ def bd_table(rows, targets, codecs):
     """ligcodec's BD-rate against each codec over the targets in [0.25, 1] (mean curves), and the
     PSNR difference at the 2 bpp target if it ran."""
     def curve(codec, ts):
-        pts = [(np.mean([r["bpp"] for r in rows[(t, codec)]]), np.mean([r["psnr"] for r in rows[(t, codec)]]))
-               for t in ts if rows.get((t, codec))]
-        return [p[0] for p in pts], [p[1] for p in pts]
+        ts = [t for t in ts if rows.get((t, codec))]
+        return [_mean(rows[(t, codec)], "bpp") for t in ts], [_mean(rows[(t, codec)], "psnr") for t in ts]
 
     band = [t for t in targets if 0.25 <= t <= 1.0]
     out = []
@@ -186,7 +185,7 @@ def bd_table(rows, targets, codecs):
         bd = bd_rate(*ours, *theirs) if len(ours[0]) >= 2 and len(theirs[0]) >= 2 else float("nan")
         two = ""
         if rows.get((2.0, codec)) and rows.get((2.0, "ligcodec")):
-            two = f"{np.mean([r['psnr'] for r in rows[(2.0, 'ligcodec')]]) - np.mean([r['psnr'] for r in rows[(2.0, codec)]]):+.2f}"
+            two = f"{_mean(rows[(2.0, 'ligcodec')], 'psnr') - _mean(rows[(2.0, codec)], 'psnr'):+.2f}"
         out.append({"vs codec": codec, "BD-rate 0.25-1 bpp": f"{bd:+.1f} %", "targets": len(band),
                     "PSNR gap at 2 bpp (dB)": two})
     return out
